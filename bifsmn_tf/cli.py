@@ -38,7 +38,20 @@ def build_parser() -> argparse.ArgumentParser:
 # Each stage adds one `_register_*` function here and appends it to _REGISTRY.
 
 
-_REGISTRY: list = []
+def _register_data(verbs) -> None:
+    parser = verbs.add_parser(
+        "data",
+        help="get or make a dataset in the Speech Commands layout",
+        description="Datasets in the Speech Commands layout: download the real one, or synthesize one.",
+    )
+    sub = parser.add_subparsers(dest="data_verb", metavar="DATA_VERB")
+    sub.required = True
+    for register in _DATA_REGISTRY:
+        register(sub)
+
+
+_DATA_REGISTRY: list = []
+_REGISTRY: list = [_register_data]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,1 @@
+"""Datasets: Google Speech Commands, the built-in synthetic keyword set, audio I/O, tf.data."""
