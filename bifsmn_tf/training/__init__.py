@@ -1,0 +1,1 @@
+"""Training: distillation losses, the multi-width train step and the run loop (resume, logs)."""

@@ -1,0 +1,148 @@
+"""Distillation losses of BiFSMN: the Haar high-pass, HED (v1, spec §4) and FID (v2, spec §8.3).
+
+Block outputs of the D-FSMN models are ``(B, T, 1, C)`` tensors (time first, channels last;
+``T = 8`` time steps, ``C = 128`` memory channels). The official code treats each one as a
+one-channel image over (channel, time) and filters it with a J = 1 2-D Haar wavelet; for even
+sizes that is exactly "F minus its 2x2 block mean" (spec §4.2), which is what is computed here.
+
+All reductions (standard deviations, Frobenius norms) run over the whole batch tensor, as in the
+official code: under a distribution strategy that is the per-replica batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+#: Distillation choices of the trainer: v1's HED, v2's FID, or plain cross-entropy.
+DISTILL_MODES: tuple[str, ...] = ("hed", "fid", "none")
+
+# Guards the normalisations against an all-zero map (e.g. a dead block at initialisation); it is
+# the epsilon torch's F.normalize uses, far below any real map's norm.
+_EPSILON = 1e-12
+
+
+def _check_block_shape(features: tf.Tensor) -> None:
+    shape = features.shape
+    if shape.rank != 4 or shape[2] != 1:
+        raise ValueError(f"expected block features of shape (B, T, 1, C), got {shape}")
+    time_steps, channels = shape[1], shape[3]
+    if time_steps is None or channels is None or time_steps % 2 or channels % 2:
+        raise ValueError(
+            f"the J=1 Haar filter needs even, static T and C; got T={time_steps}, C={channels}"
+        )
+
+
+def haar_low_pass(features: tf.Tensor) -> tf.Tensor:
+    """J = 1 Haar low-pass band of block features: each 2x2 (time, channel) block's mean.
+
+    Args:
+        features: ``(B, T, 1, C)`` float tensor, ``T`` and ``C`` even.
+    Returns:
+        ``(B, T, 1, C)``: the block mean broadcast back over its 2x2 block.
+    """
+    _check_block_shape(features)
+    _, time_steps, _, channels = features.shape
+    blocks = tf.reshape(features, (-1, time_steps // 2, 2, channels // 2, 2))
+    means = tf.reduce_mean(blocks, axis=(2, 4), keepdims=True)
+    return tf.reshape(tf.broadcast_to(means, tf.shape(blocks)), tf.shape(features))
+
+
+@tf.keras.utils.register_keras_serializable(package="bifsmn_tf")
+class HaarHighPass(tf.keras.layers.Layer):
+    """J = 1 Haar high-pass of block features: ``F - Up2(AvgPool2x2(F))`` over (channel, time).
+
+    Equal to pytorch_wavelets' ``DWT -> zero LL -> IDWT`` with the Haar wavelet and mode 'zero'
+    for even sizes (spec §4.2). Input and output: ``(B, T, 1, C)`` with ``T`` and ``C`` even.
+    """
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        return inputs - haar_low_pass(inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def unbiased_std(tensor: tf.Tensor) -> tf.Tensor:
+    """Standard deviation over all elements with Bessel's correction (``torch.std``)."""
+    values = tf.reshape(tensor, (-1,))
+    count = tf.cast(tf.size(values), values.dtype)
+    centred = values - tf.reduce_mean(values)
+    return tf.sqrt(tf.reduce_sum(tf.square(centred)) / (count - 1.0))
+
+
+def hed_target(teacher_features: tf.Tensor) -> tf.Tensor:
+    """The high-frequency-enhanced teacher target ``HP(F)/σ(HP(F)) + F/σ(F)`` (spec §4.3).
+
+    Args:
+        teacher_features: ``(B, T, 1, C)`` output of one teacher block.
+    Returns:
+        ``(B, T, 1, C)`` target, without gradient.
+    """
+    high = HaarHighPass()(teacher_features)
+    target = high / unbiased_std(high) + teacher_features / unbiased_std(teacher_features)
+    return tf.stop_gradient(target)
+
+
+def attention_map_loss(student: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    """``‖ Q(S)/‖Q(S)‖ − Q(T)/‖Q(T)‖ ‖`` with ``Q(A) = A²`` and whole-tensor Frobenius norms (§4.4).
+
+    Args:
+        student, target: tensors of the same shape (a batch of block features).
+    Returns:
+        A scalar; the final norm is not squared, as in the official code.
+    """
+    student_map = tf.math.l2_normalize(tf.square(student), axis=None, epsilon=_EPSILON)
+    target_map = tf.math.l2_normalize(tf.square(target), axis=None, epsilon=_EPSILON)
+    squared = tf.reduce_sum(tf.square(student_map - target_map))
+    # sqrt has an infinite gradient at 0 (identical maps); the epsilon keeps it finite.
+    return tf.sqrt(squared + _EPSILON)
+
+
+def hed_loss(student_blocks: Sequence[tf.Tensor], teacher_targets: Sequence[tf.Tensor]) -> tf.Tensor:
+    """Sum over executed student blocks of :func:`attention_map_loss` against HED targets.
+
+    Args:
+        student_blocks: outputs of the student blocks run at one width, ``(B, T, 1, C)`` each.
+        teacher_targets: :func:`hed_target` of the matching teacher blocks ``j(k)``, same order.
+    """
+    _check_pairs(student_blocks, teacher_targets)
+    return tf.add_n(
+        [attention_map_loss(s, t) for s, t in zip(student_blocks, teacher_targets, strict=True)]
+    )
+
+
+def fid_loss(
+    student_blocks: Sequence[tf.Tensor],
+    teacher_blocks: Sequence[tf.Tensor],
+    student_logits: tf.Tensor,
+    teacher_logits: tf.Tensor,
+) -> tf.Tensor:
+    """Frequency Independent Distillation of BiFSMNv2 (spec §8.3).
+
+    ``Σ_k [R2B(HP(S_k), HP(T_j(k))) + R2B(LP(S_k), LP(T_j(k)))] + MSE(z_S, z_T)`` where R2B is
+    :func:`attention_map_loss`, HP/LP the Haar bands and the MSE a mean over ``B x classes``.
+
+    Args:
+        student_blocks: student block outputs at one width, ``(B, T, 1, C)`` each.
+        teacher_blocks: the matching teacher block outputs (not enhanced), same order.
+        student_logits, teacher_logits: ``(B, num_classes)``.
+    """
+    _check_pairs(student_blocks, teacher_blocks)
+    high_pass = HaarHighPass()
+    terms = []
+    for student, teacher in zip(student_blocks, teacher_blocks, strict=True):
+        teacher = tf.stop_gradient(teacher)
+        terms.append(attention_map_loss(high_pass(student), high_pass(teacher)))
+        terms.append(attention_map_loss(haar_low_pass(student), haar_low_pass(teacher)))
+    logits_mse = tf.reduce_mean(tf.square(student_logits - tf.stop_gradient(teacher_logits)))
+    return tf.add_n(terms) + logits_mse
+
+
+def _check_pairs(student: Sequence[tf.Tensor], teacher: Sequence[tf.Tensor]) -> None:
+    if len(student) != len(teacher) or not student:
+        raise ValueError(
+            f"need one teacher block per student block; got {len(student)} student and "
+            f"{len(teacher)} teacher blocks"
+        )
