@@ -39,6 +39,10 @@ class BenchmarkOutputError(ValueError):
     """The text is not (complete) ``lce_benchmark_model`` output."""
 
 
+class FlatbufferError(ValueError):
+    """A file is not a flatbuffer LCE's interpreter can run; the message names the file."""
+
+
 # --- lce_benchmark_model output -----------------------------------------------------------------
 
 
@@ -272,7 +276,9 @@ def time_flatbuffer(
     from larq_compute_engine.tflite.python.interpreter import Interpreter
 
     if runs < 1 or warmup_runs < 0 or threads < 1:
-        raise ValueError(f"need runs >= 1, warmup_runs >= 0, threads >= 1; got {runs}, {warmup_runs}, {threads}")
+        raise ValueError(
+            f"need runs >= 1, warmup_runs >= 0, threads >= 1; got {runs}, {warmup_runs}, {threads}"
+        )
     interpreter = Interpreter(flatbuffer, num_threads=threads)
     rng = np.random.default_rng(seed)
     inputs = [
@@ -310,7 +316,10 @@ def bench_host(
     for path in tqdm(list(paths), desc="host latency", unit="model"):
         path = Path(path)
         flatbuffer = path.read_bytes()
-        times = time_flatbuffer(flatbuffer, threads=threads, runs=runs, warmup_runs=warmup_runs)
+        try:
+            times = time_flatbuffer(flatbuffer, threads=threads, runs=runs, warmup_runs=warmup_runs)
+        except RuntimeError as err:
+            raise FlatbufferError(f"{path}: LCE's interpreter cannot run it: {err}") from None
         results.append(
             HostLatency(
                 path=str(path),

@@ -50,8 +50,47 @@ def _register_data(verbs) -> None:
         register(sub)
 
 
+def _register_bench(verbs) -> None:
+    parser = verbs.add_parser(
+        "bench",
+        help="latency of flatbuffers in LCE's interpreter on this host (never a Pi figure)",
+        description=(
+            "Time each flatbuffer in LCE's interpreter on this host: warm-up, then median and p90 "
+            "of --runs inferences at batch 1, labelled with this host's CPU. On x86 LCE runs "
+            "portable reference kernels, so these figures rank models here and are never Raspberry "
+            "Pi figures; for the Pi use deploy/pi_benchmark.py."
+        ),
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help=".tflite files, or directories of them (e.g. the output of convert)")
+    parser.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
+    parser.add_argument("--runs", type=int, default=200, help="timed inferences per model (default 200)")
+    parser.add_argument("--warmup-runs", type=int, default=20, help="untimed inferences first (default 20)")
+    parser.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    parser.set_defaults(handler=_run_bench)
+
+
+def _run_bench(args) -> int:
+    import json
+
+    from bifsmn_tf import bench
+    from bifsmn_tf.fileio import atomic_write_text
+
+    if args.threads < 1 or args.runs < 1 or args.warmup_runs < 0:
+        raise CliError("--threads and --runs must be at least 1, --warmup-runs at least 0")
+    try:
+        paths = bench.flatbuffer_paths(args.paths)
+        report = bench.bench_host(paths, threads=args.threads, runs=args.runs, warmup_runs=args.warmup_runs)
+    except (FileNotFoundError, bench.FlatbufferError) as err:
+        raise CliError(str(err)) from None
+    print(bench.format_host_report(report))
+    if args.json:
+        atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
+    return 0
+
+
 _DATA_REGISTRY: list = []
-_REGISTRY: list = [_register_data]
+_REGISTRY: list = [_register_data, _register_bench]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -121,3 +121,84 @@ def test_host_description_names_this_cpu():
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists() and "model name" in cpuinfo.read_text():
         assert host["cpu"] in cpuinfo.read_text()
+
+
+# --- host latency ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def flatbuffers(tmp_path_factory):
+    """A binary LCE flatbuffer and a full-integer int8 TFLite one, each from a tiny real model."""
+    import larq as lq
+    import larq_compute_engine as lce
+    import numpy as np
+    import tensorflow as tf
+
+    directory = tmp_path_factory.mktemp("flatbuffers")
+    inputs = tf.keras.Input((32, 1, 32))
+    x = lq.layers.QuantConv2D(64, (1, 1), input_quantizer="ste_sign", kernel_quantizer="ste_sign",
+                              kernel_constraint="weight_clip", use_bias=False)(inputs)
+    x = tf.keras.layers.BatchNormalization()(x)
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    binary = tf.keras.Model(inputs, tf.keras.layers.Dense(12)(x))
+    (directory / "binary.tflite").write_bytes(lce.convert_keras_model(binary))
+
+    float_model = tf.keras.Sequential([tf.keras.Input((32, 32)), tf.keras.layers.Flatten(), tf.keras.layers.Dense(12)])
+    converter = tf.lite.TFLiteConverter.from_keras_model(float_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    rng = np.random.default_rng(0)
+    converter.representative_dataset = lambda: ([rng.normal(size=(1, 32, 32)).astype("float32")] for _ in range(8))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.int8
+    (directory / "int8.tflite").write_bytes(converter.convert())
+    return directory
+
+
+@pytest.mark.parametrize("name", ["binary.tflite", "int8.tflite"])
+def test_time_flatbuffer_times_every_run(flatbuffers, name):
+    times = bench.time_flatbuffer((flatbuffers / name).read_bytes(), runs=7, warmup_runs=2)
+    assert times.shape == (7,) and (times > 0).all()
+
+
+def test_bench_host_report_is_labelled_with_the_host(flatbuffers):
+    paths = bench.flatbuffer_paths([flatbuffers])
+    assert [p.name for p in paths] == ["binary.tflite", "int8.tflite"]
+    report = bench.bench_host(paths, threads=2, runs=9, warmup_runs=1)
+    assert report["host"] == bench.host_description()
+    assert "never a Raspberry Pi figure" in report["note"]
+    for result, path in zip(report["results"], paths):
+        assert result["bytes"] == path.stat().st_size and result["threads"] == 2 and result["runs"] == 9
+        assert 0 < result["min_ms"] <= result["median_ms"] <= result["p90_ms"]
+
+
+def test_flatbuffer_paths_follow_the_manifest_order(flatbuffers, tmp_path):
+    for name in ("binary.tflite", "int8.tflite"):
+        (tmp_path / name).write_bytes((flatbuffers / name).read_bytes())
+    (tmp_path / "manifest.json").write_text(json.dumps({"models": [{"file": "int8.tflite"}, {"file": "binary.tflite"}]}))
+    assert [p.name for p in bench.flatbuffer_paths([tmp_path])] == ["int8.tflite", "binary.tflite"]
+
+
+def test_cli_bench_prints_and_writes_json(flatbuffers, tmp_path, capsys):
+    from bifsmn_tf.cli import main
+
+    out = tmp_path / "host.json"
+    assert main(["bench", str(flatbuffers / "binary.tflite"), "--runs", "5", "--warmup-runs", "1", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["host"]["cpu"] in printed and "never a Raspberry Pi figure" in printed
+    assert f"{report['results'][0]['median_ms']:.3f}" in printed
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [(None, "no flatbuffer or directory"), (b"not a flatbuffer", "cannot run it")],
+)
+def test_cli_bench_names_the_bad_path(tmp_path, capsys, content, message):
+    from bifsmn_tf.cli import main
+
+    path = tmp_path / "model.tflite"
+    if content is not None:
+        path.write_bytes(content)
+    assert main(["bench", str(path), "--runs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and str(path) in err
