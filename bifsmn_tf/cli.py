@@ -89,7 +89,50 @@ def _run_bench(args) -> int:
     return 0
 
 
-_DATA_REGISTRY: list = []
+def _register_data_download(sub) -> None:
+    parser = sub.add_parser(
+        "download",
+        help="download, verify and extract Google Speech Commands V1 or V2",
+        description=(
+            "Fetch the official Speech Commands archive (or the separate official test set with "
+            "--test-set) into DATA_DIR/speech_commands_v0.0x. An interrupted download resumes "
+            "(HTTP Range); the archive is checked against the announced size, the optional "
+            "--sha256 and a full gzip/tar integrity pass, and a corrupt one is fetched again. "
+            "Members with absolute paths or '..' are refused. Extraction goes to a temporary "
+            "directory that is renamed into place only when complete, so a half-extracted "
+            "dataset never looks ready. DATA_DIR is --data-dir, else $BIFSMN_DATA, else the "
+            "user cache directory."
+        ),
+    )
+    parser.add_argument("--version", dest="sc_version", required=True, choices=["v1", "v2"],
+                        help="v1 = speech_commands_v0.01 (30 words), v2 = v0.02 (35 words)")
+    parser.add_argument("--data-dir", help="where datasets live (default $BIFSMN_DATA or user cache)")
+    parser.add_argument("--from", dest="source", metavar="SOURCE",
+                        help="instead of the official URL: another http(s) URL, a local .tar.gz, "
+                             "or a directory holding the already extracted dataset (linked, not copied)")
+    parser.add_argument("--test-set", action="store_true",
+                        help="the separate official test set (speech_commands_test_set_v0.0x: "
+                             "10 keywords, _silence_, _unknown_) instead of the main archive")
+    parser.add_argument("--sha256", help="expected SHA-256 of the archive (none is published officially)")
+    parser.set_defaults(handler=_run_data_download)
+
+
+def _run_data_download(args) -> int:
+    from bifsmn_tf.data import speech_commands
+
+    try:
+        root = speech_commands.download(
+            args.sc_version, args.data_dir, source=args.source, test_set=args.test_set,
+            sha256=args.sha256,
+        )
+        clips = speech_commands.check_layout(root.resolve(), test_set=args.test_set)
+    except (speech_commands.DatasetError, speech_commands.DownloadError) as err:
+        raise CliError(str(err)) from None
+    print(f"{root}: {clips} clips ready")
+    return 0
+
+
+_DATA_REGISTRY: list = [_register_data_download]
 _REGISTRY: list = [_register_data, _register_bench]
 
 

@@ -1,0 +1,357 @@
+"""tf.data pipelines: a split of a Speech Commands-layout dataset -> batches of (features, labels).
+
+Decoding WAV files is the slow part, so each split's clips are decoded once into an int16 array
+of fixed-length clips (plus their true lengths) and, with ``cache_audio``, kept as ``.npy`` files
+under ``<data_dir>/cache/audio/``. A cache file's name carries a hash of the file list, sizes,
+modification times and decoding settings, so a changed dataset is decoded again; it is written
+atomically and read memory-mapped (the V2 training split is ~2.7 GB as int16).
+
+Batches are gathered from that array by example index, then augmented (training only) and turned
+into features in batched TF ops. In training, each pass over the dataset is the next epoch: its
+order and every clip's augmentation draws are stateless functions of ``(seed, epoch, clip)``, so a
+seed reproduces the stream and ``first_epoch`` resumes it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import hashlib
+import itertools
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from bifsmn_tf.config import ConfigError, JsonConfig
+from bifsmn_tf.data import speech_commands
+from bifsmn_tf.data.audio import read_audio
+from bifsmn_tf.data.augment import NUM_DRAWS, AugmentConfig, augment_batch
+from bifsmn_tf.data.labels import TASKS
+from bifsmn_tf.features import FeatureConfig, build_frontend
+from bifsmn_tf.fileio import atomic_path
+
+_CACHE_FORMAT = 1
+_PCM_SCALE = 32768.0
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig(JsonConfig):
+    """Which data, labelled how, batched how.
+
+    Attributes:
+        task: ``v1-12``, ``v2-12`` or ``v2-35``; picks the dataset version and the label order.
+        protocol: ``bifsmn`` or ``standard`` (see :mod:`bifsmn_tf.data.speech_commands`); record
+            it with every result.
+        data_dir: where datasets and caches live; ``None``: ``$BIFSMN_DATA``, else the user cache.
+        root: a dataset root in the Speech Commands layout to use instead of the downloaded one
+            (e.g. the synthetic keyword set).
+        batch_size: clips per batch.
+        seed: keys the training order and augmentation.
+        augment: training augmentation.
+        cache_audio: keep the decoded clips on disk (else they are decoded in every process).
+        resample: resample clips at another rate instead of rejecting them.
+    """
+
+    task: str = "v2-12"
+    protocol: str = "bifsmn"
+    data_dir: str | None = None
+    root: str | None = None
+    batch_size: int = 96
+    seed: int = 0
+    augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
+    cache_audio: bool = True
+    resample: bool = False
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ConfigError(f"DataConfig: task must be one of {sorted(TASKS)}, got {self.task!r}")
+        if self.protocol not in speech_commands.PROTOCOLS:
+            raise ConfigError(
+                f"DataConfig: protocol must be one of {list(speech_commands.PROTOCOLS)}, "
+                f"got {self.protocol!r}"
+            )
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(
+                f"DataConfig: batch_size must be a positive integer, got {self.batch_size!r}"
+            )
+
+    @property
+    def version(self) -> str:
+        return TASKS[self.task][0]
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitAudio:
+    """A split's decoded clips and labels.
+
+    Attributes:
+        clips: ``(C, S)`` int16 file clips (maybe memory-mapped), zero-padded to ``S`` samples.
+        synthesized: ``(M, S)`` int16 clips made by the protocol: all-zero silence, noise crops.
+        lengths: ``(C + M,)`` int32 true length of each row of ``clips`` then ``synthesized``.
+        sources: ``(E,)`` int32 row of each example in ``clips`` then ``synthesized``.
+        labels: ``(E,)`` int32 label of each example.
+    """
+
+    clips: np.ndarray
+    synthesized: np.ndarray
+    lengths: np.ndarray
+    sources: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def pcm(self, rows: np.ndarray) -> np.ndarray:
+        """``(B, S)`` int16 clips of the given rows (of ``clips`` then ``synthesized``)."""
+        out = np.empty((len(rows), self.clips.shape[1]), dtype=np.int16)
+        from_files = rows < len(self.clips)
+        out[from_files] = self.clips[rows[from_files]]
+        out[~from_files] = self.synthesized[rows[~from_files] - len(self.clips)]
+        return out
+
+
+def split_root(data_config: DataConfig, split: str) -> Path:
+    """The dataset root that ``split`` is read from."""
+    if split == "official_test":
+        return speech_commands.find_dataset(
+            data_config.version, data_config.data_dir, test_set=True
+        )
+    if data_config.root is not None:
+        root = Path(data_config.root).expanduser()
+        speech_commands.check_layout(root)
+        return root
+    return speech_commands.find_dataset(data_config.version, data_config.data_dir)
+
+
+def load_split(data_config: DataConfig, feature_config: FeatureConfig, split: str) -> SplitAudio:
+    """Decode (or load from the cache) ``split`` and label it for the task and protocol."""
+    root = split_root(data_config, split)
+    rate, clip_samples = feature_config.sample_rate, feature_config.clip_samples
+    examples = speech_commands.examples(
+        root,
+        data_config.task,
+        split,
+        data_config.protocol,
+        sample_rate=rate,
+        resample=data_config.resample,
+    )
+    if not examples:
+        raise speech_commands.DatasetError(f"{root}: the {split} split has no clips")
+    files = sorted({e.path for e in examples if e.path is not None})
+    cache_dir = None
+    if data_config.cache_audio:
+        cache_dir = speech_commands.resolve_data_dir(data_config.data_dir) / "cache" / "audio"
+    clips, clip_lengths = _decoded_clips(
+        root, files, split, rate, clip_samples, data_config.resample, cache_dir
+    )
+    row_of_file = {name: row for row, name in enumerate(files)}
+    noise = _noise_arrays(
+        root, {e.noise_path for e in examples if e.noise_path}, rate, data_config.resample
+    )
+    synthesized = [np.zeros(clip_samples, np.int16)]  # row len(files): all-zero silence
+    sources = np.empty(len(examples), dtype=np.int32)
+    for i, e in enumerate(examples):
+        if e.path is not None:
+            sources[i] = row_of_file[e.path]
+        elif e.noise_path is None:
+            sources[i] = len(files)
+        else:
+            sources[i] = len(files) + len(synthesized)
+            crop = noise[e.noise_path][e.noise_offset : e.noise_offset + clip_samples]
+            synthesized.append(_to_pcm(crop * e.noise_gain))
+    return SplitAudio(
+        clips=clips,
+        synthesized=np.stack(synthesized),
+        lengths=np.concatenate([clip_lengths, np.full(len(synthesized), clip_samples, np.int32)]),
+        sources=sources,
+        labels=np.array([e.label for e in examples], dtype=np.int32),
+    )
+
+
+def split_waveforms(
+    data_config: DataConfig, feature_config: FeatureConfig, split: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(waveforms (E, S) float32 in [-1, 1], labels (E,) int32)`` of ``split``, unaugmented.
+
+    The same examples, in the same order, as ``make_dataset(..., training=False)``; for
+    evaluation and conversion code that works on NumPy arrays.
+    """
+    data = load_split(data_config, feature_config, split)
+    return data.pcm(data.sources).astype(np.float32) / _PCM_SCALE, data.labels
+
+
+def make_dataset(
+    data_config: DataConfig,
+    feature_config: FeatureConfig,
+    split: str,
+    training: bool = False,
+    *,
+    first_epoch: int = 0,
+) -> tf.data.Dataset:
+    """Batches of ``(features (B, T, F) float32, labels (B,) int32)`` of ``split``.
+
+    Labels index ``task_labels(data_config.task)``. Without ``training``: every example once, in a
+    fixed order, unaugmented. With ``training``: each pass over the returned dataset is one epoch
+    (``first_epoch``, then the next, ...), shuffled and augmented by stateless ops keyed by
+    ``(data_config.seed, epoch, clip)``; ``model.fit(dataset, epochs=n)`` sees a fresh epoch each
+    time, and a run resumed at epoch ``k`` passes ``first_epoch=k`` to continue the same stream.
+    """
+    data = load_split(data_config, feature_config, split)
+    frontend = build_frontend(feature_config)
+    clip_samples = feature_config.clip_samples
+    sources = tf.constant(data.sources)
+    labels = tf.constant(data.labels)
+    lengths = tf.constant(data.lengths)
+
+    def waveforms_of(indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        rows = tf.gather(sources, indices)
+        pcm = tf.numpy_function(data.pcm, [rows], tf.int16, stateful=False)
+        pcm = tf.ensure_shape(pcm, [None, clip_samples])
+        return tf.cast(pcm, tf.float32) / _PCM_SCALE, tf.gather(lengths, rows)
+
+    batches = math.ceil(len(data) / data_config.batch_size)
+    if not training:
+        dataset = tf.data.Dataset.range(len(data)).batch(data_config.batch_size)
+        dataset = dataset.map(
+            lambda indices: (frontend(waveforms_of(indices)[0]), tf.gather(labels, indices)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        return dataset.prefetch(tf.data.AUTOTUNE)
+
+    augment = data_config.augment
+    noise = noise_bounds = None
+    if augment.uses_noise:
+        root = split_root(data_config, split)
+        noise, noise_bounds = _noise_bank(root, data_config, feature_config)
+    num_examples = len(data)
+
+    def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
+        key = tf.random.experimental.stateless_fold_in(
+            tf.constant([data_config.seed, 0], tf.int64), epoch
+        )
+        order = tf.argsort(
+            tf.random.stateless_uniform(
+                [num_examples], tf.random.experimental.stateless_fold_in(key, 0)
+            )
+        )
+        draws = tf.random.stateless_uniform(
+            [num_examples, NUM_DRAWS], tf.random.experimental.stateless_fold_in(key, 1)
+        )
+        return tf.data.Dataset.from_tensor_slices((order, tf.gather(draws, order))).batch(
+            data_config.batch_size
+        )
+
+    def augmented_features(indices: tf.Tensor, draws: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        waveforms, clip_lengths = waveforms_of(indices)
+        waveforms = augment_batch(waveforms, clip_lengths, draws, augment, noise, noise_bounds)
+        return frontend(waveforms), tf.gather(labels, indices)
+
+    dataset = _epoch_numbers(first_epoch).flat_map(one_epoch)
+    dataset = dataset.map(augmented_features, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _epoch_numbers(first_epoch: int) -> tf.data.Dataset:
+    """One element: ``first_epoch`` on the first pass over the dataset, then +1 per pass."""
+    counter = itertools.count(first_epoch)
+    return tf.data.Dataset.from_generator(
+        lambda: iter((next(counter),)), output_signature=tf.TensorSpec([], tf.int64)
+    )
+
+
+def _to_pcm(samples: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(samples * _PCM_SCALE), -32768, 32767).astype(np.int16)
+
+
+def _noise_arrays(
+    root: Path, names: set[str], sample_rate: int, resample: bool
+) -> dict[str, np.ndarray]:
+    return {name: read_audio(root / name, sample_rate, resample=resample) for name in sorted(names)}
+
+
+def _noise_bank(
+    root: Path, data_config: DataConfig, feature_config: FeatureConfig
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Every background-noise file concatenated, and each one's ``[start, length]``."""
+    names = speech_commands.noise_files(root)
+    if not names:
+        raise speech_commands.DatasetError(
+            f"{root / speech_commands.BACKGROUND_NOISE_DIR}: no background-noise .wav files, which "
+            "training augmentation mixes in; add them or set augment.noise_prob=0"
+        )
+    arrays = _noise_arrays(root, set(names), feature_config.sample_rate, data_config.resample)
+    clip_samples = feature_config.clip_samples
+    for name, samples in arrays.items():
+        if len(samples) < clip_samples:
+            raise speech_commands.DatasetError(
+                f"{root / name}: background noise of {len(samples)} samples is shorter than a "
+                f"clip ({clip_samples})"
+            )
+    lengths = np.array([len(arrays[n]) for n in names], dtype=np.int32)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int32)
+    bank = np.concatenate([arrays[n] for n in names]).astype(np.float32)
+    return tf.constant(bank), tf.constant(np.stack([starts, lengths], axis=1))
+
+
+def _decoded_clips(
+    root: Path,
+    files: list[str],
+    split: str,
+    sample_rate: int,
+    clip_samples: int,
+    resample: bool,
+    cache_dir: Path | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(clips (C, S) int16, lengths (C,) int32)`` of ``files``, from the cache when valid."""
+    root_tag = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]
+    content = hashlib.sha256(repr((_CACHE_FORMAT, sample_rate, clip_samples, resample)).encode())
+    for name in files:
+        stat = (root / name).stat()
+        content.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    stem = f"{split}-{root_tag}-{content.hexdigest()[:16]}"
+    if cache_dir is not None:
+        clips_path = cache_dir / f"{stem}.clips.npy"
+        lengths_path = cache_dir / f"{stem}.lengths.npy"
+        if clips_path.is_file() and lengths_path.is_file():
+            return np.load(clips_path, mmap_mode="r"), np.load(lengths_path)
+        for stale in cache_dir.glob(f"{split}-{root_tag}-*.npy"):
+            stale.unlink(missing_ok=True)
+
+    def decode(name: str) -> np.ndarray:
+        return read_audio(root / name, sample_rate, resample=resample)[:clip_samples]
+
+    from tqdm import tqdm
+
+    lengths = np.empty(len(files), dtype=np.int32)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+        decoded = tqdm(
+            pool.map(decode, files),
+            total=len(files),
+            desc=f"decode {split}",
+            unit="clip",
+            disable=None,
+        )
+        if cache_dir is None:
+            clips = np.zeros((len(files), clip_samples), dtype=np.int16)
+            _fill(clips, lengths, decoded)
+            return clips, lengths
+        with atomic_path(clips_path) as tmp:
+            clips = np.lib.format.open_memmap(
+                tmp, mode="w+", dtype=np.int16, shape=(len(files), clip_samples)
+            )
+            _fill(clips, lengths, decoded)
+            clips.flush()
+            del clips
+        with atomic_path(lengths_path) as tmp:
+            np.save(tmp, lengths)
+    return np.load(clips_path, mmap_mode="r"), lengths
+
+
+def _fill(clips: np.ndarray, lengths: np.ndarray, decoded) -> None:
+    for row, samples in enumerate(decoded):
+        clips[row, : len(samples)] = _to_pcm(samples)
+        lengths[row] = len(samples)

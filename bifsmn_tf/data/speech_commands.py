@@ -1,0 +1,620 @@
+"""Google Speech Commands V1/V2: download, verify, extract, splits, labels and protocols.
+
+On disk, everything lives under one data directory (``--data-dir``, else ``$BIFSMN_DATA``, else
+the user cache directory)::
+
+    <data_dir>/downloads/speech_commands_v0.02.tar.gz     the archive (``.part`` while in transit)
+    <data_dir>/speech_commands_v0.02/                     the extracted dataset
+    <data_dir>/speech_commands_test_set_v0.02/            the separate official test set
+
+A dataset directory appears only complete: an archive is extracted into a hidden temporary
+directory beside it, checked, given a completion marker and then renamed into place, so a crash
+or a corrupt archive never leaves something that later looks like a dataset.
+
+Splits (spec §2.3): ``validation`` and ``test`` are the files listed in ``validation_list.txt``
+and ``testing_list.txt``; ``train`` is every other ``<word>/*.wav`` outside ``_background_noise_``.
+``official_test`` is the separate test-set archive (12 folders, with ``_silence_`` and
+``_unknown_``).
+
+Protocols for the 12-class tasks (``v2-35`` has neither silence nor unknown, so both agree):
+
+- ``bifsmn``, the official BiFSMN code: every non-keyword is ``unknown`` (no sub-sampling), and
+  ``int(0.1 * len(split))`` all-zero ``silence`` clips are added to every split.
+- ``standard``, Warden's ``input_data.py`` as used by kws_streaming: ``ceil(0.1 * n_keywords)``
+  ``unknown`` clips drawn with a fixed seed, and as many ``silence`` clips, each a 1-s crop of a
+  ``_background_noise_`` file at a gain drawn from U(0, 1). The crops of each noise file come from
+  disjoint stretches per split (first 80 % train, next 10 % validation, last 10 % test), so no
+  noise is shared between training and evaluation.
+
+``official_test`` labels come from its folders; the protocol does not change it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import http.client
+import json
+import math
+import os
+import shutil
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zlib
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from bifsmn_tf.data.audio import SAMPLE_RATE, read_audio
+from bifsmn_tf.data.labels import KEYWORDS, SILENCE, TASKS, UNKNOWN, task_labels
+from bifsmn_tf.fileio import atomic_write_text
+
+VERSIONS: dict[str, str] = {"v1": "0.01", "v2": "0.02"}
+OFFICIAL_BASE_URL = "https://storage.googleapis.com/download.tensorflow.org/data/"
+DATA_DIR_ENV = "BIFSMN_DATA"
+
+SPLITS = ("train", "validation", "test", "official_test")
+PROTOCOLS = ("bifsmn", "standard")
+
+BACKGROUND_NOISE_DIR = "_background_noise_"
+VALIDATION_LIST = "validation_list.txt"
+TESTING_LIST = "testing_list.txt"
+COMPLETE_MARKER = ".bifsmn-complete.json"
+#: Folder names of the official test-set archives for the two classes that are not words.
+TEST_SET_FOLDERS = {"_silence_": SILENCE, "_unknown_": UNKNOWN}
+
+#: Seed of the ``standard`` protocol's draws (Warden's ``RANDOM_SEED``): fixed, so that every
+#: result under ``standard`` is measured on the same clips.
+PROTOCOL_SEED = 59185
+#: Share of silence (bifsmn: of the split; standard: of its keywords) and of unknown (standard).
+SILENCE_SHARE = 0.1
+UNKNOWN_SHARE = 0.1
+#: Per split, the stretch of each background-noise file that ``standard`` silence is cut from.
+NOISE_STRETCH = {"train": (0.0, 0.8), "validation": (0.8, 0.9), "test": (0.9, 1.0)}
+
+_CHUNK = 1 << 20
+
+
+class DatasetError(ValueError):
+    """A dataset directory, list file or archive is not what it should be; names the path."""
+
+
+class UnsafeArchiveError(DatasetError):
+    """An archive member would be written outside the extraction directory, or is not a file."""
+
+
+class CorruptArchiveError(DatasetError):
+    """An archive fails its size, checksum or gzip/tar integrity check."""
+
+
+class DownloadError(RuntimeError):
+    """The archive could not be fetched (HTTP error, or too many interrupted attempts)."""
+
+
+# --- where things live ---------------------------------------------------------------------------
+
+
+def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
+    """``data_dir`` if given, else ``$BIFSMN_DATA``, else the user cache dir (``platformdirs``)."""
+    if data_dir is not None:
+        return Path(data_dir).expanduser()
+    if os.environ.get(DATA_DIR_ENV):
+        return Path(os.environ[DATA_DIR_ENV]).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("bifsmn-tf"))
+
+
+def archive_name(version: str, *, test_set: bool = False) -> str:
+    """``speech_commands_v0.02`` or ``speech_commands_test_set_v0.02`` for ``version`` ``v2``."""
+    if version not in VERSIONS:
+        raise ValueError(
+            f"unknown Speech Commands version {version!r}; choose one of {list(VERSIONS)}"
+        )
+    kind = "speech_commands_test_set" if test_set else "speech_commands"
+    return f"{kind}_v{VERSIONS[version]}"
+
+
+def archive_url(version: str, *, test_set: bool = False, base_url: str = OFFICIAL_BASE_URL) -> str:
+    return base_url.rstrip("/") + "/" + archive_name(version, test_set=test_set) + ".tar.gz"
+
+
+def dataset_dir(
+    version: str, data_dir: str | Path | None = None, *, test_set: bool = False
+) -> Path:
+    """Where :func:`download` puts ``version`` (the path is not checked)."""
+    return resolve_data_dir(data_dir) / archive_name(version, test_set=test_set)
+
+
+def find_dataset(
+    version: str, data_dir: str | Path | None = None, *, test_set: bool = False
+) -> Path:
+    """The root of a complete downloaded dataset, else a :class:`DatasetError` saying how."""
+    path = dataset_dir(version, data_dir, test_set=test_set)
+    flag = " --test-set" if test_set else ""
+    hint = f"run `bifsmn-tf data download --version {version}{flag} --data-dir {path.parent}`"
+    if path.is_symlink():
+        check_layout(path.resolve(), test_set=test_set)
+        return path
+    if not path.is_dir():
+        raise DatasetError(f"{path}: no Speech Commands {version} dataset here; {hint}")
+    if not (path / COMPLETE_MARKER).is_file():
+        raise DatasetError(
+            f"{path}: exists but was not completed by `bifsmn-tf data download` (no "
+            f"{COMPLETE_MARKER}); remove it and {hint}, or register a directory you extracted "
+            "yourself with `--from DIR`"
+        )
+    return path
+
+
+def check_layout(root: Path, *, test_set: bool = False) -> int:
+    """Check that ``root`` is in the Speech Commands layout; return its number of clips."""
+    if not root.is_dir():
+        raise DatasetError(f"{root}: not a directory")
+    if not test_set:
+        for name in (VALIDATION_LIST, TESTING_LIST):
+            if not (root / name).is_file():
+                raise DatasetError(
+                    f"{root / name}: split list missing (not a Speech Commands root?)"
+                )
+    clips = sum(
+        1 for folder in _clip_folders(root, test_set=test_set) for _ in folder.glob("*.wav")
+    )
+    if clips == 0:
+        raise DatasetError(f"{root}: no <word>/*.wav clips (not a Speech Commands root?)")
+    return clips
+
+
+def _clip_folders(root: Path, *, test_set: bool) -> list[Path]:
+    return sorted(
+        p
+        for p in root.iterdir()
+        if p.is_dir()
+        and (test_set or not p.name.startswith("_"))
+        and p.name != BACKGROUND_NOISE_DIR
+    )
+
+
+# --- download, verification, extraction ----------------------------------------------------------
+
+
+def download(
+    version: str,
+    data_dir: str | Path | None = None,
+    *,
+    source: str | Path | None = None,
+    test_set: bool = False,
+    sha256: str | None = None,
+    attempts: int = 3,
+    timeout: float = 60.0,
+) -> Path:
+    """Make Speech Commands ``version`` available under ``data_dir``; return its root.
+
+    Args:
+        version: ``v1`` or ``v2``.
+        data_dir: see :func:`resolve_data_dir`.
+        source: ``None`` for the official archive, an ``http(s)://`` URL of a ``.tar.gz``, a local
+            ``.tar.gz``, or a directory that already holds the extracted dataset (it is checked and
+            linked into ``data_dir``, not copied).
+        test_set: the separate official test-set archive instead of the main one.
+        sha256: expected SHA-256 of the archive, checked when given (no official checksums are
+            published, so there is no default).
+        attempts: downloads tried before giving up; an interrupted download resumes with an HTTP
+            ``Range`` request, a corrupt archive is deleted and fetched again.
+        timeout: seconds without data before a connection counts as interrupted.
+
+    Raises:
+        DatasetError: bad local source, unsafe or corrupt local archive, wrong layout.
+        DownloadError: the archive could not be fetched intact within ``attempts``.
+    """
+    data_dir = resolve_data_dir(data_dir)
+    name = archive_name(version, test_set=test_set)
+    target = data_dir / name
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if target.exists() or target.is_symlink():
+        find_dataset(version, data_dir, test_set=test_set)
+        return target
+    _remove_stale_extractions(data_dir, name)
+
+    if source is not None and not str(source).startswith(("http://", "https://")):
+        local = Path(source).expanduser()
+        if local.is_dir():
+            return _link_directory(local.resolve(), target, test_set=test_set)
+        if not local.is_file():
+            raise DatasetError(f"{local}: no such archive or directory")
+        _check_sha256(local, sha256)
+        return extract_archive(local, target, test_set=test_set, source=str(local))
+
+    url = str(source) if source is not None else archive_url(version, test_set=test_set)
+    archive = data_dir / "downloads" / f"{name}.tar.gz"
+    last_problem = ""
+    for _ in range(attempts):
+        try:
+            if not archive.is_file():
+                fetch(url, archive, timeout=timeout)
+            _check_sha256(archive, sha256)
+            return extract_archive(archive, target, test_set=test_set, source=url)
+        except CorruptArchiveError as err:
+            last_problem = str(err)
+            archive.unlink(missing_ok=True)
+        except _InterruptedDownload as err:
+            last_problem = str(err)
+    raise DownloadError(f"{url}: no intact archive after {attempts} attempts; last: {last_problem}")
+
+
+class _InterruptedDownload(Exception):
+    """The connection ended early; the ``.part`` file keeps what arrived, for a resume."""
+
+
+def fetch(url: str, dest: Path, *, timeout: float = 60.0) -> Path:
+    """Download ``url`` to ``dest``, resuming ``dest.part`` with an HTTP Range request.
+
+    ``dest`` appears only once all the bytes the server announced (Content-Length, or the total of
+    a Content-Range) have arrived. A server that ignores Range restarts the download from zero.
+    """
+    from tqdm import tqdm
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    offset = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and offset:
+            # The part already reaches (or passes) the end: keep it if it is exactly the file.
+            total = _content_range_total(err.headers.get("Content-Range", ""))
+            if total == offset:
+                os.replace(part, dest)
+                return dest
+            part.unlink()
+            return fetch(url, dest, timeout=timeout)
+        raise DownloadError(f"{url}: HTTP {err.code} {err.reason}") from None
+    except (urllib.error.URLError, OSError) as err:
+        raise _InterruptedDownload(f"{url}: {err}") from None
+
+    with response:
+        if offset and response.status == 206:
+            start = _content_range_start(response.headers.get("Content-Range", ""))
+            if start != offset:
+                part.unlink()
+                raise _InterruptedDownload(f"{url}: server resumed at byte {start}, not {offset}")
+            total = _content_range_total(response.headers.get("Content-Range", ""))
+            mode = "ab"
+        else:
+            offset, mode = 0, "wb"
+            length = response.headers.get("Content-Length")
+            total = int(length) if length is not None else None
+        try:
+            with (
+                open(part, mode) as out,
+                tqdm(
+                    total=total,
+                    initial=offset,
+                    unit="B",
+                    unit_scale=True,
+                    desc=dest.name,
+                    disable=None,
+                ) as bar,
+            ):
+                while chunk := response.read(_CHUNK):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+        except (http.client.IncompleteRead, OSError) as err:
+            raise _InterruptedDownload(f"{url}: connection lost ({err})") from None
+    received = part.stat().st_size
+    if total is not None and received != total:
+        if received > total:
+            part.unlink()
+        raise _InterruptedDownload(f"{url}: got {received} of {total} bytes")
+    os.replace(part, dest)
+    return dest
+
+
+def _content_range_start(header: str) -> int | None:
+    # "bytes 100-199/200"
+    try:
+        return int(header.split()[1].split("-")[0])
+    except (IndexError, ValueError):
+        return None
+
+
+def _content_range_total(header: str) -> int | None:
+    # "bytes 100-199/200" or "bytes */200"
+    try:
+        return int(header.rsplit("/", 1)[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def _check_sha256(archive: Path, expected: str | None) -> None:
+    if expected is None:
+        return
+    digest = hashlib.sha256()
+    with open(archive, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    if digest.hexdigest() != expected.lower():
+        raise CorruptArchiveError(
+            f"{archive}: SHA-256 is {digest.hexdigest()}, expected {expected.lower()}"
+        )
+
+
+def extract_archive(
+    archive: Path, target: Path, *, test_set: bool = False, source: str = ""
+) -> Path:
+    """Safely extract a Speech Commands ``.tar.gz`` to ``target``, all or nothing.
+
+    Members go into a hidden temporary directory beside ``target``. Absolute names, ``..``
+    components and anything but regular files and directories are refused. The whole gzip stream
+    is read to its end, so its CRC and length are checked. Only after the layout is checked does
+    the directory get its completion marker and the rename onto ``target``.
+
+    Raises:
+        UnsafeArchiveError: a member that could escape the extraction directory.
+        CorruptArchiveError: a truncated or damaged archive.
+        DatasetError: the archive holds no dataset in the Speech Commands layout.
+    """
+    from tqdm import tqdm
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(
+        tempfile.mkdtemp(prefix=f".{target.name}.extracting-{os.getpid()}-", dir=target.parent)
+    )
+    try:
+        try:
+            with (
+                tarfile.open(archive, "r:gz") as tar,
+                tqdm(
+                    total=archive.stat().st_size,
+                    unit="B",
+                    unit_scale=True,
+                    desc=f"extract {archive.name}",
+                    disable=None,
+                ) as bar,
+            ):
+                compressed = tar.fileobj.fileobj  # the raw file under the gzip stream
+                for member in tar:
+                    _check_member(archive, member)
+                    tar.extract(member, staging, filter="data")
+                    bar.update(compressed.tell() - bar.n)
+                while tar.fileobj.read(_CHUNK):  # to the gzip trailer: its CRC and size
+                    pass
+        except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as err:
+            raise CorruptArchiveError(f"{archive}: damaged or truncated archive ({err})") from None
+        root = _archive_root(staging)
+        clips = check_layout(root, test_set=test_set)
+        marker = {"archive": archive.name, "source": source, "clips": clips, "created": time.time()}
+        atomic_write_text(root / COMPLETE_MARKER, json.dumps(marker, indent=2) + "\n")
+        try:
+            os.rename(root, target)
+        except OSError:
+            if not (target / COMPLETE_MARKER).is_file():
+                raise
+            # Another process finished the same dataset first; theirs is as good as ours.
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _check_member(archive: Path, member: tarfile.TarInfo) -> None:
+    path = PurePosixPath(member.name)
+    if path.is_absolute() or member.name.startswith(("/", "\\")) or ":" in path.parts[0]:
+        raise UnsafeArchiveError(
+            f"{archive}: refusing member with an absolute path: {member.name!r}"
+        )
+    if ".." in path.parts:
+        raise UnsafeArchiveError(
+            f"{archive}: refusing member with '..' in its path: {member.name!r}"
+        )
+    if not (member.isfile() or member.isdir()):
+        raise UnsafeArchiveError(
+            f"{archive}: refusing member {member.name!r}: only regular files and directories"
+        )
+
+
+def _archive_root(staging: Path) -> Path:
+    """The dataset root inside an extraction: the staging dir, or its single wrapper folder."""
+    entries = list(staging.iterdir())
+    if len(entries) == 1 and entries[0].is_dir() and not any(entries[0].glob("*.wav")):
+        return entries[0]
+    return staging
+
+
+def _link_directory(source: Path, target: Path, *, test_set: bool) -> Path:
+    check_layout(source, test_set=test_set)
+    link = target.with_name(f".{target.name}.link-{os.getpid()}")
+    link.unlink(missing_ok=True)
+    link.symlink_to(source, target_is_directory=True)
+    os.replace(link, target)
+    return target
+
+
+def _remove_stale_extractions(data_dir: Path, name: str) -> None:
+    """Remove staging dirs of extractions whose process is gone (a kill skips ``finally``)."""
+    for staging in data_dir.glob(f".{name}.extracting-*"):
+        pid = staging.name.split("-")[1]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --- splits, labels, protocols -------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+    """One clip of a split, as a recipe.
+
+    Exactly one of three kinds: a file (``path``), all-zero silence (no ``path``, no
+    ``noise_path``), or a crop of background noise (``noise_path``, ``noise_offset`` in samples,
+    ``noise_gain``). Paths are relative to the dataset root, in POSIX form.
+    """
+
+    label: int
+    path: str | None = None
+    noise_path: str | None = None
+    noise_offset: int = 0
+    noise_gain: float = 0.0
+
+
+def split_files(root: Path, split: str) -> list[str]:
+    """Sorted ``word/file.wav`` paths of ``split`` in the dataset at ``root``.
+
+    For ``official_test``, ``root`` is the test-set root and every clip in it is returned.
+    """
+    root = Path(root)
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {list(SPLITS)}")
+    if split == "official_test":
+        check_layout(root, test_set=True)
+        return _wav_files(root, test_set=True)
+    validation = _read_list(root, VALIDATION_LIST)
+    testing = _read_list(root, TESTING_LIST)
+    if split == "validation":
+        return sorted(validation)
+    if split == "test":
+        return sorted(testing)
+    held_out = set(validation) | set(testing)
+    return [f for f in _wav_files(root, test_set=False) if f not in held_out]
+
+
+def _wav_files(root: Path, *, test_set: bool) -> list[str]:
+    return sorted(
+        f"{folder.name}/{wav.name}"
+        for folder in _clip_folders(root, test_set=test_set)
+        for wav in folder.glob("*.wav")
+    )
+
+
+def _read_list(root: Path, name: str) -> list[str]:
+    path = root / name
+    try:
+        lines = path.read_text().split()
+    except FileNotFoundError:
+        raise DatasetError(
+            f"{path}: split list missing; every Speech Commands root has one"
+        ) from None
+    missing = [entry for entry in lines if not (root / entry).is_file()]
+    if missing:
+        raise DatasetError(
+            f"{path}: {len(missing)} listed file(s) do not exist, e.g. {missing[:3]}"
+        )
+    return lines
+
+
+def label_of(word: str, task: str) -> int:
+    """Index of the folder ``word`` in ``task_labels(task)``.
+
+    12-class tasks: a keyword is itself, ``_silence_`` is silence, anything else (including
+    ``_unknown_``) is unknown. ``v2-35``: a folder outside the 35 words is an error rather than
+    the official code's silent drop.
+    """
+    labels = task_labels(task)
+    if len(labels) == 12:
+        if word in KEYWORDS:
+            return labels.index(word)
+        return labels.index(TEST_SET_FOLDERS.get(word, UNKNOWN))
+    if word not in labels:
+        raise DatasetError(f"folder {word!r} is not one of the {len(labels)} words of {task}")
+    return labels.index(word)
+
+
+def examples(
+    root: Path,
+    task: str,
+    split: str,
+    protocol: str = "bifsmn",
+    *,
+    sample_rate: int = SAMPLE_RATE,
+    resample: bool = False,
+) -> list[Example]:
+    """The labelled clips of ``split`` for ``task`` under ``protocol`` (see the module doc).
+
+    ``sample_rate`` fixes the 1-s length of ``standard`` silence crops; the background-noise files
+    are read (with ``resample``) only for that protocol.
+    """
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {sorted(TASKS)}")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose one of {list(PROTOCOLS)}")
+    files = split_files(root, split)
+    if split == "official_test" and len(task_labels(task)) != 12:
+        raise DatasetError(f"{root}: the official test set has 12 classes; task {task} has 35")
+    labelled = [Example(label_of(f.split("/")[0], task), path=f) for f in files]
+    if split == "official_test" or len(task_labels(task)) != 12:
+        return labelled
+
+    labels = task_labels(task)
+    silence, unknown = labels.index(SILENCE), labels.index(UNKNOWN)
+    if protocol == "bifsmn":
+        count = int(SILENCE_SHARE * len(labelled))
+        return labelled + [Example(silence)] * count
+
+    rng = np.random.default_rng([PROTOCOL_SEED, SPLITS.index(split)])
+    keywords = [e for e in labelled if e.label != unknown]
+    unknowns = [e for e in labelled if e.label == unknown]
+    n_unknown = min(len(unknowns), math.ceil(UNKNOWN_SHARE * len(keywords)))
+    chosen = [unknowns[i] for i in sorted(rng.permutation(len(unknowns))[:n_unknown])]
+    n_silence = math.ceil(SILENCE_SHARE * len(keywords))
+    crops = _noise_crops(
+        root, split, n_silence, silence, rng, sample_rate=sample_rate, resample=resample
+    )
+    return keywords + chosen + crops
+
+
+def noise_files(root: Path) -> list[str]:
+    """Sorted ``_background_noise_/*.wav`` paths of the dataset at ``root``."""
+    folder = Path(root) / BACKGROUND_NOISE_DIR
+    return sorted(f"{BACKGROUND_NOISE_DIR}/{p.name}" for p in folder.glob("*.wav"))
+
+
+def _noise_crops(
+    root: Path,
+    split: str,
+    count: int,
+    label: int,
+    rng: np.random.Generator,
+    *,
+    sample_rate: int,
+    resample: bool,
+) -> list[Example]:
+    if count == 0:
+        return []
+    begin, end = NOISE_STRETCH[split]
+    stretches: list[tuple[str, int, int]] = []
+    for name in noise_files(root):
+        length = len(read_audio(root / name, sample_rate, resample=resample))
+        first, stop = int(begin * length), int(end * length)
+        if stop - first >= sample_rate:
+            stretches.append((name, first, stop - sample_rate))
+    if not stretches:
+        raise DatasetError(
+            f"{root / BACKGROUND_NOISE_DIR}: the standard protocol cuts {split} silence from "
+            f"background-noise files, but none has a {split} stretch ({begin:.0%}-{end:.0%}) of 1 s"
+        )
+    crops = []
+    for _ in range(count):
+        name, first, last = stretches[rng.integers(len(stretches))]
+        crops.append(
+            Example(
+                label,
+                noise_path=name,
+                noise_offset=int(rng.integers(first, last + 1)),
+                noise_gain=float(rng.uniform(0.0, 1.0)),
+            )
+        )
+    return crops
