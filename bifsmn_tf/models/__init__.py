@@ -1,0 +1,1 @@
+"""Models: binarizers (``quantizers``), D-FSMN layers (``layers``), teacher and student (``dfsmn``)."""

@@ -1,0 +1,478 @@
+"""The D-FSMN teacher and the thinnable BiFSMN student (spec sections 1, 3 and 5).
+
+Both take the log-mel features ``(B, T=32, F=32)`` (time first) and return logits ``(B, C)``::
+
+    features (B,T,F) -> (B,T,F,1)
+    fe0  conv 5x5/2, 1 -> 16, BN, act             float in both models        (B,T/2,F/2,16)
+    fe3  conv 5x5/2, 16 -> 32, BN, act            binary in the student       (B,T/4,F/4,32)
+    reshape to a sequence                                                     (B,T'=8,1,256)
+    fc1  1x1 conv 256 -> 128, act                 binary in the student       (B,8,1,128)
+    8 x DFSMNBlock (memory, 1x1 expand/project)   binary in the student       (B,8,1,128)
+    head: flatten -> Dense 1024 -> C (profile "paper") or mean over time -> Dense 128 -> C ("lean")
+
+Convolutions use TF's SAME padding (for the stride-2 front end TF pads 1 before / 2 after where
+PyTorch's ``padding=2`` effectively pads 2 before / 1 after: a one-pixel shift of the sampling
+grid, same shapes and counts). The teacher uses ReLU where the official ``DfsmnModel_pre`` does
+(front end, fc1, hidden) and dropout 0.2; the student has PReLU everywhere (RPReLU for
+``reactnet``), no dropout, and per-width output BN/activation branches in its blocks.
+
+Parameter counts (trainable weights; BN moving statistics are Keras's non-trainable weights and
+are buffers, not parameters, in PyTorch): the teacher has exactly the official 600,252 (12 classes)
+/ 623,827 (35 classes). The ``bifsmn`` student has 597,934 for 12 classes against the official
+606,431; the 8,497 difference is
+
+* 4,128 conv biases the student drops because BN follows (fe3 32, and per block memory 128 +
+  expand 256 + project 128); the binary weight scales are computed, not learned: no parameters;
+* 4,369 = 17 x 257: the official code gives every block 4 output BN(128)+PReLU(1) branches (32);
+  here a block has a branch only for the widths that execute it (15: blocks 0/2/4/6 one, 1/5 two,
+  3 three, 7 four).
+
+Profiles (``ModelConfig.profile``): ``paper`` is the published network; ``lean`` replaces the
+flatten -> 1024 x C classifier by a mean over time -> 128 x C (the classifier is 49 KB of the
+paper student's ~220 KB flatbuffer). Both use one PReLU slope per layer and zero padding in the
+memory conv without a ``PAD`` op (the published semantics, see ``MemoryBlock``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import larq as lq
+import tensorflow as tf
+
+from bifsmn_tf.config import ConfigError, JsonConfig
+from bifsmn_tf.fileio import atomic_write_text
+from bifsmn_tf.models import quantizers
+from bifsmn_tf.models.layers import DFSMNBlock, activation_layer
+
+PROFILES = ("paper", "lean")
+KINDS = ("teacher", "student")
+MODEL_CONFIG_FILE = "model_config.json"
+WEIGHTS_PREFIX = "weights"
+_FORMAT = "bifsmn_tf.model/1"
+
+
+def blocks_for_width(width: int, num_blocks: int = 8) -> tuple[int, ...]:
+    """Indices of the blocks executed at ``width`` (spec section 5): ``(n/w)(k+1) - 1``."""
+    if width < 1 or num_blocks % width:
+        raise ValueError(f"width {width} must divide the number of blocks ({num_blocks})")
+    step = num_blocks // width
+    return tuple(step * (k + 1) - 1 for k in range(width))
+
+
+WIDTH_BLOCKS: dict[int, tuple[int, ...]] = {width: blocks_for_width(width) for width in (8, 4, 2, 1)}
+"""Blocks executed per width for the 8-block network: 8 -> 0..7, 4 -> 1,3,5,7, 2 -> 3,7, 1 -> 7."""
+
+
+def teacher_block_index(width: int, k: int) -> int:
+    """The teacher block distilled into the student's ``k``-th executed block at ``width``
+    (spec section 4.1): the same block index."""
+    return WIDTH_BLOCKS[width][k]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig(JsonConfig):
+    """Architecture of the teacher and the student (defaults: the official CLI, spec 1.2).
+
+    ``widths`` are the student's selectable widths (numbers of executed blocks), widest first.
+    ``binarizer`` is one of :data:`quantizers.BINARIZERS`; ``weight_scale`` one of
+    :data:`quantizers.WEIGHT_SCALES`. The teacher ignores both, ``widths`` and
+    ``student_dropout``; the student ignores ``teacher_dropout``.
+    """
+
+    num_classes: int = 12
+    num_frames: int = 32
+    num_features: int = 32
+    profile: str = "paper"
+    binarizer: str = "bifsmn"
+    weight_scale: str = "output_channel"
+    widths: tuple[int, ...] = (8, 4, 2, 1)
+    frontend_channels: int = 16
+    frontend_kernel_size: int = 5
+    num_blocks: int = 8
+    hidden_size: int = 256
+    memory_size: int = 128
+    left_order: int = 2
+    right_order: int = 2
+    dilation: int = 1
+    teacher_dropout: float = 0.2
+    student_dropout: float = 0.0
+    bn_momentum: float = 0.9
+    bn_epsilon: float = 1e-5
+
+    def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise ConfigError(f"ModelConfig.profile: unknown {self.profile!r}; choose {PROFILES}")
+        if self.binarizer not in quantizers.BINARIZERS:
+            raise ConfigError(
+                f"ModelConfig.binarizer: unknown {self.binarizer!r}; choose {quantizers.BINARIZERS}"
+            )
+        if self.weight_scale not in quantizers.WEIGHT_SCALES:
+            raise ConfigError(
+                f"ModelConfig.weight_scale: unknown {self.weight_scale!r}; "
+                f"choose {quantizers.WEIGHT_SCALES}"
+            )
+        positive = ("num_classes", "num_frames", "num_features", "frontend_channels",
+                    "frontend_kernel_size", "num_blocks", "hidden_size", "memory_size", "dilation")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"ModelConfig.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.left_order < 0 or self.right_order < 0:
+            raise ConfigError("ModelConfig.left_order/right_order: must be >= 0")
+        if not self.widths or list(self.widths) != sorted(set(self.widths), reverse=True):
+            raise ConfigError(f"ModelConfig.widths: distinct, widest first, got {self.widths}")
+        for width in self.widths:
+            if width < 1 or self.num_blocks % width:
+                raise ConfigError(
+                    f"ModelConfig.widths: {width} does not divide num_blocks={self.num_blocks}"
+                )
+
+    @property
+    def backbone_frames(self) -> int:
+        """Time steps after the two stride-2 front-end convolutions (8 for 32 frames)."""
+        return math.ceil(math.ceil(self.num_frames / 2) / 2)
+
+    @property
+    def fc1_inputs(self) -> int:
+        """Features per backbone time step: fe3's channels (2 x fe0's) times the frequency bins."""
+        return 2 * self.frontend_channels * math.ceil(math.ceil(self.num_features / 2) / 2)
+
+    def blocks(self, width: int | None) -> tuple[int, ...]:
+        """Blocks executed at ``width``; ``None`` (the teacher) runs all."""
+        return tuple(range(self.num_blocks)) if width is None else blocks_for_width(width, self.num_blocks)
+
+    def same_architecture(self, other: "ModelConfig") -> bool:
+        """Whether the shared layers of ``self`` and ``other`` have the same shapes."""
+        ignored = {"binarizer", "weight_scale", "widths", "teacher_dropout", "student_dropout"}
+        return all(
+            getattr(self, f.name) == getattr(other, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ignored
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class _ModelInfo:
+    config: ModelConfig
+    kind: str
+    full: bool
+
+
+def _tag(model: tf.keras.Model, config: ModelConfig, kind: str, full: bool) -> tf.keras.Model:
+    model.bifsmn_info = _ModelInfo(config, kind, full)
+    return model
+
+
+def _info(model: tf.keras.Model) -> _ModelInfo:
+    info = getattr(model, "bifsmn_info", None)
+    if not isinstance(info, _ModelInfo):
+        raise ValueError(f"model {model.name!r} was not built by bifsmn_tf.models.dfsmn")
+    return info
+
+
+def model_config(model: tf.keras.Model) -> ModelConfig:
+    """The :class:`ModelConfig` a model (or a width/feature model cut from it) was built from."""
+    return _info(model).config
+
+
+def model_kind(model: tf.keras.Model) -> str:
+    """``"teacher"`` or ``"student"``."""
+    return _info(model).kind
+
+
+def _layers(config: ModelConfig, kind: str) -> dict[str, tf.keras.layers.Layer]:
+    """Every layer of a model, by name; the graphs of all widths are wired from these."""
+    student = kind == "student"
+    binarizer = config.binarizer
+    act = ("rprelu" if quantizers.uses_rprelu(binarizer) else "prelu") if student else "relu"
+    layers: dict[str, tf.keras.layers.Layer] = {}
+
+    def batch_norm(name: str) -> tf.keras.layers.BatchNormalization:
+        return tf.keras.layers.BatchNormalization(
+            momentum=config.bn_momentum, epsilon=config.bn_epsilon, name=name
+        )
+
+    def binary_conv(filters: int, kernel: int, strides: int, use_bias: bool, name: str):
+        if not student:
+            return lq.layers.QuantConv2D(filters, kernel, strides=strides, padding="same",
+                                         use_bias=True, name=name)
+        return lq.layers.QuantConv2D(
+            filters,
+            kernel,
+            strides=strides,
+            padding="same",
+            input_quantizer=quantizers.input_quantizer(binarizer),
+            kernel_quantizer=quantizers.kernel_quantizer(binarizer, config.weight_scale),
+            kernel_constraint="weight_clip",
+            use_bias=use_bias,
+            name=name,
+        )
+
+    layers["add_channel"] = tf.keras.layers.Reshape(
+        (config.num_frames, config.num_features, 1), name="add_channel"
+    )
+    layers["fe0"] = lq.layers.QuantConv2D(
+        config.frontend_channels, config.frontend_kernel_size, strides=2, padding="same", name="fe0"
+    )
+    layers["fe0_bn"] = batch_norm("fe0_bn")
+    layers["fe0_act"] = activation_layer(act, "fe0_act")
+    # A bias before BN is redundant; the teacher keeps it only to match the official count.
+    layers["fe3"] = binary_conv(2 * config.frontend_channels, config.frontend_kernel_size, 2,
+                                use_bias=False, name="fe3")
+    layers["fe3_bn"] = batch_norm("fe3_bn")
+    layers["fe3_act"] = activation_layer(act, "fe3_act")
+    layers["to_sequence"] = tf.keras.layers.Reshape(
+        (config.backbone_frames, 1, config.fc1_inputs), name="to_sequence"
+    )
+    layers["fc1"] = binary_conv(config.memory_size, 1, 1, use_bias=True, name="fc1")
+    layers["fc1_act"] = activation_layer(act, "fc1_act")
+
+    widths = config.widths if student else (None,)
+    for index in range(config.num_blocks):
+        branches = tuple(
+            width or config.num_blocks for width in widths if index in config.blocks(width)
+        )
+        if not branches:
+            continue
+        binary = {}
+        if student:
+            binary = dict(
+                input_quantizer=quantizers.input_quantizer(binarizer),
+                kernel_quantizer=quantizers.kernel_quantizer(binarizer, config.weight_scale),
+                depthwise_quantizer=quantizers.kernel_quantizer(
+                    binarizer, config.weight_scale, depthwise=True
+                ),
+                kernel_constraint="weight_clip",
+            )
+        layers[f"block_{index}"] = DFSMNBlock(
+            hidden_size=config.hidden_size,
+            left_order=config.left_order,
+            right_order=config.right_order,
+            dilation=config.dilation,
+            use_bias=not student,
+            activation="rprelu" if act == "rprelu" else "prelu",
+            hidden_activation=act,
+            dropout=config.student_dropout if student else config.teacher_dropout,
+            branches=branches,
+            bn_momentum=config.bn_momentum,
+            bn_epsilon=config.bn_epsilon,
+            name=f"block_{index}",
+            **binary,
+        )
+
+    if config.profile == "paper":
+        layers["head"] = tf.keras.layers.Flatten(name="flatten")
+    else:
+        layers["head"] = tf.keras.layers.GlobalAveragePooling2D(name="time_mean")
+    dropout = config.student_dropout if student else config.teacher_dropout
+    if dropout:
+        layers["dropout"] = tf.keras.layers.Dropout(dropout, name="dropout")
+    layers["classifier"] = tf.keras.layers.Dense(config.num_classes, name="classifier")
+    return layers
+
+
+def _frontend(layers: Mapping[str, tf.keras.layers.Layer], features: tf.Tensor) -> tf.Tensor:
+    x = layers["add_channel"](features)
+    x = layers["fe0_act"](layers["fe0_bn"](layers["fe0"](x)))
+    x = layers["fe3_act"](layers["fe3_bn"](layers["fe3"](x)))
+    return layers["fc1_act"](layers["fc1"](layers["to_sequence"](x)))
+
+
+def _backbone(
+    layers: Mapping[str, tf.keras.layers.Layer],
+    config: ModelConfig,
+    sequence: tf.Tensor,
+    width: int | None,
+) -> tuple[tf.Tensor, list[tf.Tensor]]:
+    block_outputs = []
+    for index in config.blocks(width):
+        sequence = layers[f"block_{index}"](sequence, width=width)
+        block_outputs.append(sequence)
+    x = layers["head"](sequence)
+    if "dropout" in layers:
+        x = layers["dropout"](x)
+    return layers["classifier"](x), block_outputs
+
+
+def _features_input(config: ModelConfig) -> tf.Tensor:
+    return tf.keras.Input((config.num_frames, config.num_features), name="features")
+
+
+def build_teacher(config: ModelConfig) -> tf.keras.Model:
+    """The full-precision D-FSMN teacher (official ``DfsmnModel_pre``, dropout 0.2):
+    ``(B, T, F)`` features -> ``(B, C)`` logits."""
+    layers = _layers(config, "teacher")
+    features = _features_input(config)
+    logits, _ = _backbone(layers, config, _frontend(layers, features), None)
+    return _tag(tf.keras.Model(features, logits, name="dfsmn_teacher"), config, "teacher", True)
+
+
+def build_bifsmn(config: ModelConfig) -> tf.keras.Model:
+    """The thinnable binary student: ``(B, T, F)`` features -> a list of logits ``(B, C)``, one
+    per width of ``config.widths`` in that order. The front end runs once and is shared; every
+    width reuses the same layers (per-width layers: only the blocks' output BN/activation)."""
+    layers = _layers(config, "student")
+    features = _features_input(config)
+    sequence = _frontend(layers, features)
+    logits = [_backbone(layers, config, sequence, width)[0] for width in config.widths]
+    return _tag(tf.keras.Model(features, logits, name="bifsmn"), config, "student", True)
+
+
+def _check_width(model: tf.keras.Model, width: int | None) -> tuple[ModelConfig, str]:
+    info = _info(model)
+    if info.kind == "teacher" and width not in (None, info.config.num_blocks):
+        raise ValueError(f"the teacher has one width ({info.config.num_blocks} blocks); got {width}")
+    if info.kind == "student" and width not in info.config.widths:
+        raise ValueError(f"width must be one of {info.config.widths}, got {width}")
+    return info.config, info.kind
+
+
+def _wire(model: tf.keras.Model, width: int | None) -> tuple[tf.Tensor, tf.Tensor, list[tf.Tensor]]:
+    config, kind = _check_width(model, width)
+    layers = {layer.name: layer for layer in model.layers}
+    layers["head"] = layers["flatten" if config.profile == "paper" else "time_mean"]
+    features = _features_input(config)
+    logits, block_outputs = _backbone(
+        layers, config, _frontend(layers, features), None if kind == "teacher" else width
+    )
+    return features, logits, block_outputs
+
+
+def width_model(model: tf.keras.Model, width: int | None = None) -> tf.keras.Model:
+    """The model at one width, ``(B, T, F) -> (B, C)`` logits, sharing ``model``'s weights.
+
+    For the student ``width`` is one of ``config.widths``; for the teacher ``None``. The student's
+    width models are what LCE converts (one flatbuffer per width).
+    """
+    features, logits, _ = _wire(model, width)
+    config, kind = model_config(model), model_kind(model)
+    name = f"{model.name}_w{width}" if width else model.name
+    return _tag(tf.keras.Model(features, logits, name=name), config, kind, False)
+
+
+def feature_model(model: tf.keras.Model, width: int | None = None) -> tf.keras.Model:
+    """``(B, T, F) -> [logits (B, C), block_out_0, ..., block_out_{n-1}]``, each block output
+    ``(B, T'=8, 1, C=128)``, for the blocks executed at ``width`` in order (teacher: all). Shares
+    ``model``'s weights, so gradients through it train ``model`` (distillation)."""
+    features, logits, block_outputs = _wire(model, width)
+    config, kind = model_config(model), model_kind(model)
+    name = f"{model.name}_features_w{width}" if width else f"{model.name}_features"
+    return _tag(
+        tf.keras.Model(features, [logits, *block_outputs], name=name), config, kind, False
+    )
+
+
+def _weights_by_path(model: tf.keras.Model) -> dict[str, tf.Variable]:
+    """Weights keyed ``layer/sub_layer/weight``, the same for a teacher and a student layer that
+    play the same role (variable names carry the layer name scopes)."""
+    return {weight.name.split(":")[0]: weight for weight in model.weights}
+
+
+def init_student_from_teacher(student: tf.keras.Model, teacher: tf.keras.Model) -> dict[str, list[str]]:
+    """Copy a trained teacher's weights into the student where they play the same role (spec 5).
+
+    Carried: the front end (conv kernels, BN), fc1, every block's memory / expand / project
+    kernels, memory BN and PReLU, hidden BN, the teacher's output BN/PReLU into the full-width
+    branch, and the classifier. Fresh: the other widths' output branches, the PReLU slopes that
+    replace the teacher's ReLUs, and quantizer parameters. Dropped: the teacher's conv biases
+    before BN, which the student does not have. Returns ``{"carried", "fresh", "dropped"}``, each
+    a sorted list of weight paths.
+    """
+    student_config, teacher_config = model_config(student), model_config(teacher)
+    if model_kind(student) != "student" or model_kind(teacher) != "teacher":
+        raise ValueError("init_student_from_teacher(student, teacher): arguments swapped or wrong kind")
+    if not student_config.same_architecture(teacher_config):
+        raise ValueError(
+            "teacher and student configs differ in architecture: "
+            f"teacher {teacher_config.to_dict()} vs student {student_config.to_dict()}"
+        )
+    source = _weights_by_path(teacher)
+    target = _weights_by_path(student)
+    carried, fresh = [], []
+    for path, weight in target.items():
+        if path not in source:
+            fresh.append(path)
+            continue
+        if tuple(source[path].shape) != tuple(weight.shape):
+            raise ValueError(
+                f"{path}: teacher shape {tuple(source[path].shape)} != student {tuple(weight.shape)}"
+            )
+        weight.assign(source[path])
+        carried.append(path)
+    dropped = [path for path in source if path not in target]
+    return {"carried": sorted(carried), "fresh": sorted(fresh), "dropped": sorted(dropped)}
+
+
+def build_model(config: ModelConfig, kind: str) -> tf.keras.Model:
+    """:func:`build_teacher` or :func:`build_bifsmn` by ``kind``."""
+    if kind == "teacher":
+        return build_teacher(config)
+    if kind == "student":
+        return build_bifsmn(config)
+    raise ValueError(f"kind: unknown {kind!r}; choose one of {KINDS}")
+
+
+def save_model(model: tf.keras.Model, directory: str | Path, config: ModelConfig) -> Path:
+    """Write ``model``'s weights (TF checkpoint ``weights.*``) and ``model_config.json``
+    (format, kind, config) to ``directory``, replacing it atomically: the files are written to a
+    temporary directory beside it which is then renamed."""
+    info = _info(model)
+    if not info.full:
+        raise ValueError("save_model: pass the model from build_teacher/build_bifsmn, not a cut-out")
+    if config != info.config:
+        raise ValueError("save_model: config differs from the one the model was built with")
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        model.save_weights(str(staging / WEIGHTS_PREFIX), save_format="tf")
+        record = {"format": _FORMAT, "kind": info.kind, "config": config.to_dict()}
+        atomic_write_text(staging / MODEL_CONFIG_FILE, json.dumps(record, indent=2) + "\n")
+        if directory.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old.", dir=directory.parent))
+            os.replace(directory, retired / directory.name)
+            os.replace(staging, directory)
+            shutil.rmtree(retired)
+        else:
+            os.replace(staging, directory)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return directory
+
+
+def read_model_record(directory: str | Path) -> tuple[str, ModelConfig]:
+    """``(kind, config)`` from a saved model's ``model_config.json``, without building it."""
+    path = Path(directory) / MODEL_CONFIG_FILE
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: not found; is {directory} a saved model directory?") from None
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(record, dict) or record.get("format") != _FORMAT:
+        raise ConfigError(f"{path}: not a bifsmn_tf model record (expected format {_FORMAT})")
+    if record.get("kind") not in KINDS:
+        raise ConfigError(f"{path}: kind must be one of {KINDS}, got {record.get('kind')!r}")
+    return record["kind"], ModelConfig.from_dict(record["config"])
+
+
+def load_model(directory: str | Path) -> tuple[tf.keras.Model, ModelConfig]:
+    """Rebuild a saved model from its recorded config (not the code's defaults) and load its
+    weights; every weight of the rebuilt model must be found in the checkpoint."""
+    kind, config = read_model_record(directory)
+    model = build_model(config, kind)
+    status = model.load_weights(str(Path(directory) / WEIGHTS_PREFIX))
+    try:
+        status.assert_existing_objects_matched()
+    except AssertionError as err:
+        raise ConfigError(f"{directory}: weights do not match the recorded config ({err})") from None
+    return model, config

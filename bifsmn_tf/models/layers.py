@@ -1,0 +1,290 @@
+"""Deep-FSMN layers on time sequences laid out as NHWC images ``(B, T, 1, C)``.
+
+The sequence layout is what makes binary layers binary after conversion: LCE only turns
+``Conv2D``-shaped Larq layers into ``LceBconv2d`` (lce-notes section 0), so the 1x1 fc-transform
+convolutions are ``QuantConv2D`` 1x1 over a ``(T, 1)`` map. Full precision and binary are one code
+path: a layer without quantizers is a float layer, one with sign quantizers is binary.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import larq as lq
+import tensorflow as tf
+
+ACTIVATIONS = ("relu", "prelu", "rprelu")
+"""Names understood by :func:`activation_layer`."""
+
+QuantizerSpec = str | dict[str, Any] | lq.quantizers.Quantizer | None
+
+_serializable = tf.keras.utils.register_keras_serializable(package="bifsmn_tf")
+
+
+@_serializable
+class RPReLU(tf.keras.layers.Layer):
+    """ReActNet's RPReLU on ``(..., C)``: ``PReLU(x - gamma) + zeta`` with per-channel shifts
+    ``gamma``, ``zeta`` (initialised 0) and per-channel slopes (initialised 0.25). Shape kept."""
+
+    def build(self, input_shape: tf.TensorShape) -> None:
+        channels = (input_shape[-1],)
+        self.shift_in = self.add_weight(name="gamma", shape=channels, initializer="zeros")
+        self.slope = self.add_weight(
+            name="alpha", shape=channels, initializer=tf.keras.initializers.Constant(0.25)
+        )
+        self.shift_out = self.add_weight(name="zeta", shape=channels, initializer="zeros")
+        super().build(input_shape)
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        shifted = inputs - self.shift_in
+        return tf.where(shifted >= 0, shifted, self.slope * shifted) + self.shift_out
+
+
+def activation_layer(kind: str, name: str | None = None) -> tf.keras.layers.Layer:
+    """The activation ``kind`` for 4-D ``(B, H, W, C)`` inputs.
+
+    ``prelu`` has one slope per layer, initialised to 0.25, like PyTorch's ``nn.PReLU()`` of the
+    official code (Keras's default ``PReLU`` has one per element: 32x the parameters of a block
+    output and ~140 KB more flatbuffer, lce-notes section 8).
+    """
+    if kind == "relu":
+        return tf.keras.layers.ReLU(name=name)
+    if kind == "prelu":
+        return tf.keras.layers.PReLU(
+            alpha_initializer=tf.keras.initializers.Constant(0.25), shared_axes=[1, 2, 3], name=name
+        )
+    if kind == "rprelu":
+        return RPReLU(name=name)
+    raise ValueError(f"activation: unknown {kind!r}; choose one of {', '.join(ACTIVATIONS)}")
+
+
+@_serializable
+class MemoryBlock(lq.layers.QuantDepthwiseConv2D):
+    """The FSMN memory: a depthwise convolution over time, ``(B, T, 1, C) -> (B, T, 1, C)``.
+
+    Output frame ``t`` mixes, per channel, input frames ``t - left_order*dilation`` to
+    ``t + right_order*dilation`` in steps of ``dilation``. Frames outside the sequence are zero
+    *after* the input quantizer, so they contribute nothing, as PyTorch's ``sign(0) = 0`` does in
+    the official code. Symmetric orders use the convolution's own SAME padding (no ``PAD`` op in
+    TFLite); asymmetric orders pad explicitly.
+
+    Binary in training when given sign quantizers. LCE has no binary depthwise convolution (binary
+    grouped convolutions need >= 32 channels per group), so after conversion this runs as a float
+    ``DEPTHWISE_CONV_2D`` on the +-1 input (``LceQuantize -> LceDequantize -> DEPTHWISE_CONV_2D``)
+    with the +-scale kernel stored as floats: the same numbers, 5 MACs per channel and frame.
+    """
+
+    def __init__(
+        self, left_order: int = 2, right_order: int = 2, dilation: int = 1, **kwargs: Any
+    ) -> None:
+        if left_order < 0 or right_order < 0 or dilation < 1:
+            raise ValueError(
+                f"MemoryBlock: orders must be >= 0 and dilation >= 1, got left_order={left_order}, "
+                f"right_order={right_order}, dilation={dilation}"
+            )
+        self.left_order = left_order
+        self.right_order = right_order
+        self.dilation = dilation
+        super().__init__(
+            kernel_size=(left_order + right_order + 1, 1),
+            dilation_rate=(dilation, 1),
+            padding="same" if left_order == right_order else "valid",
+            **kwargs,
+        )
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        if self.left_order == self.right_order:
+            return super().call(inputs)
+        if self.input_quantizer is not None:
+            inputs = self.input_quantizer(inputs)
+        before, after = self.left_order * self.dilation, self.right_order * self.dilation
+        inputs = tf.pad(inputs, [[0, 0], [before, after], [0, 0], [0, 0]])
+        with lq.context.quantized_scope(True):
+            return tf.keras.layers.DepthwiseConv2D.call(self, inputs)
+
+    def compute_output_shape(self, input_shape: tf.TensorShape) -> tf.TensorShape:
+        return tf.TensorShape(input_shape)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        for derived in ("kernel_size", "dilation_rate", "padding", "strides", "depth_multiplier"):
+            config.pop(derived)
+        return {
+            **config,
+            "left_order": self.left_order,
+            "right_order": self.right_order,
+            "dilation": self.dilation,
+        }
+
+
+def _quantizer_config(spec: QuantizerSpec) -> dict[str, Any] | None:
+    """A serializable description from which each sub-layer gets its own quantizer instance
+    (quantizers with learnable thresholds must not be shared between layers)."""
+    if spec is None:
+        return None
+    if isinstance(spec, dict):
+        return copy.deepcopy(spec)
+    return lq.quantizers.serialize(lq.quantizers.get(spec))
+
+
+def _new_quantizer(config: dict[str, Any] | None) -> lq.quantizers.Quantizer | None:
+    return None if config is None else lq.quantizers.get(copy.deepcopy(config))
+
+
+@_serializable
+class DFSMNBlock(tf.keras.layers.Layer):
+    """One Deep-FSMN block (spec section 1.4), ``(B, T, 1, C) -> (B, T, 1, C)``::
+
+        m = act_m(BN_m(memory(x))) + x                          # memory + skip
+        u = dropout(act_h(BN_h(expand(m))))                     # 1x1 conv C -> hidden_size
+        y = act_o[w](BN_o[w](project(u))) + m                   # 1x1 conv hidden_size -> C, skip
+
+    Full precision without quantizers (the teacher); binary with them (the student): the memory
+    conv, ``expand`` and ``project`` then see sign activations and 1-bit weights, while BN, the
+    activations and the residual adds stay float (the float residual stream of the paper).
+    ``expand`` and ``project`` become ``LceBconv2d`` after conversion, the memory conv a float
+    depthwise conv (see :class:`MemoryBlock`).
+
+    Thinnable (spec section 5): ``branches`` lists the widths at which the block runs; each has its
+    own output BN and activation (``output_bn_w{width}``, ``output_act_w{width}``), chosen by
+    ``call(..., width=...)``. Everything else is shared by all widths.
+
+    Args:
+        hidden_size: channels of the expanded fc-transform.
+        left_order, right_order, dilation: the memory's look-back, look-ahead and stride.
+        input_quantizer: activation quantizer for the three convolutions (name, config dict or
+            instance; each conv gets its own copy), ``None`` for float.
+        kernel_quantizer: kernel quantizer of the 1x1 convs; ``depthwise_quantizer`` that of the
+            memory conv (its output channel is axis -2 of the kernel).
+        kernel_constraint: constraint of all three kernels (``"weight_clip"`` for binary ones).
+        use_bias: biases on the three convolutions (each is followed by BN, so they are redundant;
+            the teacher keeps them to match the official parameter count).
+        activation: memory and output activation; ``hidden_activation``: after ``BN_h``.
+        dropout: rate after the hidden activation (teacher 0.2).
+        branches: widths with their own output BN/activation; ``(num_blocks,)`` for the teacher.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int = 256,
+        left_order: int = 2,
+        right_order: int = 2,
+        dilation: int = 1,
+        input_quantizer: QuantizerSpec = None,
+        kernel_quantizer: QuantizerSpec = None,
+        depthwise_quantizer: QuantizerSpec = None,
+        kernel_constraint: str | None = None,
+        use_bias: bool = True,
+        activation: str = "prelu",
+        hidden_activation: str = "relu",
+        dropout: float = 0.0,
+        branches: Sequence[int] = (8,),
+        bn_momentum: float = 0.9,
+        bn_epsilon: float = 1e-5,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not branches:
+            raise ValueError(f"DFSMNBlock {self.name}: branches must name at least one width")
+        for kind in (activation, hidden_activation):
+            if kind not in ACTIVATIONS:
+                raise ValueError(f"DFSMNBlock {self.name}: unknown activation {kind!r}")
+        self.hidden_size = hidden_size
+        self.left_order = left_order
+        self.right_order = right_order
+        self.dilation = dilation
+        self.input_quantizer = _quantizer_config(input_quantizer)
+        self.kernel_quantizer = _quantizer_config(kernel_quantizer)
+        self.depthwise_quantizer = _quantizer_config(depthwise_quantizer)
+        self.kernel_constraint = kernel_constraint
+        self.use_bias = use_bias
+        self.activation = activation
+        self.hidden_activation = hidden_activation
+        self.dropout = dropout
+        self.branches = tuple(int(width) for width in branches)
+        self.bn_momentum = bn_momentum
+        self.bn_epsilon = bn_epsilon
+
+    def _batch_norm(self, name: str) -> tf.keras.layers.BatchNormalization:
+        return tf.keras.layers.BatchNormalization(
+            momentum=self.bn_momentum, epsilon=self.bn_epsilon, name=name
+        )
+
+    def _pointwise(self, filters: int, name: str) -> lq.layers.QuantConv2D:
+        return lq.layers.QuantConv2D(
+            filters,
+            1,
+            input_quantizer=_new_quantizer(self.input_quantizer),
+            kernel_quantizer=_new_quantizer(self.kernel_quantizer),
+            kernel_constraint=self.kernel_constraint,
+            use_bias=self.use_bias,
+            name=name,
+        )
+
+    def build(self, input_shape: tf.TensorShape) -> None:
+        channels = int(input_shape[-1])
+        self.memory = MemoryBlock(
+            self.left_order,
+            self.right_order,
+            self.dilation,
+            input_quantizer=_new_quantizer(self.input_quantizer),
+            depthwise_quantizer=_new_quantizer(self.depthwise_quantizer),
+            depthwise_constraint=self.kernel_constraint,
+            use_bias=self.use_bias,
+            name="memory",
+        )
+        self.memory_bn = self._batch_norm("memory_bn")
+        self.memory_act = activation_layer(self.activation, "memory_act")
+        self.expand = self._pointwise(self.hidden_size, "expand")
+        self.hidden_bn = self._batch_norm("hidden_bn")
+        self.hidden_act = activation_layer(self.hidden_activation, "hidden_act")
+        self.hidden_dropout = tf.keras.layers.Dropout(self.dropout) if self.dropout else None
+        self.project = self._pointwise(channels, "project")
+        self.output_bns = [self._batch_norm(f"output_bn_w{width}") for width in self.branches]
+        self.output_acts = [
+            activation_layer(self.activation, f"output_act_w{width}") for width in self.branches
+        ]
+        super().build(input_shape)
+
+    def call(
+        self, inputs: tf.Tensor, width: int | None = None, training: bool | None = None
+    ) -> tf.Tensor:
+        if width is None:
+            if len(self.branches) != 1:
+                raise ValueError(f"{self.name}: pass width=, one of {self.branches}")
+            branch = 0
+        elif width in self.branches:
+            branch = self.branches.index(width)
+        else:
+            raise ValueError(f"{self.name}: does not run at width {width}; it runs at {self.branches}")
+        memory = self.memory_act(self.memory_bn(self.memory(inputs), training=training)) + inputs
+        hidden = self.hidden_act(self.hidden_bn(self.expand(memory), training=training))
+        if self.hidden_dropout is not None:
+            hidden = self.hidden_dropout(hidden, training=training)
+        projected = self.output_bns[branch](self.project(hidden), training=training)
+        return self.output_acts[branch](projected) + memory
+
+    def compute_output_shape(self, input_shape: tf.TensorShape) -> tf.TensorShape:
+        return tf.TensorShape(input_shape)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "hidden_size": self.hidden_size,
+            "left_order": self.left_order,
+            "right_order": self.right_order,
+            "dilation": self.dilation,
+            "input_quantizer": self.input_quantizer,
+            "kernel_quantizer": self.kernel_quantizer,
+            "depthwise_quantizer": self.depthwise_quantizer,
+            "kernel_constraint": self.kernel_constraint,
+            "use_bias": self.use_bias,
+            "activation": self.activation,
+            "hidden_activation": self.hidden_activation,
+            "dropout": self.dropout,
+            "branches": list(self.branches),
+            "bn_momentum": self.bn_momentum,
+            "bn_epsilon": self.bn_epsilon,
+        }
