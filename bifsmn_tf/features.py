@@ -164,7 +164,7 @@ def _padded_hann_window(config: FeatureConfig) -> np.ndarray:
 
 
 def _orthonormal_dct_ii(n_inputs: int, n_outputs: int) -> np.ndarray:
-    """``(n_inputs, n_outputs)`` matrix ``D`` with ``x @ D`` = ``scipy.fft.dct(x, norm="ortho")[:n_outputs]``."""
+    """``(n_inputs, n_outputs)`` ``D`` with ``x @ D == dct(x, norm="ortho")[..., :n_outputs]``."""
     n = np.arange(n_inputs)[:, None]
     k = np.arange(n_outputs)[None, :]
     dct = np.sqrt(2.0 / n_inputs) * np.cos(np.pi / n_inputs * (n + 0.5) * k)
@@ -174,7 +174,7 @@ def _orthonormal_dct_ii(n_inputs: int, n_outputs: int) -> np.ndarray:
 
 @tf.keras.utils.register_keras_serializable(package="bifsmn_tf")
 class LogMelSpectrogram(tf.keras.layers.Layer):
-    """Waveforms to dB mel spectrograms, exactly as torchaudio ``MelSpectrogram`` + ``AmplitudeToDB``.
+    """Waveforms to dB mel spectrograms, as torchaudio ``MelSpectrogram`` + ``AmplitudeToDB`` do.
 
     Agrees with librosa and with a float64 transcription of torchaudio's formulas to within
     1e-3 dB on every frame and band (measured at most 1.1e-4 dB: float32 STFT rounding), in
@@ -210,7 +210,7 @@ class LogMelSpectrogram(tf.keras.layers.Layer):
             filterbank = filterbank / np.sum(window**2)
         self._window = window.astype(np.float32)
         self._filterbank = filterbank.astype(np.float32)
-        self._db_per_neper = np.float32(10.0 / math.log(10.0))
+        self._log_to_db = np.float32(10.0 / math.log(10.0))
 
     def call(self, waveforms: tf.Tensor) -> tf.Tensor:
         config = self.config
@@ -228,7 +228,7 @@ class LogMelSpectrogram(tf.keras.layers.Layer):
         spectrum = tf.signal.rfft(frames * self._window, fft_length=[config.n_fft])
         power = tf.square(tf.math.real(spectrum)) + tf.square(tf.math.imag(spectrum))
         mel_power = tf.matmul(power, self._filterbank)
-        return self._db_per_neper * tf.math.log(tf.maximum(mel_power, config.power_floor))
+        return self._log_to_db * tf.math.log(tf.maximum(mel_power, config.power_floor))
 
     def _fixed_length(self, waveforms: tf.Tensor) -> tf.Tensor:
         target = self.config.clip_samples

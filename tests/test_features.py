@@ -107,7 +107,9 @@ def torchaudio_log_mel(config: FeatureConfig, clip: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("config", LOGMEL_CONFIGS, ids=CONFIG_IDS)
-@pytest.mark.parametrize("reference", [librosa_log_mel, torchaudio_log_mel], ids=["librosa", "numpy"])
+@pytest.mark.parametrize(
+    "reference", [librosa_log_mel, torchaudio_log_mel], ids=["librosa", "numpy"]
+)
 def test_log_mel_matches_independent_reference(config, reference):
     clips = np.stack([speech_like_clip(seed) for seed in range(2)])
     features = frontend_features(config, clips)
@@ -179,11 +181,11 @@ def test_clips_are_truncated_or_right_zero_padded(length, static_length):
 
 
 def test_layer_rejects_mismatched_kind_and_rank():
-    with pytest.raises(ValueError, match="LogMelSpectrogram needs FeatureConfig\\(kind='logmel'\\)"):
+    with pytest.raises(ValueError, match=r"LogMelSpectrogram needs FeatureConfig\(kind='logmel'\)"):
         LogMelSpectrogram(MFCC40_30MS)
-    with pytest.raises(ValueError, match="Mfcc needs FeatureConfig\\(kind='mfcc'\\)"):
+    with pytest.raises(ValueError, match=r"Mfcc needs FeatureConfig\(kind='mfcc'\)"):
         Mfcc(OFFICIAL)
-    with pytest.raises(ValueError, match="shape \\(batch, samples\\)"):
+    with pytest.raises(ValueError, match=r"shape \(batch, samples\)"):
         LogMelSpectrogram(OFFICIAL)(np.zeros((1, 16000, 1), np.float32))
 
 

@@ -1,0 +1,98 @@
+"""Packaging: the conda file and pyproject.toml agree, and ``import bifsmn_tf`` selects Keras 2.
+
+The import checks run in fresh interpreters because Keras 2 vs 3 is decided once per process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.specifiers import SpecifierSet
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def project_table() -> dict:
+    with open(REPO / "pyproject.toml", "rb") as file:
+        return tomllib.load(file)["project"]
+
+
+def conda_environment() -> dict:
+    return yaml.safe_load((REPO / "environment.yml").read_text())
+
+
+def conda_pip_requirements() -> list[str]:
+    pip_sections = [
+        entry["pip"] for entry in conda_environment()["dependencies"] if isinstance(entry, dict)
+    ]
+    assert len(pip_sections) == 1, f"environment.yml: expected one pip section, got {pip_sections}"
+    return pip_sections[0]
+
+
+def test_conda_pip_section_lists_the_project_dependencies():
+    requirements = conda_pip_requirements()
+    assert "-e ." in requirements, "environment.yml must install the package itself"
+    pinned = [line for line in requirements if line != "-e ."]
+    assert sorted(pinned) == sorted(project_table()["dependencies"])
+
+
+def test_conda_environment_pins_python_311_and_legacy_keras():
+    environment = conda_environment()
+    conda_packages = [entry for entry in environment["dependencies"] if isinstance(entry, str)]
+    assert "python=3.11" in conda_packages
+    assert "pip" in conda_packages
+    assert environment["variables"]["TF_USE_LEGACY_KERAS"] == "1"
+    assert SpecifierSet(project_table()["requires-python"]).contains("3.11")
+
+
+def run_python(code: str, legacy_keras_env: bool) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items() if key != "TF_USE_LEGACY_KERAS"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    if legacy_keras_env:
+        env["TF_USE_LEGACY_KERAS"] = "1"
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize(
+    "prelude, legacy_keras_env",
+    [
+        ("", False),
+        # A conda env sets the variable, so TensorFlow may be imported before the package.
+        ("import tensorflow", True),
+    ],
+    ids=["bifsmn-first", "tensorflow-first-with-env"],
+)
+def test_import_selects_keras_2_for_tf_keras_and_larq(prelude, legacy_keras_env):
+    code = (
+        f"{prelude}\n"
+        "import os, sys, bifsmn_tf, larq, tensorflow as tf\n"
+        "print(os.environ['TF_USE_LEGACY_KERAS'], tf.keras.layers.Dense.__module__,\n"
+        "      issubclass(larq.layers.QuantConv2D, tf.keras.layers.Conv2D),\n"
+        "      'keras' in sys.modules)\n"
+    )
+    result = run_python(code, legacy_keras_env)
+    assert result.returncode == 0, result.stderr
+    legacy_flag, dense_module, larq_on_tf_keras, keras3_loaded = result.stdout.split()
+    assert legacy_flag == "1"
+    assert dense_module.startswith("tf_keras.")
+    assert larq_on_tf_keras == "True"
+    assert keras3_loaded == "False"
+
+
+@pytest.mark.parametrize(
+    "prelude", ["import keras", "import tensorflow"], ids=["keras-first", "tensorflow-first"]
+)
+def test_keras_3_loaded_first_is_a_clear_error(prelude):
+    result = run_python(f"{prelude}\nimport bifsmn_tf\n", legacy_keras_env=False)
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("bifsmn_tf.Keras3AlreadyImportedError: Keras 3."), result.stderr
+    assert "import bifsmn_tf first" in last_line
