@@ -6,7 +6,9 @@ audio alone which folder a clip came from and check that labels follow the audio
 
 from __future__ import annotations
 
+import http.server
 import tarfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -82,3 +84,82 @@ def make_archive(tree: Path, archive: Path) -> Path:
         for path in sorted(tree.rglob("*")):
             tar.add(path, arcname=f"./{path.relative_to(tree).as_posix()}", recursive=False)
     return archive
+
+
+class ArchiveServer:
+    """Files over HTTP on 127.0.0.1 with Range support, and faults scripted per request.
+
+    ``faults`` is consumed one entry per GET: ``None`` (serve normally), ``"corrupt"`` (flip
+    bytes in the middle of the body), ``"ignore_range"`` (answer 200 with the whole file), or
+    ``("drop", n)`` (announce the full length, send ``n`` bytes, close the connection).
+    ``requests`` records ``(path, Range header)`` of every GET.
+    """
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.faults: list = []
+        self.requests: list[tuple[str, str | None]] = []
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    def url(self, name: str) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/{name}"
+
+    def __enter__(self) -> ArchiveServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+    def _handler(self) -> type[http.server.BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                name = self.path.lstrip("/")
+                requested_range = self.headers.get("Range")
+                server.requests.append((name, requested_range))
+                fault = server.faults.pop(0) if server.faults else None
+                if name not in server.files:
+                    self.send_error(404)
+                    return
+                data = server.files[name]
+                if fault == "corrupt":
+                    middle = len(data) // 2
+                    data = (
+                        data[:middle]
+                        + bytes(b ^ 0xFF for b in data[middle : middle + 64])
+                        + data[middle + 64 :]
+                    )
+                start = 0
+                if requested_range and fault != "ignore_range":
+                    start = int(requested_range.removeprefix("bytes=").split("-")[0])
+                    if start >= len(data):
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{len(data)}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                else:
+                    self.send_response(200)
+                body = data[start:]
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if isinstance(fault, tuple) and fault[0] == "drop":
+                    self.wfile.write(body[: fault[1]])
+                    self.close_connection = True
+                    return
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        return Handler

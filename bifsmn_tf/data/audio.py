@@ -137,18 +137,18 @@ def _decode_wav(path: Path, data: bytes) -> tuple[np.ndarray, int]:
         chunk_id = data[pos : pos + 4]
         (chunk_size,) = struct.unpack_from("<I", data, pos + 4)
         body = pos + 8
+        if chunk_size > len(data) - body and chunk_id in (b"fmt ", b"data"):
+            what = "audio" if chunk_id == b"data" else "format"
+            raise AudioFormatError(
+                path,
+                f"truncated WAV: the header declares {chunk_size} bytes of {what}, "
+                f"the file holds {len(data) - body}",
+            )
         if chunk_id == b"fmt ":
             fmt = _parse_fmt(path, data[body : body + chunk_size])
         elif chunk_id == b"data":
             if fmt is None:
                 raise AudioFormatError(path, "WAV 'data' chunk comes before its 'fmt ' chunk")
-            available = len(data) - body
-            if chunk_size > available:
-                raise AudioFormatError(
-                    path,
-                    f"truncated WAV: the header declares {chunk_size} bytes of audio, "
-                    f"the file holds {available}",
-                )
             return _pcm_to_float(path, data[body : body + chunk_size], fmt), fmt.sample_rate
         pos = body + chunk_size + (chunk_size & 1)  # chunks are padded to even sizes
     if fmt is None:
