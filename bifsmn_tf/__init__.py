@@ -18,7 +18,9 @@ class Keras3AlreadyImportedError(ImportError):
 def _require_legacy_keras() -> None:
     keras3 = sys.modules.get("keras")
     version = getattr(keras3, "__version__", "") if keras3 is not None else ""
-    if version.startswith("3"):
+    # Keras 3 in the process is harmless when the variable was set before TensorFlow chose
+    # its tf.keras; without it, tf.keras may already be Keras 3 and Larq would break later.
+    if version.startswith("3") and os.environ.get("TF_USE_LEGACY_KERAS") != "1":
         raise Keras3AlreadyImportedError(
             f"Keras {version} was imported before bifsmn_tf. Larq needs Keras 2 (tf-keras): "
             "import bifsmn_tf first, or set TF_USE_LEGACY_KERAS=1 before importing TensorFlow "
