@@ -75,16 +75,19 @@ def run_python(code: str, legacy_keras_env: bool) -> subprocess.CompletedProcess
 def test_import_selects_keras_2_for_tf_keras_and_larq(prelude, legacy_keras_env):
     code = (
         f"{prelude}\n"
-        "import os, bifsmn_tf, larq, tensorflow as tf\n"
+        "import os, sys, bifsmn_tf, larq, tensorflow as tf\n"
         "print(os.environ['TF_USE_LEGACY_KERAS'], tf.keras.layers.Dense.__module__,\n"
-        "      issubclass(larq.layers.QuantConv2D, tf.keras.layers.Conv2D))\n"
+        "      issubclass(larq.layers.QuantConv2D, tf.keras.layers.Conv2D),\n"
+        "      'keras' in sys.modules)\n"
     )
     result = run_python(code, legacy_keras_env)
     assert result.returncode == 0, result.stderr
-    legacy_flag, dense_module, larq_on_tf_keras = result.stdout.split()
+    legacy_flag, dense_module, larq_on_tf_keras, keras3_loaded = result.stdout.split()
     assert legacy_flag == "1"
     assert dense_module.startswith("tf_keras.")
     assert larq_on_tf_keras == "True"
+    # The package itself never pulls Keras 3 in.
+    assert keras3_loaded == str(prelude == "import keras")
 
 
 @pytest.mark.parametrize(
