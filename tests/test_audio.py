@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bifsmn_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+
 import struct
 from pathlib import Path
 
@@ -9,7 +11,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import bifsmn_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports TensorFlow)
 from bifsmn_tf.data.audio import AudioFormatError, read_audio, read_wav, write_wav
 
 RATE = 16000

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bifsmn_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+
 import io
 import math
 import os
@@ -19,7 +21,6 @@ from speech_commands_tree import (
     make_tree,
 )
 
-import bifsmn_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports TensorFlow)
 from bifsmn_tf.data import speech_commands as sc
 from bifsmn_tf.data.labels import KEYWORDS, SILENCE, UNKNOWN, WORDS, task_labels
 

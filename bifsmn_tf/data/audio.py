@@ -21,6 +21,7 @@ more audio than the file holds) is an error instead of a silently shorter clip.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import struct
 from pathlib import Path
@@ -261,6 +262,9 @@ def _resampler():
     import tensorflow as tf
     import tensorflow_io as tfio
 
+    # Dropped before interpreter shutdown: a traced function collected after TensorFlow's
+    # modules are torn down prints a spurious TypeError.
+    atexit.register(_resampler.cache_clear)
     return tf.function(
         lambda samples, rate_in, rate_out: tfio.audio.resample(
             samples, rate_in=rate_in, rate_out=rate_out

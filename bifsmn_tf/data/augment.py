@@ -3,7 +3,9 @@
 In order, each with its own independent draws per clip:
 
 1. background noise, p = 0.3: ``w <- (1 - s) w + s n`` with ``s ~ U(0, 0.3)`` and ``n`` a random
-   crop of a random ``_background_noise_`` file, over the clip's own length;
+   crop of a random ``_background_noise_`` file, over the clip's own length. Crops start on a
+   grid of ``NOISE_BLOCK`` samples (1 ms), so that cutting them is a gather of contiguous
+   blocks, ~8x cheaper than one of single samples; a minute of noise still offers 60,000 starts;
 2. amplitude, p = 0.5: ``w <- a w`` with ``a ~ U(0.7, 1.1)``;
 3. speed and pitch, p = 0.5: ``c ~ U(-0.2, 0.2)``, nearest-neighbour resampling to
    ``floor(L / (1 + c))`` samples, output sample ``k`` taking input ``floor(k (1 + c))``
@@ -24,7 +26,10 @@ the stream regardless of batching or parallelism.
 from __future__ import annotations
 
 import dataclasses
+import math
+from typing import NamedTuple
 
+import numpy as np
 import tensorflow as tf
 
 from bifsmn_tf.config import ConfigError, JsonConfig
@@ -44,6 +49,9 @@ DRAW_COLUMNS = (
 )
 NUM_DRAWS = len(DRAW_COLUMNS)
 _COLUMN = {name: i for i, name in enumerate(DRAW_COLUMNS)}
+
+#: Noise crops start at multiples of this many samples.
+NOISE_BLOCK = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,34 +108,68 @@ class AugmentConfig(JsonConfig):
         return self.enabled and self.noise_prob > 0.0
 
 
+class NoiseBank(NamedTuple):
+    """Background-noise files cut into blocks of ``NOISE_BLOCK`` samples, ready for cropping.
+
+    Attributes:
+        blocks: ``(N, NOISE_BLOCK)`` float32, every file's blocks one after the other (a file's
+            last ``< NOISE_BLOCK`` samples are dropped).
+        bounds: ``(F, 2)`` int32 ``[first block, number of blocks]`` of each file.
+    """
+
+    blocks: tf.Tensor
+    bounds: tf.Tensor
+
+    @classmethod
+    def from_arrays(cls, named: dict[str, np.ndarray], clip_samples: int) -> NoiseBank:
+        """Build from ``{name: float32 samples}``; every file must hold a whole clip."""
+        needed = NOISE_BLOCK * math.ceil(clip_samples / NOISE_BLOCK)
+        if not named:
+            raise ValueError("NoiseBank: no noise files")
+        counts = []
+        for name, samples in named.items():
+            if len(samples) < needed:
+                raise ValueError(
+                    f"{name}: background noise of {len(samples)} samples is shorter than a clip "
+                    f"({needed} samples)"
+                )
+            counts.append(len(samples) // NOISE_BLOCK)
+        blocks = np.concatenate(
+            [
+                s[: n * NOISE_BLOCK].reshape(n, NOISE_BLOCK)
+                for s, n in zip(named.values(), counts, strict=True)
+            ]
+        )
+        firsts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        return cls(
+            tf.constant(blocks, tf.float32),
+            tf.constant(np.stack([firsts, counts], axis=1), tf.int32),
+        )
+
+
 def augment_batch(
     waveforms: tf.Tensor,
     lengths: tf.Tensor,
     draws: tf.Tensor,
     config: AugmentConfig,
-    noise: tf.Tensor | None = None,
-    noise_bounds: tf.Tensor | None = None,
+    noise: NoiseBank | None = None,
 ) -> tf.Tensor:
     """Augment a batch of fixed-length clips.
 
     Args:
-        waveforms: ``(B, S)`` float32 clips, zero beyond their lengths.
+        waveforms: ``(B, S)`` float32 clips, zero beyond their lengths; ``S`` known statically.
         lengths: ``(B,)`` int32 true lengths, ``<= S``.
         draws: ``(B, NUM_DRAWS)`` float32 uniforms in [0, 1), columns as ``DRAW_COLUMNS``.
         config: the augmentation settings.
-        noise: ``(N,)`` float32, every background-noise file concatenated; needed when
-            ``config.uses_noise``.
-        noise_bounds: ``(F, 2)`` int32 ``[start, length]`` of each file in ``noise``, every
-            length ``>= S``.
+        noise: the background noise; needed when ``config.uses_noise``.
 
     Returns:
         ``(B, S)`` float32 augmented clips.
     """
     if not config.enabled:
         return waveforms
-    clip_samples = tf.shape(waveforms)[1]
+    clip_samples = waveforms.shape[1]
     positions = tf.range(clip_samples)[tf.newaxis, :]  # (1, S)
-    inside = positions < lengths[:, tf.newaxis]
 
     def column(name: str) -> tf.Tensor:
         return draws[:, _COLUMN[name]]
@@ -136,22 +178,25 @@ def augment_batch(
         return column(f"{name}_apply") < prob
 
     if config.uses_noise:
-        if noise is None or noise_bounds is None:
+        if noise is None:
             raise ValueError("augment_batch: noise mixing is enabled but no noise was given")
+        files = tf.shape(noise.bounds)[0]
         file_index = tf.minimum(
-            tf.cast(
-                column("noise_file") * tf.cast(tf.shape(noise_bounds)[0], tf.float32), tf.int32
-            ),
-            tf.shape(noise_bounds)[0] - 1,
+            tf.cast(column("noise_file") * tf.cast(files, tf.float32), tf.int32), files - 1
         )
-        start, length = tf.unstack(tf.gather(noise_bounds, file_index), axis=1)
-        span = tf.cast(length - clip_samples + 1, tf.float32)
-        offset = tf.minimum(tf.cast(column("noise_offset") * span, tf.int32), length - clip_samples)
-        crops = tf.gather(noise, (start + offset)[:, tf.newaxis] + positions)
+        first, count = tf.unstack(tf.gather(noise.bounds, file_index), axis=1)
+        crop_blocks = math.ceil(clip_samples / NOISE_BLOCK)
+        last_start = count - crop_blocks
+        offset = tf.minimum(
+            tf.cast(column("noise_offset") * tf.cast(last_start + 1, tf.float32), tf.int32),
+            last_start,
+        )
+        block_index = (first + offset)[:, tf.newaxis] + tf.range(crop_blocks)[tf.newaxis, :]
+        crops = tf.reshape(tf.gather(noise.blocks, block_index), [-1, crop_blocks * NOISE_BLOCK])
         scale = tf.where(applied("noise", config.noise_prob), column("noise_scale"), 0.0)
         scale = (scale * config.noise_max_scale)[:, tf.newaxis]
-        mixed = (1.0 - scale) * waveforms + scale * crops
-        waveforms = tf.where(inside, mixed, 0.0)
+        # Noise lands beyond the clip's length too; the final gather zeroes everything there.
+        waveforms = (1.0 - scale) * waveforms + scale * crops[:, :clip_samples]
 
     low, high = config.amplitude_range
     gain = tf.where(

@@ -28,7 +28,7 @@ import tensorflow as tf
 from bifsmn_tf.config import ConfigError, JsonConfig
 from bifsmn_tf.data import speech_commands
 from bifsmn_tf.data.audio import read_audio
-from bifsmn_tf.data.augment import NUM_DRAWS, AugmentConfig, augment_batch
+from bifsmn_tf.data.augment import NUM_DRAWS, AugmentConfig, NoiseBank, augment_batch
 from bifsmn_tf.data.labels import TASKS
 from bifsmn_tf.features import FeatureConfig, build_frontend
 from bifsmn_tf.fileio import atomic_path
@@ -222,10 +222,9 @@ def make_dataset(
         return dataset.prefetch(tf.data.AUTOTUNE)
 
     augment = data_config.augment
-    noise = noise_bounds = None
+    noise = None
     if augment.uses_noise:
-        root = split_root(data_config, split)
-        noise, noise_bounds = _noise_bank(root, data_config, feature_config)
+        noise = _noise_bank(split_root(data_config, split), data_config, feature_config)
     num_examples = len(data)
 
     def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
@@ -246,7 +245,7 @@ def make_dataset(
 
     def augmented_features(indices: tf.Tensor, draws: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         waveforms, clip_lengths = waveforms_of(indices)
-        waveforms = augment_batch(waveforms, clip_lengths, draws, augment, noise, noise_bounds)
+        waveforms = augment_batch(waveforms, clip_lengths, draws, augment, noise)
         return frontend(waveforms), tf.gather(labels, indices)
 
     dataset = _epoch_numbers(first_epoch).flat_map(one_epoch)
@@ -273,10 +272,7 @@ def _noise_arrays(
     return {name: read_audio(root / name, sample_rate, resample=resample) for name in sorted(names)}
 
 
-def _noise_bank(
-    root: Path, data_config: DataConfig, feature_config: FeatureConfig
-) -> tuple[tf.Tensor, tf.Tensor]:
-    """Every background-noise file concatenated, and each one's ``[start, length]``."""
+def _noise_bank(root: Path, data_config: DataConfig, feature_config: FeatureConfig) -> NoiseBank:
     names = speech_commands.noise_files(root)
     if not names:
         raise speech_commands.DatasetError(
@@ -284,17 +280,8 @@ def _noise_bank(
             "training augmentation mixes in; add them or set augment.noise_prob=0"
         )
     arrays = _noise_arrays(root, set(names), feature_config.sample_rate, data_config.resample)
-    clip_samples = feature_config.clip_samples
-    for name, samples in arrays.items():
-        if len(samples) < clip_samples:
-            raise speech_commands.DatasetError(
-                f"{root / name}: background noise of {len(samples)} samples is shorter than a "
-                f"clip ({clip_samples})"
-            )
-    lengths = np.array([len(arrays[n]) for n in names], dtype=np.int32)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int32)
-    bank = np.concatenate([arrays[n] for n in names]).astype(np.float32)
-    return tf.constant(bank), tf.constant(np.stack([starts, lengths], axis=1))
+    named = {str(root / name): samples for name, samples in arrays.items()}
+    return NoiseBank.from_arrays(named, feature_config.clip_samples)
 
 
 def _decoded_clips(
