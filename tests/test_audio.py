@@ -185,3 +185,15 @@ def test_bad_files_raise_an_error_naming_the_file(tmp_path, name, make, problem)
         read_audio(path)
     assert str(caught.value).startswith(f"{path}: ")
     assert caught.value.path == path
+
+
+REAL_SPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-speech"
+
+
+@pytest.mark.skipif(not REAL_SPEECH.is_dir(), reason="no real-speech clips next to the repository")
+@pytest.mark.parametrize("name", ["yes_1000ms.wav", "no_1000ms.wav", "noise_1000ms.wav"])
+def test_real_recordings_read_as_soundfile_does(name):
+    path = REAL_SPEECH / name
+    pcm, rate = sf.read(path, dtype="int16")
+    assert rate == RATE
+    np.testing.assert_array_equal(read_wav(path), pcm.astype(np.float32) / 32768.0)

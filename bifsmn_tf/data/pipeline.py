@@ -1,7 +1,8 @@
 """tf.data pipelines: a split of a Speech Commands-layout dataset -> batches of (features, labels).
 
 Decoding WAV files is the slow part, so each split's clips are decoded once into an int16 array
-of fixed-length clips (plus their true lengths) and, with ``cache_audio``, kept as ``.npy`` files
+of fixed-length clips (plus their true lengths; a clip longer than ``clip_samples`` is truncated,
+as the official ``FixAudioLength`` does) and, with ``cache_audio``, kept as ``.npy`` files
 under ``<data_dir>/cache/audio/``. A cache file's name carries a hash of the file list, sizes,
 modification times and decoding settings, so a changed dataset is decoded again; it is written
 atomically and read memory-mapped (the V2 training split is ~2.7 GB as int16).
@@ -193,7 +194,8 @@ def make_dataset(
 ) -> tf.data.Dataset:
     """Batches of ``(features (B, T, F) float32, labels (B,) int32)`` of ``split``.
 
-    Labels index ``task_labels(data_config.task)``. Without ``training``: every example once, in a
+    ``split`` is ``train``, ``validation``, ``test`` or ``official_test`` (the separate test-set
+    archive, downloaded with ``--test-set``). Labels index ``task_labels(data_config.task)``. Without ``training``: every example once, in a
     fixed order, unaugmented. With ``training``: each pass over the returned dataset is one epoch
     (``first_epoch``, then the next, ...), shuffled and augmented by stateless ops keyed by
     ``(data_config.seed, epoch, clip)``; ``model.fit(dataset, epochs=n)`` sees a fresh epoch each
