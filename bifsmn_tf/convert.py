@@ -1,0 +1,472 @@
+"""Keras -> flatbuffers: the student at every width for LCE, the FP teacher as float and int8 TFLite.
+
+``convert_run(RUN_DIR)`` writes to one directory:
+
+- ``student_w{W}.tflite`` for every trained width ``W`` of the BiFSMN student, converted by LCE's
+  converter from :func:`~bifsmn_tf.models.dfsmn.width_model` (the 1-bit convolutions become
+  ``LceBconv2d``);
+- ``teacher_fp32.tflite``: the FP teacher as a float TFLite model;
+- ``teacher_int8.tflite``: the FP teacher after full-integer post-training quantization (int8
+  weights, activations, input and output), calibrated on real clips of the training split;
+- ``manifest.json``: every file with its width, bytes, op counts and the check below, and the
+  storage ratios of the student against the FP32 baseline.
+
+**Checked, not assumed.** Each flatbuffer runs in LCE's interpreter on real clips of the test
+split and is compared with the Keras model it came from: top-1 agreement (at least
+``ConvertConfig.min_agreement`` for the lossless conversions, the student and the float teacher)
+and the largest logit difference. int8 quantization is lossy by design; its agreement is
+reported, not required.
+
+**Storage, two ways**, both against the FP32 D-FSMN of the published architecture (the paper's
+baseline, which is the teacher of a ``paper`` run; a ``lean`` run's teacher has the lean head, and
+its ratios are reported too). ``parameter_count_ratio`` is the paper's way of counting: 32 bits
+per baseline parameter against 1 bit per binarized student weight plus 32 per other student
+parameter (parameters = trainable weights, as in PyTorch; BN moving statistics are buffers).
+``flatbuffer_ratio`` is the real thing: bytes of the baseline's float TFLite file over bytes of
+the full-width student's LCE file, both with tensor names stripped (when that leaves the outputs
+bit-identical, which is checked). The difference is what a deployable file carries beyond the
+weights: per-channel scales and biases of every binary convolution, float depthwise memory
+weights, PReLU slopes, graph structure.
+
+With ``input="audio"`` every model gets the feature frontend in front of it, so the flatbuffers
+take raw 16 kHz waveforms ``(1, clip_samples)``. The frontend's FFT and log do not quantize, so
+the int8 teacher then keeps a float frontend and float input/output around an int8 body, and the
+storage ratios then compare files that both carry the frontend's constants (mel filterbank, window).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import larq_compute_engine as lce
+import numpy as np
+import tensorflow as tf
+from larq_compute_engine.tflite.python.interpreter import Interpreter
+from tensorflow.lite.python import schema_py_generated as schema
+from tensorflow.lite.tools import flatbuffer_utils
+from tqdm import tqdm
+
+from bifsmn_tf.config import ConfigError, JsonConfig
+from bifsmn_tf.data.labels import task_labels
+from bifsmn_tf.data.pipeline import split_waveforms
+from bifsmn_tf.features import FeatureConfig, build_frontend
+from bifsmn_tf.fileio import atomic_write_bytes, atomic_write_text
+from bifsmn_tf.models.dfsmn import ModelConfig, build_teacher, model_config, width_model
+from bifsmn_tf.tflite_ops import op_counts
+from bifsmn_tf.training.run import RunConfigs, load_run_model, read_run_info
+
+MANIFEST = "manifest.json"
+INPUTS = ("features", "audio")
+KIND_STUDENT = "student"
+KIND_FP32 = "teacher_fp32"
+KIND_INT8 = "teacher_int8"
+#: The storage ratios are taken against the published FP32 D-FSMN, as the paper's are.
+BASELINE_PROFILE = "paper"
+STORAGE_NOTE = (
+    "Against the FP32 D-FSMN of the published architecture (the paper's baseline; for a 'paper' "
+    "run that is the run's teacher). parameter_count_ratio: 32 bits per baseline parameter over "
+    "1 bit per binarized student weight + 32 bits per other student parameter (trainable weights "
+    "of the whole thinnable student; BN moving statistics are buffers, not parameters). "
+    "flatbuffer_ratio: bytes of the baseline's float TFLite file over bytes of the full-width "
+    "student's LCE flatbuffer, tensor names stripped from both. The *_vs_run_teacher figures use "
+    "this run's own teacher instead."
+)
+
+
+class ConversionError(RuntimeError):
+    """A flatbuffer failed its check against Keras, or the run cannot be converted."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvertConfig(JsonConfig):
+    """How ``convert_run`` converts and checks.
+
+    Attributes:
+        input: ``"features"`` (flatbuffers take ``(1, T, F)`` features) or ``"audio"`` (the
+            frontend is inside; they take ``(1, clip_samples)`` waveforms in [-1, 1]).
+        calibration_clips: training clips for int8 post-training quantization.
+        verify_clips: test clips each flatbuffer is compared with Keras on (``None``: all).
+        min_agreement: required top-1 agreement of the lossless conversions.
+        strip_names: drop tensor names from the files when the outputs stay bit-identical.
+        seed: picks the calibration and verification clips.
+    """
+
+    input: str = "features"
+    calibration_clips: int = 300
+    verify_clips: int | None = 1000
+    min_agreement: float = 0.995
+    strip_names: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.input not in INPUTS:
+            raise ConfigError(f"ConvertConfig.input: unknown {self.input!r}; choose one of {INPUTS}")
+        if self.calibration_clips < 1 or (self.verify_clips is not None and self.verify_clips < 1):
+            raise ConfigError("ConvertConfig: calibration_clips and verify_clips must be >= 1")
+        if not 0.0 <= self.min_agreement <= 1.0:
+            raise ConfigError(f"ConvertConfig.min_agreement: must be in [0, 1], got {self.min_agreement}")
+
+
+class FlatbufferModel:
+    """A flatbuffer in LCE's interpreter, called like a Keras model on float arrays.
+
+    ``model(x)`` takes ``(N, *input_shape)`` float32 and returns ``(N, C)`` float32, running the
+    samples one by one at batch 1. For int8 inputs or outputs it quantizes and dequantizes with
+    the tensors' scales and zero points, so float models and full-integer models are called alike.
+    """
+
+    def __init__(self, flatbuffer: bytes, *, num_threads: int = 1) -> None:
+        self.interpreter = Interpreter(flatbuffer, num_threads=num_threads)
+        if len(self.interpreter.input_shapes) != 1 or len(self.interpreter.output_shapes) != 1:
+            raise ValueError("FlatbufferModel: expected one input and one output tensor")
+        self.input_shape: tuple[int, ...] = tuple(self.interpreter.input_shapes[0][1:])
+        self.input_dtype = np.dtype(self.interpreter.input_types[0])
+        self.output_dtype = np.dtype(self.interpreter.output_types[0])
+
+    def __call__(self, inputs: np.ndarray) -> np.ndarray:
+        inputs = np.asarray(inputs, dtype=np.float32)
+        if inputs.shape[1:] != self.input_shape:
+            raise ValueError(f"FlatbufferModel: inputs {inputs.shape[1:]} != model input {self.input_shape}")
+        if np.issubdtype(self.input_dtype, np.integer):
+            scale, zero = self.interpreter.input_scales[0], self.interpreter.input_zero_points[0]
+            limits = np.iinfo(self.input_dtype)
+            inputs = np.clip(np.round(inputs / scale + zero), limits.min, limits.max).astype(self.input_dtype)
+        outputs = self.interpreter.predict(inputs)
+        if np.issubdtype(self.output_dtype, np.integer):
+            scale, zero = self.interpreter.output_scales[0], self.interpreter.output_zero_points[0]
+            outputs = (outputs.astype(np.float32) - zero) * scale
+        return np.asarray(outputs, dtype=np.float32).reshape(len(inputs), -1)
+
+
+def with_audio_frontend(model: tf.keras.Model, feature_config: FeatureConfig) -> tf.keras.Model:
+    """``model`` behind the feature frontend: ``(B, clip_samples)`` waveforms -> ``model``'s output."""
+    waveforms = tf.keras.Input((feature_config.clip_samples,), name="audio")
+    features = build_frontend(feature_config)(waveforms)
+    return tf.keras.Model(waveforms, model(features), name=f"{model.name}_audio")
+
+
+def convert_binary(model: tf.keras.Model) -> bytes:
+    """LCE's converter: binary convolutions become ``LceBconv2d``; float I/O, ARM target."""
+    return lce.convert_keras_model(model)
+
+
+def _batch_one_converter(model: tf.keras.Model) -> tf.lite.TFLiteConverter:
+    """TFLite's converter on ``model`` at batch size 1, as LCE's converter fixes it: a dynamic
+    batch would add run-time shape ops (SHAPE, STRIDED_SLICE, PACK) to the teachers only."""
+    signature = tf.TensorSpec([1, *model.input_shape[1:]], model.input.dtype)
+    function = tf.function(lambda inputs: model(inputs, training=False)).get_concrete_function(signature)
+    return tf.lite.TFLiteConverter.from_concrete_functions([function], model)
+
+
+def convert_float(model: tf.keras.Model) -> bytes:
+    """TFLite's converter, no optimization: the float32 reference file."""
+    return _batch_one_converter(model).convert()
+
+
+def convert_int8(model: tf.keras.Model, calibration: np.ndarray, *, integer_io: bool) -> bytes:
+    """Post-training int8 quantization calibrated on ``calibration`` (real inputs, ``(N, ...)``).
+
+    ``integer_io``: int8 input and output and int8 ops only (full-integer); otherwise ops that do
+    not quantize (the audio frontend's FFT) stay float and so do input and output.
+    """
+    converter = _batch_one_converter(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([sample[np.newaxis]] for sample in calibration)
+    if integer_io:
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    else:
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    return converter.convert()
+
+
+def strip_tensor_names(flatbuffer: bytes, probe: np.ndarray) -> tuple[bytes, bool]:
+    """``(flatbuffer without tensor/subgraph names and signatures, True)`` when its outputs on
+    ``probe`` are bit-identical to the original's; otherwise ``(flatbuffer, False)``."""
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+    flatbuffer_utils.strip_strings(model)
+    stripped = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    same = np.array_equal(FlatbufferModel(stripped)(probe), FlatbufferModel(flatbuffer)(probe))
+    return (stripped, True) if same else (flatbuffer, False)
+
+
+def verify(flatbuffer: bytes, keras_model: tf.keras.Model, inputs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """The flatbuffer in LCE's interpreter against ``keras_model`` on the same inputs."""
+    expected = keras_model.predict(inputs, batch_size=256, verbose=0)
+    actual = FlatbufferModel(flatbuffer)(inputs)
+    return {
+        "clips": len(inputs),
+        "top1_agreement": float(np.mean(expected.argmax(-1) == actual.argmax(-1))),
+        "max_abs_logit_diff": float(np.max(np.abs(expected - actual))),
+        "keras_accuracy": float(np.mean(expected.argmax(-1) == labels)),
+        "flatbuffer_accuracy": float(np.mean(actual.argmax(-1) == labels)),
+    }
+
+
+def float_op_count(flatbuffer: bytes) -> int:
+    """Operators that compute in float32: builtin ops whose first output is a float32 tensor.
+
+    LCE's custom ops (``LceBconv2d`` may write float, ``LceDequantize`` does) are binary-domain
+    ops, not float ones, and are not counted.
+    """
+    data = bytearray(flatbuffer)
+    model = schema.Model.GetRootAs(data, 0)
+    custom = [
+        max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) == schema.BuiltinOperator.CUSTOM
+        for code in map(model.OperatorCodes, range(model.OperatorCodesLength()))
+    ]
+    count = 0
+    for graph_index in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(graph_index)
+        for op_index in range(graph.OperatorsLength()):
+            op = graph.Operators(op_index)
+            if custom[op.OpcodeIndex()] or op.OutputsLength() == 0:
+                continue
+            count += graph.Tensors(op.Outputs(0)).Type() == schema.TensorType.FLOAT32
+    return count
+
+
+def op_summary(flatbuffer: bytes) -> dict[str, Any]:
+    """Op counts by name, the number of LCE binary convolutions and of float ops."""
+    counts = op_counts(flatbuffer)
+    return {
+        "op_counts": counts,
+        "binary_convs": counts.get("LceBconv2d", 0),
+        "float_ops": float_op_count(flatbuffer),
+    }
+
+
+def parameter_bits(model: tf.keras.Model) -> dict[str, int]:
+    """Trainable parameters of ``model``: how many go through a 1-bit quantizer, how many not,
+    and the storage at 1 bit for the former and 32 bits for the latter."""
+    binary_ids = set()
+    for layer in model.submodules:
+        for attribute, weight in (("kernel_quantizer", "kernel"), ("depthwise_quantizer", "depthwise_kernel")):
+            quantizer = getattr(layer, attribute, None)
+            if quantizer is not None and getattr(quantizer, "precision", None) == 1:
+                binary_ids.add(id(_latent(getattr(layer, weight))))
+    binary = sum(int(np.prod(w.shape)) for w in model.trainable_weights if id(_latent(w)) in binary_ids)
+    total = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    return {"binary_weights": binary, "other_parameters": total - binary, "bits": binary + 32 * (total - binary)}
+
+
+def _latent(variable: Any) -> Any:
+    """Larq wraps quantized kernels in a ``QuantizedVariable``; identify them by the variable inside."""
+    return getattr(variable, "latent_variable", variable)
+
+
+def published_baseline(
+    config: ModelConfig,
+    probe: np.ndarray,
+    *,
+    wrap: Callable[[tf.keras.Model], tf.keras.Model] = lambda model: model,
+    strip: bool = True,
+) -> tuple[int, int]:
+    """``(parameter bits, float TFLite bytes)`` of the published FP32 D-FSMN with ``config``'s
+    shapes (profile ``paper``): the reference of the paper's storage claim.
+
+    A float file's size does not depend on the weights' values, but the converter merges equal
+    constants (an untrained model's unit BN scales, zero biases), so the weights are set to random
+    values first. ``wrap`` puts the model behind the same frontend as the converted files (or
+    not); ``probe`` are inputs of the wrapped model.
+    """
+    baseline = build_teacher(config.replace(profile=BASELINE_PROFILE))
+    rng = np.random.default_rng(0)
+    for weight in baseline.weights:
+        values = rng.normal(0.0, 0.05, size=weight.shape)
+        weight.assign(np.abs(values) + 0.5 if "moving_variance" in weight.name else values)
+    flatbuffer = convert_float(wrap(width_model(baseline)))
+    if strip:
+        flatbuffer, _ = strip_tensor_names(flatbuffer, probe)
+    return parameter_bits(baseline)["bits"], len(flatbuffer)
+
+
+def _sample(count: int | None, total: int, seed: int) -> np.ndarray:
+    """Sorted indices of ``count`` of ``total`` items drawn without replacement (all if None)."""
+    if count is None or count >= total:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(seed).choice(total, size=count, replace=False))
+
+
+def convert_models(
+    student: tf.keras.Model,
+    teacher: tf.keras.Model,
+    widths: Sequence[int],
+    out_dir: str | Path,
+    *,
+    calibration: np.ndarray,
+    verification: tuple[np.ndarray, np.ndarray],
+    config: ConvertConfig = ConvertConfig(),
+    feature_config: FeatureConfig = FeatureConfig(),
+    labels: Sequence[str] = (),
+    provenance: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Convert, check and write every flatbuffer and ``manifest.json`` to ``out_dir``.
+
+    ``calibration`` and ``verification`` hold waveforms ``(N, clip_samples)`` in [-1, 1] (the
+    latter with their labels); features are computed from them with ``feature_config``'s frontend
+    unless ``config.input == "audio"``. Raises :class:`ConversionError` when a lossless conversion
+    agrees with Keras on fewer than ``config.min_agreement`` of the clips; the manifest is then not
+    written (an old one is removed first), so a directory with a manifest is always complete.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / MANIFEST).unlink(missing_ok=True)
+    audio = config.input == "audio"
+    wrap: Callable[[tf.keras.Model], tf.keras.Model]
+    if audio:
+        wrap = lambda model: with_audio_frontend(model, feature_config)  # noqa: E731
+        to_inputs = lambda waveforms: np.asarray(waveforms, np.float32)  # noqa: E731
+    else:
+        frontend = build_frontend(feature_config)
+        wrap = lambda model: model  # noqa: E731
+        to_inputs = lambda waveforms: np.concatenate(  # noqa: E731
+            [frontend(waveforms[i : i + 256]).numpy() for i in range(0, len(waveforms), 256)]
+        )
+    calibration_inputs = to_inputs(calibration)
+    verify_inputs, verify_labels = to_inputs(verification[0]), np.asarray(verification[1])
+    probe = verify_inputs[:16]
+
+    jobs: list[tuple[str, str, int | None, tf.keras.Model, Callable[[tf.keras.Model], bytes]]] = [
+        (f"student_w{width}.tflite", KIND_STUDENT, width, wrap(width_model(student, width)), convert_binary)
+        for width in widths
+    ]
+    teacher_model = wrap(width_model(teacher))
+    jobs.append(("teacher_fp32.tflite", KIND_FP32, None, teacher_model, convert_float))
+    jobs.append((
+        "teacher_int8.tflite", KIND_INT8, None, teacher_model,
+        lambda model: convert_int8(model, calibration_inputs, integer_io=not audio),
+    ))
+
+    entries = []
+    for file, kind, width, keras_model, converter in tqdm(jobs, desc="convert", unit="file"):
+        flatbuffer = converter(keras_model)
+        stripped = False
+        if config.strip_names:
+            flatbuffer, stripped = strip_tensor_names(flatbuffer, probe)
+        check = verify(flatbuffer, keras_model, verify_inputs, verify_labels)
+        lossy = kind == KIND_INT8
+        check["required_agreement"] = None if lossy else config.min_agreement
+        if not lossy and check["top1_agreement"] < config.min_agreement:
+            raise ConversionError(
+                f"{file}: LCE's interpreter agrees with Keras on {check['top1_agreement']:.2%} of "
+                f"{check['clips']} clips (required {config.min_agreement:.2%}); max logit "
+                f"difference {check['max_abs_logit_diff']:.3g}"
+            )
+        atomic_write_bytes(out_dir / file, flatbuffer)
+        entries.append({
+            "file": file,
+            "kind": kind,
+            "width": width,
+            "bytes": len(flatbuffer),
+            "names_stripped": stripped,
+            "input_shape": list(FlatbufferModel(flatbuffer).input_shape),
+            **op_summary(flatbuffer),
+            "verification": check,
+        })
+
+    full = max(widths)
+    student_bits = parameter_bits(student)["bits"]
+    teacher_bits = parameter_bits(teacher)["bits"]
+    teacher_bytes = next(e["bytes"] for e in entries if e["kind"] == KIND_FP32)
+    student_bytes = next(e["bytes"] for e in entries if e["kind"] == KIND_STUDENT and e["width"] == full)
+    if model_config(teacher).profile == BASELINE_PROFILE:
+        baseline_bits, baseline_bytes = teacher_bits, teacher_bytes
+    else:
+        baseline_bits, baseline_bytes = published_baseline(
+            model_config(teacher), probe, wrap=wrap, strip=config.strip_names
+        )
+    manifest = {
+        "input": config.input,
+        "input_shape": entries[0]["input_shape"],
+        "labels": list(labels),
+        "widths": list(widths),
+        "feature_config": feature_config.to_dict(),
+        "convert_config": config.to_dict(),
+        "versions": {"tensorflow": tf.__version__, "larq_compute_engine": lce.__version__},
+        **(provenance or {}),
+        "storage": {
+            "parameter_count_ratio": baseline_bits / student_bits,
+            "flatbuffer_ratio": baseline_bytes / student_bytes,
+            "baseline_fp32_bytes": baseline_bytes,
+            "baseline_parameter_bits": baseline_bits,
+            "student_parameter_bits": student_bits,
+            "student_bytes": student_bytes,
+            "student_width": full,
+            "teacher_fp32_bytes": teacher_bytes,
+            "parameter_count_ratio_vs_run_teacher": teacher_bits / student_bits,
+            "flatbuffer_ratio_vs_run_teacher": teacher_bytes / student_bytes,
+            "how": STORAGE_NOTE,
+        },
+        "models": entries,
+    }
+    atomic_write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def convert_run(run_dir: str | Path, out_dir: str | Path | None = None, config: ConvertConfig = ConvertConfig()) -> dict[str, Any]:
+    """Convert the best student of a training run and its teacher (``run.json``'s teacher run).
+
+    Calibration clips come from the run's training split, verification clips from its test
+    split, both without augmentation. ``out_dir`` defaults to ``RUN_DIR/flatbuffers`` (features
+    input) or ``RUN_DIR/flatbuffers_audio``.
+    """
+    run_dir = Path(run_dir)
+    info = read_run_info(run_dir)
+    if info.get("kind") != "student" or not info.get("teacher_run"):
+        raise ConversionError(f"{run_dir}: not a student run (convert a BiFSMN student's run directory)")
+    configs = RunConfigs.load(run_dir)
+    student, _ = load_run_model(run_dir)
+    teacher, _ = load_run_model(info["teacher_run"])
+    train_waveforms, _ = split_waveforms(configs.data, configs.features, "train")
+    test_waveforms, test_labels = split_waveforms(configs.data, configs.features, "test")
+    calibration = train_waveforms[_sample(config.calibration_clips, len(train_waveforms), config.seed)]
+    chosen = _sample(config.verify_clips, len(test_waveforms), config.seed + 1)
+    if out_dir is None:
+        out_dir = run_dir / ("flatbuffers" if config.input == "features" else "flatbuffers_audio")
+    return convert_models(
+        student,
+        teacher,
+        configs.train.widths,
+        out_dir,
+        calibration=calibration,
+        verification=(test_waveforms[chosen], test_labels[chosen]),
+        config=config,
+        feature_config=configs.features,
+        labels=task_labels(configs.data.task),
+        provenance={
+            "run_dir": str(run_dir.resolve()),
+            "teacher_run": info["teacher_run"],
+            "profile": configs.model.profile,
+            "task": configs.data.task,
+            "protocol": configs.data.protocol,
+        },
+    )
+
+
+def format_manifest(manifest: dict[str, Any]) -> str:
+    """A plain-text table of the files, their binary ops, checks and the storage ratios."""
+    lines = [
+        f"{'file':<22} {'bytes':>10} {'LceBconv2d':>10} {'float ops':>9} {'agreement':>9} {'max |Δlogit|':>12}"
+    ]
+    for entry in manifest["models"]:
+        check = entry["verification"]
+        lines.append(
+            f"{entry['file']:<22} {entry['bytes']:>10,} {entry['binary_convs']:>10} {entry['float_ops']:>9} "
+            f"{check['top1_agreement']:>9.2%} {check['max_abs_logit_diff']:>12.3g}"
+        )
+    storage = manifest["storage"]
+    clips = manifest["models"][0]["verification"]["clips"]
+    lines += [
+        f"agreement: top-1 of LCE's interpreter vs Keras on {clips} test clips (int8: lossy, reported only)",
+        f"storage of student_w{storage['student_width']} vs the published FP32 D-FSMN: "
+        f"{storage['parameter_count_ratio']:.2f}x by parameter count (1 bit per binary weight, 32 per "
+        f"other), {storage['flatbuffer_ratio']:.2f}x by file bytes "
+        f"({storage['baseline_fp32_bytes']:,} / {storage['student_bytes']:,})",
+    ]
+    return "\n".join(lines)
