@@ -248,9 +248,13 @@ class DualScaleSign(lq.quantizers.Quantizer):
 
     def build(self, input_shape: tf.TensorShape) -> None:
         channels = (input_shape[-1],)
-        small = tf.keras.initializers.RandomUniform(0.0, 1e-3)
         self.thresholds = [
-            self.add_weight(name=f"tau{i}", shape=channels, initializer=small, trainable=True)
+            self.add_weight(
+                name=f"tau{i}",
+                shape=channels,
+                initializer=tf.keras.initializers.RandomUniform(0.0, 1e-3),
+                trainable=True,
+            )
             for i in range(3)
         ]
         self.alphas = [
