@@ -195,16 +195,17 @@ def strip_tensor_names(flatbuffer: bytes, probe: np.ndarray) -> tuple[bytes, boo
     return (stripped, True) if same else (flatbuffer, False)
 
 
-def verify(flatbuffer: bytes, keras_model: tf.keras.Model, inputs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-    """The flatbuffer in LCE's interpreter against ``keras_model`` on the same inputs."""
-    expected = keras_model.predict(inputs, batch_size=256, verbose=0)
-    actual = FlatbufferModel(flatbuffer)(inputs)
+def compare(keras_logits: np.ndarray, flatbuffer_logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """Flatbuffer logits against Keras logits of the same clips. Non-finite flatbuffer logits
+    count as disagreements (an argmax over NaNs would agree by accident)."""
+    finite = np.isfinite(flatbuffer_logits).all(axis=-1)
+    agree = finite & (keras_logits.argmax(-1) == flatbuffer_logits.argmax(-1))
     return {
-        "clips": len(inputs),
-        "top1_agreement": float(np.mean(expected.argmax(-1) == actual.argmax(-1))),
-        "max_abs_logit_diff": float(np.max(np.abs(expected - actual))),
-        "keras_accuracy": float(np.mean(expected.argmax(-1) == labels)),
-        "flatbuffer_accuracy": float(np.mean(actual.argmax(-1) == labels)),
+        "clips": len(labels),
+        "top1_agreement": float(np.mean(agree)),
+        "max_abs_logit_diff": float(np.max(np.abs(keras_logits - flatbuffer_logits))),
+        "keras_accuracy": float(np.mean(keras_logits.argmax(-1) == labels)),
+        "flatbuffer_accuracy": float(np.mean(finite & (flatbuffer_logits.argmax(-1) == labels))),
     }
 
 
@@ -345,11 +346,17 @@ def convert_models(
 
     entries = []
     for file, kind, width, keras_model, converter in tqdm(jobs, desc="convert", unit="file"):
+        keras_logits = keras_model.predict(verify_inputs, batch_size=256, verbose=0)
+        if not np.isfinite(keras_logits).all():
+            raise ConversionError(
+                f"{file}: the Keras model's own logits are not finite (NaN/inf) on the "
+                "verification clips: its weights are broken (a diverged run?); nothing converted"
+            )
         flatbuffer = converter(keras_model)
         stripped = False
         if config.strip_names:
             flatbuffer, stripped = strip_tensor_names(flatbuffer, probe)
-        check = verify(flatbuffer, keras_model, verify_inputs, verify_labels)
+        check = compare(keras_logits, FlatbufferModel(flatbuffer)(verify_inputs), verify_labels)
         lossy = kind == KIND_INT8
         check["required_agreement"] = None if lossy else config.min_agreement
         if not lossy and check["top1_agreement"] < config.min_agreement:

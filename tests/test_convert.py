@@ -22,6 +22,7 @@ from bifsmn_tf.convert import (
     ConversionError,
     ConvertConfig,
     FlatbufferModel,
+    compare,
     convert_binary,
     convert_models,
     float_op_count,
@@ -213,6 +214,26 @@ def test_untrained_student_disagrees_and_no_manifest_is_written(data, tmp_path):
             verification=(data["waveforms"][96:], data["labels"][96:]),
         )
     assert not (tmp_path / MANIFEST).exists()
+
+
+def test_a_model_with_nan_weights_is_refused_before_converting(data, tmp_path):
+    config = ModelConfig(profile="lean", widths=WIDTHS)
+    student = build_bifsmn(config)
+    student.get_layer("classifier").bias.assign(np.full(12, np.nan, np.float32))
+    with pytest.raises(ConversionError, match="not finite"):
+        convert_models(
+            student, build_teacher(config), (2,), tmp_path,
+            calibration=data["waveforms"][:8],
+            verification=(data["waveforms"][96:], data["labels"][96:]),
+        )
+    assert not list(tmp_path.iterdir())
+
+
+def test_nan_flatbuffer_logits_count_as_disagreement():
+    keras_logits = np.array([[0.0, 1.0], [1.0, 0.0]], np.float32)
+    check = compare(keras_logits, np.array([[0.0, 1.0], [np.nan, np.nan]], np.float32), np.array([1, 0]))
+    assert check["top1_agreement"] == 0.5 and check["flatbuffer_accuracy"] == 0.5
+    assert check["keras_accuracy"] == 1.0
 
 
 def test_float_op_count_of_a_binary_model(lean):

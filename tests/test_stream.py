@@ -1,0 +1,282 @@
+"""bifsmn_tf.stream: width selection, posterior smoothing and events, the sliding window over real
+flatbuffers in LCE's interpreter, and ``bifsmn-tf listen``.
+
+The end-to-end keyword test (a trained model on a long WAV with known keyword times) is
+``test_trained_model_finds_keywords_in_a_long_recording`` at the end (slow).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import bifsmn_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+import larq as lq
+import larq_compute_engine as lce
+import tensorflow as tf
+
+from bifsmn_tf.cli import main
+from bifsmn_tf.config import ConfigError
+from bifsmn_tf.convert import MANIFEST, with_audio_frontend
+from bifsmn_tf.data.audio import write_wav
+from bifsmn_tf.data.labels import LABELS_12
+from bifsmn_tf.features import FeatureConfig, build_frontend
+from bifsmn_tf.stream import (
+    KeywordModel,
+    PosteriorDetector,
+    StreamConfig,
+    StreamError,
+    WidthSelector,
+    build_spotter,
+    read_converted,
+)
+
+HOP_S = 0.1
+
+
+# --- width selection ----------------------------------------------------------------------------
+
+
+CALIBRATED = {8: 4.0, 4: 2.0, 2: 1.0}
+
+
+@pytest.mark.parametrize("budget, width", [(10.0, 8), (4.0, 8), (3.0, 4), (1.5, 2), (0.5, 2)])
+def test_selector_starts_at_the_widest_width_that_fits(budget, width):
+    assert WidthSelector(CALIBRATED, budget).width == width
+
+
+def test_selector_moves_down_under_load_and_back_up_after_patience():
+    selector = WidthSelector(CALIBRATED, budget_ms=3.0, patience=5)
+    assert selector.width == 4
+    # The machine gets twice as slow: width 4 now takes 4 ms > 3 ms.
+    widths = [selector.update(2 * CALIBRATED[selector.width]) for _ in range(3)]
+    assert widths[0] == 4, "one slow hop is not yet a trend"
+    assert widths[-1] == 2
+    assert selector.predicted_ms(4) > 3.0
+    # The load passes: every width runs at its calibrated speed again.
+    widths, room = [], []
+    for _ in range(30):
+        widths.append(selector.update(CALIBRATED[selector.width]))
+        room.append(selector.predicted_ms(4) <= 0.8 * 3.0)
+    first_up = widths.index(4)
+    # Back up only after `patience` consecutive hops in which width 4 fits with room to spare.
+    assert first_up == room.index(True) + 5 - 1
+    assert set(widths[first_up:]) == {4}
+
+
+def test_selector_with_one_width_never_moves():
+    selector = WidthSelector({2: 1.0}, budget_ms=0.1)
+    assert [selector.update(5.0) for _ in range(5)] == [2] * 5
+
+
+# --- posterior smoothing and events -------------------------------------------------------------
+
+
+def _posteriors(label: str, level: float) -> np.ndarray:
+    """Posteriors with `level` on `label` and the rest on silence."""
+    p = np.zeros(len(LABELS_12))
+    p[LABELS_12.index("silence")] = 1.0 - level
+    p[LABELS_12.index(label)] += level
+    return p
+
+
+def _run_detector(config: StreamConfig, events: dict[tuple[float, float], tuple[str, float]], duration_s: float):
+    """Feed a detector hop by hop: inside each (start, end) the label has the given posterior."""
+    detector = PosteriorDetector(LABELS_12, config)
+    found = []
+    for i in range(round(duration_s / HOP_S)):
+        t = round(i * HOP_S, 6)
+        label, level = next(((lab, lev) for (a, b), (lab, lev) in events.items() if a <= t <= b + 1e-9), ("silence", 0.0))
+        found += detector.update(t, _posteriors(label, level), width=8)
+    return found + detector.flush()
+
+
+@pytest.mark.parametrize("smoothing_ms", [100.0, 300.0, 500.0])
+def test_detection_time_is_the_middle_of_the_word_whatever_the_smoothing(smoothing_ms):
+    config = StreamConfig(hop_ms=100.0, smoothing_ms=smoothing_ms, threshold=0.5)
+    found = _run_detector(config, {(5.0, 5.6): ("yes", 0.95)}, duration_s=10.0)
+    assert [d.label for d in found] == ["yes"]
+    assert found[0].time_s == pytest.approx(5.3, abs=1e-6)
+    assert found[0].score == pytest.approx(0.95)
+
+
+def test_below_threshold_and_non_keywords_are_not_reported():
+    config = StreamConfig(hop_ms=100.0, smoothing_ms=100.0, threshold=0.7)
+    found = _run_detector(
+        config,
+        {(1.0, 1.5): ("no", 0.6), (3.0, 3.5): ("unknown", 0.99), (6.0, 6.2): ("go", 0.9)},
+        duration_s=8.0,
+    )
+    assert [(d.label, round(d.time_s, 6)) for d in found] == [("go", 6.1)]
+
+
+def test_refractory_period_suppresses_repeats_of_the_same_keyword_only():
+    config = StreamConfig(hop_ms=100.0, smoothing_ms=100.0, threshold=0.5, refractory_ms=1000.0)
+    found = _run_detector(
+        config,
+        {(1.0, 1.2): ("yes", 0.9), (1.6, 1.8): ("yes", 0.9), (2.2, 2.4): ("no", 0.9), (3.0, 3.2): ("yes", 0.9)},
+        duration_s=5.0,
+    )
+    assert [(d.label, round(d.time_s, 6)) for d in found] == [("yes", 1.1), ("no", 2.3), ("yes", 3.1)]
+
+
+def test_a_change_of_keyword_closes_the_open_detection():
+    config = StreamConfig(hop_ms=100.0, smoothing_ms=100.0, threshold=0.5)
+    found = _run_detector(config, {(1.0, 1.2): ("left", 0.9), (1.3, 1.5): ("right", 0.9)}, duration_s=3.0)
+    assert [(d.label, round(d.time_s, 6)) for d in found] == [("left", 1.1), ("right", 1.4)]
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [({"hop_ms": 0}, "hop_ms"), ({"threshold": 0}, "threshold"), ({"latency_budget_ms": -1}, "latency_budget_ms")],
+)
+def test_stream_config_rejects_bad_values(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        StreamConfig(**changes)
+
+
+# --- the sliding window over real flatbuffers -------------------------------------------------
+
+
+def _tiny_kws(channels: int, seed: int) -> tf.keras.Model:
+    """A small binary network on (32, 32) features; more channels, more work."""
+    tf.keras.utils.set_random_seed(seed)
+    features = tf.keras.Input((32, 32))
+    x = tf.keras.layers.Reshape((32, 32, 1))(features)
+    x = tf.keras.layers.Conv2D(16, 3, strides=2, padding="same")(x)
+    x = tf.keras.layers.BatchNormalization()(x)
+    for _ in range(3):
+        x = lq.layers.QuantConv2D(channels, 3, padding="same", pad_values=1.0, input_quantizer="ste_sign",
+                                  kernel_quantizer="ste_sign", kernel_constraint="weight_clip", use_bias=False)(x)
+        x = tf.keras.layers.BatchNormalization()(x)
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    return tf.keras.Model(features, tf.keras.layers.Dense(12)(x))
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """A converted-models directory with two widths: width 8 does ~16x the work of width 2."""
+    directory = tmp_path_factory.mktemp("converted")
+    models = {8: _tiny_kws(256, 0), 2: _tiny_kws(64, 1)}
+    entries = []
+    for width, model in models.items():
+        (directory / f"student_w{width}.tflite").write_bytes(lce.convert_keras_model(model))
+        entries.append({"file": f"student_w{width}.tflite", "kind": "student", "width": width})
+    # The fields `bifsmn-tf convert` writes and the spotter reads.
+    manifest = {"input": "features", "labels": list(LABELS_12), "feature_config": FeatureConfig().to_dict(), "models": entries}
+    (directory / MANIFEST).write_text(json.dumps(manifest))
+    return {"dir": directory, "keras": models}
+
+
+def _noise(seconds: float, seed: int = 0) -> np.ndarray:
+    return (0.05 * np.random.default_rng(seed).normal(size=int(seconds * 16000))).astype(np.float32)
+
+
+def test_hops_cover_the_stream_at_the_hop_rate(converted):
+    spotter = build_spotter(read_converted(converted["dir"]), StreamConfig(width=2, hop_ms=100.0))
+    audio = _noise(3.0)
+    spotter.push(audio)
+    assert len(spotter.hops) == 30
+    # Window centres: the first window holds 0.1 s of audio after 0.9 s of zeros.
+    assert [round(h.time_s, 6) for h in spotter.hops[:3]] == [-0.4, -0.3, -0.2]
+    assert round(spotter.hops[-1].time_s, 6) == 2.5
+    assert {h.width for h in spotter.hops} == {2}
+
+
+def test_posteriors_match_the_keras_model_on_the_same_window(converted):
+    converted_models = read_converted(converted["dir"])
+    frontend = build_frontend(FeatureConfig())
+    window = _noise(1.0, seed=3)
+    model = KeywordModel(converted_models.widths[8].read_bytes(), lambda x: frontend(x).numpy())
+    logits = converted["keras"][8].predict(frontend(window[np.newaxis]).numpy(), verbose=0)[0]
+    expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    np.testing.assert_allclose(model(window), expected, atol=1e-4)
+
+
+def test_chunk_size_does_not_change_the_result(converted):
+    audio = _noise(4.0, seed=5)
+    results = []
+    for chunk in (160, 1600, 7000):
+        spotter = build_spotter(read_converted(converted["dir"]), StreamConfig(width=8, threshold=0.2))
+        detections = []
+        for start in range(0, len(audio), chunk):
+            detections += spotter.push(audio[start : start + chunk])
+        detections += spotter.finish()
+        results.append(([round(h.time_s, 6) for h in spotter.hops], [(d.label, round(d.time_s, 6)) for d in detections]))
+    assert results[0] == results[1] == results[2]
+
+
+@pytest.mark.parametrize("budget_ms, expected", [(1e6, 8), (1e-6, 2)])
+def test_auto_width_starts_at_the_widest_that_fits_the_measured_latency(converted, budget_ms, expected):
+    spotter = build_spotter(read_converted(converted["dir"]), StreamConfig(latency_budget_ms=budget_ms))
+    calibrated = spotter.selector.calibrated_ms
+    assert set(calibrated) == {8, 2} and calibrated[8] > calibrated[2] > 0
+    assert spotter.width == expected
+
+
+def test_audio_input_flatbuffer_gives_the_features_flatbuffers_posteriors(converted, tmp_path):
+    features_config = FeatureConfig()
+    audio_model = with_audio_frontend(converted["keras"][2], features_config)
+    audio = KeywordModel(lce.convert_keras_model(audio_model), frontend=None)
+    frontend = build_frontend(features_config)
+    features = KeywordModel(read_converted(converted["dir"]).widths[2].read_bytes(), lambda x: frontend(x).numpy())
+    for seed in range(3):
+        window = _noise(1.0, seed=seed)
+        np.testing.assert_allclose(audio(window), features(window), atol=1e-4)
+
+
+def test_unknown_width_and_missing_manifest_are_named(converted, tmp_path):
+    with pytest.raises(StreamError, match=r"width 4 was not converted; available: \[8, 2\]"):
+        build_spotter(read_converted(converted["dir"]), StreamConfig(width=4))
+    with pytest.raises(StreamError, match="bifsmn-tf convert"):
+        read_converted(tmp_path)
+
+
+# --- bifsmn-tf listen ---------------------------------------------------------------------------
+
+
+def test_cli_listen_on_a_wav_file(converted, tmp_path, capsys):
+    wav = tmp_path / "noise.wav"
+    write_wav(wav, _noise(2.0, seed=7))
+    report_path = tmp_path / "listen.json"
+    code = main(["listen", str(converted["dir"]), "--wav", str(wav), "--width", "2", "--hop-ms", "200",
+                 "--json", str(report_path)])
+    assert code == 0
+    report = json.loads(report_path.read_text())
+    # 2 s of audio plus the half window of trailing silence, every 200 ms.
+    assert len(report["hops"]) == 12 and {h["width"] for h in report["hops"]} == {2}
+    printed = capsys.readouterr().out
+    assert f"{len(report['detections'])} detection(s); width 2: 12 hops" in printed
+
+
+def test_cli_listen_auto_reports_its_calibration(converted, tmp_path, capsys):
+    wav = tmp_path / "noise.wav"
+    write_wav(wav, _noise(1.0))
+    assert main(["listen", str(converted["dir"]), "--wav", str(wav), "--latency-budget-ms", "1000000"]) == 0
+    printed = capsys.readouterr().out
+    assert "width auto, budget 1e+06 ms per hop" in printed and "starting at width 8" in printed
+
+
+def test_cli_listen_mic_without_sounddevice_says_what_to_install(converted, capsys):
+    try:
+        import sounddevice  # noqa: F401
+
+        pytest.skip("sounddevice and PortAudio are installed here: the microphone would open")
+    except (ImportError, OSError):
+        pass
+    assert main(["listen", str(converted["dir"]), "--mic", "--width", "2"]) == 2
+    assert "pip install sounddevice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--width", "wide"], "--width must be"),
+    (["--width", "4"], "width 4 was not converted"),
+    (["--threshold", "2"], "threshold"),
+])
+def test_cli_listen_rejects_bad_arguments(converted, tmp_path, capsys, argv, message):
+    wav = tmp_path / "noise.wav"
+    write_wav(wav, _noise(1.0))
+    assert main(["listen", str(converted["dir"]), "--wav", str(wav), *argv]) == 2
+    assert message in capsys.readouterr().err
