@@ -8,7 +8,8 @@ path: a layer without quantizers is a float layer, one with sign quantizers is b
 
 from __future__ import annotations
 
-import copy
+import dataclasses
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -119,18 +120,35 @@ class MemoryBlock(lq.layers.QuantDepthwiseConv2D):
         }
 
 
-def _quantizer_config(spec: QuantizerSpec) -> dict[str, Any] | None:
-    """A serializable description from which each sub-layer gets its own quantizer instance
-    (quantizers with learnable thresholds must not be shared between layers)."""
-    if spec is None:
-        return None
-    if isinstance(spec, dict):
-        return copy.deepcopy(spec)
-    return lq.quantizers.serialize(lq.quantizers.get(spec))
+@dataclasses.dataclass(frozen=True)
+class _QuantizerRecipe:
+    """How to make a quantizer: each sub-layer gets its own instance (quantizers with learnable
+    thresholds must not be shared). Resolved once, when the block is configured, because Keras
+    can only look a registered class up in the serialization format of the calling scope
+    (SavedModel loading uses the legacy one)."""
+
+    cls: type
+    config_json: str
+
+    @classmethod
+    def of(cls, spec: QuantizerSpec) -> "_QuantizerRecipe | None":
+        if spec is None:
+            return None
+        quantizer = lq.quantizers.get(spec)
+        if not isinstance(quantizer, lq.quantizers.Quantizer):
+            raise TypeError(f"quantizer must be a Larq Quantizer layer, got {spec!r}")
+        return cls(type(quantizer), json.dumps(quantizer.get_config()))
+
+    def new(self) -> lq.quantizers.Quantizer:
+        return self.cls.from_config(json.loads(self.config_json))
 
 
-def _new_quantizer(config: dict[str, Any] | None) -> lq.quantizers.Quantizer | None:
-    return None if config is None else lq.quantizers.get(copy.deepcopy(config))
+def _new_quantizer(recipe: _QuantizerRecipe | None) -> lq.quantizers.Quantizer | None:
+    return None if recipe is None else recipe.new()
+
+
+def _serialize(recipe: _QuantizerRecipe | None) -> dict[str, Any] | None:
+    return None if recipe is None else lq.quantizers.serialize(recipe.new())
 
 
 @_serializable
@@ -195,9 +213,9 @@ class DFSMNBlock(tf.keras.layers.Layer):
         self.left_order = left_order
         self.right_order = right_order
         self.dilation = dilation
-        self.input_quantizer = _quantizer_config(input_quantizer)
-        self.kernel_quantizer = _quantizer_config(kernel_quantizer)
-        self.depthwise_quantizer = _quantizer_config(depthwise_quantizer)
+        self.input_quantizer = _QuantizerRecipe.of(input_quantizer)
+        self.kernel_quantizer = _QuantizerRecipe.of(kernel_quantizer)
+        self.depthwise_quantizer = _QuantizerRecipe.of(depthwise_quantizer)
         self.kernel_constraint = kernel_constraint
         self.use_bias = use_bias
         self.activation = activation
@@ -276,9 +294,9 @@ class DFSMNBlock(tf.keras.layers.Layer):
             "left_order": self.left_order,
             "right_order": self.right_order,
             "dilation": self.dilation,
-            "input_quantizer": self.input_quantizer,
-            "kernel_quantizer": self.kernel_quantizer,
-            "depthwise_quantizer": self.depthwise_quantizer,
+            "input_quantizer": _serialize(self.input_quantizer),
+            "kernel_quantizer": _serialize(self.kernel_quantizer),
+            "depthwise_quantizer": _serialize(self.depthwise_quantizer),
             "kernel_constraint": self.kernel_constraint,
             "use_bias": self.use_bias,
             "activation": self.activation,

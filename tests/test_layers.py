@@ -1,0 +1,203 @@
+"""D-FSMN layers: shapes, NumPy-checked memory, skip and branch wiring, config and save/load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import bifsmn_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+import larq as lq
+import tensorflow as tf
+
+from bifsmn_tf.models import quantizers
+from bifsmn_tf.models.layers import DFSMNBlock, MemoryBlock, RPReLU, activation_layer
+
+RNG = np.random.default_rng(3)
+
+
+def _binary(binarizer: str = "bifsmn") -> dict[str, Any]:
+    return dict(
+        input_quantizer=quantizers.input_quantizer(binarizer),
+        kernel_quantizer=quantizers.kernel_quantizer(binarizer),
+        depthwise_quantizer=quantizers.kernel_quantizer(binarizer, depthwise=True),
+        kernel_constraint="weight_clip",
+    )
+
+
+def run_layer_test(
+    layer: tf.keras.layers.Layer,
+    input_shape: tuple[int, ...],
+    tmp_path: Path,
+    call_kwargs: dict[str, Any] | None = None,
+) -> np.ndarray:
+    """Like Keras's ``layer_test``: build ``layer`` in a functional model, check that the output
+    keeps the input's shape, that ``from_config(get_config())`` reproduces the config, and that
+    the model survives a JSON round trip and a SavedModel save/load with identical outputs."""
+    x = RNG.normal(size=input_shape).astype("float32")
+    inputs = tf.keras.Input(input_shape[1:])
+    model = tf.keras.Model(inputs, layer(inputs, **(call_kwargs or {})))
+    model(x, training=True)  # moves the BN statistics away from their initial values
+    expected = model.predict(x, verbose=0)
+    assert expected.shape == input_shape
+
+    config = layer.get_config()
+    assert type(layer).from_config(config).get_config() == config
+
+    rebuilt = tf.keras.models.model_from_json(model.to_json())
+    rebuilt.set_weights(model.get_weights())
+    np.testing.assert_allclose(rebuilt.predict(x, verbose=0), expected, rtol=1e-6, atol=1e-6)
+
+    model.save(tmp_path / "saved", save_format="tf")
+    loaded = tf.keras.models.load_model(tmp_path / "saved")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, rtol=1e-6, atol=1e-6)
+    return expected
+
+
+@pytest.mark.parametrize(
+    "make_layer",
+    [
+        pytest.param(lambda: MemoryBlock(2, 2, 1), id="memory-float"),
+        pytest.param(
+            lambda: MemoryBlock(
+                3, 1, 2,
+                input_quantizer="ste_sign",
+                depthwise_quantizer=quantizers.kernel_quantizer("bifsmn", depthwise=True),
+                depthwise_constraint="weight_clip",
+                use_bias=False,
+            ),
+            id="memory-binary-asymmetric-dilated",
+        ),
+        pytest.param(lambda: RPReLU(), id="rprelu"),
+    ],
+)
+def test_small_layers(make_layer, tmp_path):
+    run_layer_test(make_layer(), (2, 8, 1, 16), tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("make_block", "width"),
+    [
+        pytest.param(lambda: DFSMNBlock(32, dropout=0.2), None, id="teacher-float"),
+        pytest.param(
+            lambda: DFSMNBlock(32, use_bias=False, hidden_activation="prelu", branches=(8, 4),
+                               **_binary()),
+            4,
+            id="student-bifsmn-width4",
+        ),
+        pytest.param(
+            lambda: DFSMNBlock(32, use_bias=False, activation="rprelu", hidden_activation="rprelu",
+                               branches=(2,), **_binary("reactnet")),
+            2,
+            id="student-reactnet",
+        ),
+    ],
+)
+def test_dfsmn_block(make_block, width, tmp_path):
+    run_layer_test(make_block(), (2, 8, 1, 16), tmp_path, call_kwargs={"width": width})
+
+
+def _memory_reference(x: np.ndarray, kernel: np.ndarray, left: int, dilation: int) -> np.ndarray:
+    """``y[t, c] = sum_j kernel[j, c] x[t + (j - left) dilation, c]``, zero outside."""
+    frames = x.shape[1]
+    out = np.zeros_like(x)
+    for j in range(kernel.shape[0]):
+        shift = (j - left) * dilation
+        for t in range(frames):
+            if 0 <= t + shift < frames:
+                out[:, t] += kernel[j, 0, :, 0] * x[:, t + shift]
+    return out
+
+
+@pytest.mark.parametrize(("left", "right", "dilation"), [(2, 2, 1), (2, 2, 2), (3, 1, 1), (0, 2, 3)])
+@pytest.mark.parametrize("binary", [False, True])
+def test_memory_block_mixes_the_right_frames_with_zero_padding(left, right, dilation, binary):
+    x = RNG.normal(size=(2, 8, 1, 6)).astype("float32")
+    quantized = {}
+    if binary:
+        quantized = dict(
+            input_quantizer="ste_sign",
+            depthwise_quantizer=quantizers.kernel_quantizer("bifsmn", depthwise=True),
+            depthwise_constraint="weight_clip",
+        )
+    layer = MemoryBlock(left, right, dilation, use_bias=False, **quantized)
+    out = layer(x).numpy()
+    with lq.context.quantized_scope(True):
+        kernel = layer.depthwise_kernel.numpy()
+    assert kernel.shape == (left + right + 1, 1, 6, 1)
+    if binary:
+        # Per channel the taps share one magnitude; the padded frames contribute 0, not +-1.
+        np.testing.assert_allclose(np.abs(kernel), np.abs(kernel[:1]).repeat(len(kernel), 0), rtol=1e-6)
+        x = np.where(x >= 0, 1.0, -1.0).astype("float32")
+    np.testing.assert_allclose(out, _memory_reference(x, kernel, left, dilation), atol=1e-5)
+
+
+def test_memory_block_rejects_negative_orders():
+    with pytest.raises(ValueError, match="left_order=-1"):
+        MemoryBlock(-1, 2)
+
+
+def _zero_branch(batch_norm: tf.keras.layers.BatchNormalization) -> None:
+    batch_norm.gamma.assign(tf.zeros_like(batch_norm.gamma))
+    batch_norm.beta.assign(tf.zeros_like(batch_norm.beta))
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_dfsmn_block_skips_and_per_width_branches(binary):
+    x = RNG.normal(size=(2, 8, 1, 16)).astype("float32")
+    block = DFSMNBlock(32, branches=(8, 4), **(_binary() if binary else {}))
+    block(x, width=8)
+    # Silencing the memory BN and a branch's output BN leaves both skips: y = m = x.
+    _zero_branch(block.memory_bn)
+    _zero_branch(block.output_bns[0])
+    np.testing.assert_allclose(block(x, width=8).numpy(), x, atol=1e-6)
+    # The other width has its own output BN, so its output differs.
+    assert np.abs(block(x, width=4).numpy() - x).max() > 0.1
+    with pytest.raises(ValueError, match="width 2"):
+        block(x, width=2)
+    with pytest.raises(ValueError, match="pass width="):
+        block(x)
+
+
+def test_binary_block_convolutions_are_binary_with_their_own_quantizers():
+    block = DFSMNBlock(32, use_bias=False, branches=(8,), **_binary("reactnet"))
+    block(RNG.normal(size=(1, 8, 1, 16)).astype("float32"), width=8)
+    convs = [block.memory, block.expand, block.project]
+    assert len({id(conv.input_quantizer) for conv in convs}) == 3
+    assert not any(conv.use_bias for conv in convs)
+    with lq.context.quantized_scope(True):
+        for conv in (block.expand, block.project):
+            kernel = conv.kernel.numpy().reshape(-1, conv.filters)
+            np.testing.assert_allclose(np.abs(kernel), np.abs(kernel[:1]).repeat(len(kernel), 0), rtol=1e-6)
+    # ReActNet's thresholds: one per input channel of each convolution.
+    assert [conv.input_quantizer.threshold.shape[0] for conv in convs] == [16, 16, 32]
+
+
+def test_dfsmn_block_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="at least one width"):
+        DFSMNBlock(32, branches=())
+    with pytest.raises(ValueError, match="unknown activation 'gelu'"):
+        DFSMNBlock(32, hidden_activation="gelu")
+
+
+def test_prelu_has_one_slope_per_layer_starting_at_a_quarter():
+    layer = activation_layer("prelu")
+    x = RNG.normal(size=(2, 8, 1, 128)).astype("float32")
+    np.testing.assert_allclose(layer(x).numpy(), np.where(x >= 0, x, 0.25 * x), rtol=1e-6)
+    assert layer.count_params() == 1
+    with pytest.raises(ValueError, match="relu, prelu, rprelu"):
+        activation_layer("swish")
+
+
+def test_rprelu_shifts_around_a_per_channel_prelu():
+    layer = RPReLU()
+    x = RNG.normal(size=(2, 4, 1, 3)).astype("float32")
+    layer(x)
+    gamma, alpha, zeta = np.array([0.1, -0.2, 0.3]), np.array([0.25, 0.5, 0.0]), np.array([1.0, 0, -1])
+    layer.set_weights([gamma, alpha, zeta])
+    shifted = x - gamma
+    np.testing.assert_allclose(
+        layer(x).numpy(), np.where(shifted >= 0, shifted, alpha * shifted) + zeta, rtol=1e-5
+    )

@@ -1,0 +1,338 @@
+"""Teacher and thinnable student: counts, MACs, widths, weight sharing, init, save/load, baselines
+training, and LCE conversion checked against Keras in LCE's interpreter."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import bifsmn_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+import larq_compute_engine as lce
+import tensorflow as tf
+from larq.models import ModelProfile
+
+from bifsmn_tf.config import ConfigError
+from bifsmn_tf.models import quantizers
+from bifsmn_tf.models.dfsmn import (
+    WIDTH_BLOCKS,
+    ModelConfig,
+    build_bifsmn,
+    build_teacher,
+    feature_model,
+    init_student_from_teacher,
+    load_model,
+    model_config,
+    model_kind,
+    save_model,
+    teacher_block_index,
+    width_model,
+)
+from bifsmn_tf.tflite_ops import op_counts
+
+RNG = np.random.default_rng(11)
+# The same code path at a size that trains in a second: 2 blocks, widths 2 and 1.
+SMALL = ModelConfig(frontend_channels=4, num_blocks=2, hidden_size=32, memory_size=16, widths=(2, 1))
+
+
+def _features(batch: int, config: ModelConfig = ModelConfig()) -> np.ndarray:
+    # Raw dB-like scale, as the official frontend produces (no normalisation).
+    return (RNG.normal(size=(batch, config.num_frames, config.num_features)) * 10).astype("float32")
+
+
+def _trainable_count(model: tf.keras.Model) -> int:
+    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
+
+
+def _train(model: tf.keras.Model, x: np.ndarray, y: np.ndarray, steps: int, lr: float) -> list[float]:
+    optimizer = tf.keras.optimizers.Adam(lr)
+    cross_entropy = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    losses = []
+    for _ in range(steps):
+        with tf.GradientTape() as tape:
+            outputs = model(x, training=True)
+            outputs = outputs if isinstance(outputs, list) else [outputs]
+            loss = tf.add_n([cross_entropy(y, logits) for logits in outputs])
+        grads = tape.gradient(loss, model.trainable_weights)
+        optimizer.apply_gradients(zip(grads, model.trainable_weights))
+        losses.append(float(loss))
+    return losses
+
+
+@pytest.fixture(scope="module")
+def student() -> tf.keras.Model:
+    return build_bifsmn(ModelConfig())
+
+
+@pytest.fixture(scope="module")
+def teacher() -> tf.keras.Model:
+    return build_teacher(ModelConfig())
+
+
+def test_width_blocks_follow_the_spec():
+    assert WIDTH_BLOCKS == {8: tuple(range(8)), 4: (1, 3, 5, 7), 2: (3, 7), 1: (7,)}
+    assert [teacher_block_index(4, k) for k in range(4)] == [1, 3, 5, 7]
+    assert teacher_block_index(1, 0) == 7
+
+
+@pytest.mark.parametrize(("num_classes", "expected"), [(12, 600_252), (35, 623_827)])
+def test_teacher_has_the_official_parameter_count(num_classes, expected):
+    assert _trainable_count(build_teacher(ModelConfig(num_classes=num_classes))) == expected
+
+
+@pytest.mark.parametrize("num_classes", [12, 35])
+def test_student_parameter_count_differs_from_the_official_as_designed(num_classes):
+    official = 606_431 + (num_classes - 12) * 1025  # official student; its classifier is 1024 x C
+    dropped_biases = 32 + 8 * (128 + 256 + 128)  # fe3 and each block's three convs, all before BN
+    unused_branches = (8 * 4 - 15) * (128 * 2 + 1)  # 32 branches there, 15 executed ones here
+    expected = official - dropped_biases - unused_branches
+    assert _trainable_count(build_bifsmn(ModelConfig(num_classes=num_classes))) == expected
+
+
+def test_every_width_runs_and_width_models_compute_the_same_logits(student):
+    x = _features(3)
+    outputs = student(x)
+    assert len(outputs) == 4 and all(o.shape == (3, 12) for o in outputs)
+    for width, logits in zip(student.bifsmn_info.config.widths, outputs):
+        np.testing.assert_allclose(width_model(student, width)(x).numpy(), logits.numpy(), atol=1e-5)
+    assert len({tuple(o.numpy().ravel()[:4]) for o in outputs}) == 4  # different paths
+
+
+@pytest.mark.parametrize("profile", ["paper", "lean"])
+@pytest.mark.parametrize("num_classes", [12, 35])
+def test_profiles_build_for_12_and_35_classes(profile, num_classes):
+    config = SMALL.replace(profile=profile, num_classes=num_classes)
+    x = _features(2, config)
+    assert build_teacher(config)(x).shape == (2, num_classes)
+    assert [o.shape for o in build_bifsmn(config)(x)] == [(2, num_classes)] * 2
+    head = build_teacher(config).get_layer("classifier").kernel.shape[0]
+    assert head == (config.backbone_frames * 16 if profile == "paper" else 16)
+
+
+def test_width_models_share_the_weights(student):
+    narrow = width_model(student, 2)
+    own = {id(w) for w in student.weights}
+    assert narrow.weights and all(id(w) in own for w in narrow.weights)
+    x = _features(2)
+    before = narrow(x).numpy()
+    bias = student.get_layer("classifier").bias
+    bias.assign_add(tf.ones_like(bias))
+    try:
+        np.testing.assert_allclose(narrow(x).numpy(), before + 1.0, atol=1e-5)
+    finally:
+        bias.assign_sub(tf.ones_like(bias))
+
+
+@pytest.mark.parametrize("width", [8, 4, 2, 1])
+def test_feature_model_exposes_the_executed_blocks_and_trains_the_model(student, width):
+    features = feature_model(student, width)
+    x = _features(2)
+    with tf.GradientTape() as tape:
+        logits, *blocks = features(x, training=True)
+        loss = tf.reduce_sum(logits) + tf.add_n([tf.reduce_sum(b) for b in blocks])
+    assert len(blocks) == width and all(b.shape == (2, 8, 1, 128) for b in blocks)
+    grads = dict(zip([w.name for w in student.trainable_weights],
+                     tape.gradient(loss, student.trainable_weights)))
+    executed = {f"block_{i}" for i in WIDTH_BLOCKS[width]}
+    for name, grad in grads.items():
+        block = name.split("/")[0]
+        on_path = not block.startswith("block_") or (
+            block in executed and ("output_" not in name or f"_w{width}/" in name)
+        )
+        assert (grad is not None) == on_path, name
+
+
+def test_teacher_feature_model_has_all_blocks(teacher):
+    logits, *blocks = feature_model(teacher)(_features(2))
+    assert logits.shape == (2, 12) and len(blocks) == 8
+    with pytest.raises(ValueError, match="one width"):
+        width_model(teacher, 4)
+
+
+def test_width_must_be_one_of_the_config(student):
+    with pytest.raises(ValueError, match=r"one of \(8, 4, 2, 1\)"):
+        width_model(student, 3)
+
+
+def _conv_macs(layer: tf.keras.layers.Layer, input_shape: tuple[int, ...]) -> dict[int, int]:
+    """Larq's MAC count of one conv inside a DFSMNBlock, profiled in a one-layer model: Larq's
+    summary cannot see into composite layers (their inner layers have no functional nodes)."""
+    profile = ModelProfile(tf.keras.Sequential([tf.keras.Input(input_shape), layer]))
+    return {bits: profile.op_count("mac", bits) for bits in (1, 32)}
+
+
+@pytest.mark.parametrize(
+    ("width", "binary_macs", "total_macs"),
+    [(8, 5_316_608, 5_431_296), (4, 3_198_976, 3_313_664), (2, 2_140_160, 2_254_848),
+     (1, 1_610_752, 1_725_440)],
+)
+def test_macs_per_width_match_the_spec(student, width, binary_macs, total_macs):
+    model = width_model(student, width)
+    profile = ModelProfile(model)  # counts fe0, fe3, fc1 and the classifier
+    binary, floating = profile.op_count("mac", 1), profile.op_count("mac", 32)
+    assert (binary, floating) == (819_200 + 262_144, 102_400 + 12_288)
+    for index in WIDTH_BLOCKS[width]:
+        block = student.get_layer(f"block_{index}")
+        for conv, channels in ((block.memory, 128), (block.expand, 128), (block.project, 256)):
+            macs = _conv_macs(conv, (8, 1, channels))
+            binary, floating = binary + macs[1], floating + macs[32]
+    assert (binary, floating) == (binary_macs, total_macs - binary_macs)
+
+
+def test_teacher_macs_are_all_float(teacher):
+    profile = ModelProfile(teacher)
+    assert profile.op_count("mac", 1) == 0
+    block = teacher.get_layer("block_0")
+    per_block = sum(
+        _conv_macs(conv, (8, 1, channels))[32]
+        for conv, channels in ((block.memory, 128), (block.expand, 128), (block.project, 256))
+    )
+    assert per_block == 529_408
+    assert profile.op_count("mac", 32) + 8 * per_block == 5_431_296
+
+
+def test_init_student_from_teacher_carries_the_matching_weights():
+    config = SMALL.replace(num_blocks=4, widths=(4, 2, 1))
+    teacher, student = build_teacher(config), build_bifsmn(config)
+    for weight in teacher.weights:
+        weight.assign(RNG.normal(size=weight.shape).astype("float32"))
+    report = init_student_from_teacher(student, teacher)
+
+    teacher_weights = {w.name.split(":")[0]: w.numpy() for w in teacher.weights}
+    student_weights = {w.name.split(":")[0]: w for w in student.weights}
+    for path in report["carried"]:
+        np.testing.assert_array_equal(student_weights[path].numpy(), teacher_weights[path])
+    assert set(report["carried"]) | set(report["fresh"]) == set(student_weights)
+    # Fresh: PReLU slopes replacing the teacher's ReLUs, and the narrower widths' branches.
+    relu_replacements = {"fe0_act/alpha", "fe3_act/alpha", "fc1_act/alpha"} | {
+        f"block_{i}/hidden_act/alpha" for i in range(4)
+    }
+    narrow_branches = {
+        f"block_{i}/output_{part}_w{w}/{name}"
+        for w, blocks in ((2, (1, 3)), (1, (3,)))
+        for i in blocks
+        for part, names in (("bn", ("gamma", "beta", "moving_mean", "moving_variance")),
+                            ("act", ("alpha",)))
+        for name in names
+    }
+    assert set(report["fresh"]) == relu_replacements | narrow_branches
+    assert "block_3/output_bn_w4/gamma" in report["carried"]  # teacher's branch -> full width
+    assert "block_2/memory/depthwise_kernel" in report["carried"]
+    assert set(report["dropped"]) == {"fe3/bias"} | {
+        f"block_{i}/{conv}/bias" for i in range(4) for conv in ("memory", "expand", "project")
+    }
+
+
+def test_init_rejects_mismatched_or_swapped_models():
+    teacher, student = build_teacher(SMALL), build_bifsmn(SMALL.replace(hidden_size=16))
+    with pytest.raises(ValueError, match="differ in architecture"):
+        init_student_from_teacher(student, teacher)
+    with pytest.raises(ValueError, match="swapped"):
+        init_student_from_teacher(teacher, build_bifsmn(SMALL))
+
+
+@pytest.mark.parametrize("kind", ["teacher", "student"])
+def test_save_load_round_trip_rebuilds_from_the_recorded_config(kind, tmp_path):
+    config = SMALL.replace(num_classes=35, profile="lean", binarizer="reactnet", left_order=3)
+    model = (build_teacher if kind == "teacher" else build_bifsmn)(config)
+    x = _features(4, config)
+    _train(model, x, RNG.integers(0, 35, size=4), steps=2, lr=1e-2)
+    directory = tmp_path / "model"
+    save_model(model, directory, config)
+    loaded, loaded_config = load_model(directory)
+    assert loaded_config == config and model_config(loaded) == config and model_kind(loaded) == kind
+    expected = model.predict(x, verbose=0)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), expected)
+
+    # Saving again replaces the directory as a whole and leaves nothing else behind.
+    weight = model.get_layer("classifier").bias
+    weight.assign_add(tf.ones_like(weight))
+    save_model(model, directory, config)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    reloaded, _ = load_model(directory)
+    np.testing.assert_array_equal(reloaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_save_and_load_refuse_what_they_cannot_round_trip(tmp_path):
+    student = build_bifsmn(SMALL)
+    with pytest.raises(ValueError, match="cut-out"):
+        save_model(width_model(student, 2), tmp_path / "w", SMALL)
+    with pytest.raises(ValueError, match="config differs"):
+        save_model(student, tmp_path / "w", SMALL.replace(num_classes=35))
+    with pytest.raises(ConfigError, match="saved model directory"):
+        load_model(tmp_path / "missing")
+    with pytest.raises(ValueError, match="not built by"):
+        model_config(tf.keras.Sequential([tf.keras.Input((2,))]))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [({"widths": (4, 8)}, "widest first"), ({"widths": (3,)}, "does not divide"),
+     ({"profile": "tiny"}, "profile"), ({"binarizer": "dorefa"}, "binarizer"),
+     ({"num_classes": 0}, "num_classes")],
+)
+def test_config_validation(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        ModelConfig(**changes)
+
+
+def test_config_json_round_trip(tmp_path):
+    config = ModelConfig(widths=(8, 2), profile="lean", binarizer="lpb")
+    assert ModelConfig.load(config.save(tmp_path / "c.json")) == config
+
+
+@pytest.mark.parametrize("binarizer", quantizers.BINARIZERS)
+def test_each_baseline_trains_with_a_falling_loss(binarizer):
+    config = SMALL.replace(binarizer=binarizer)
+    model = build_bifsmn(config)
+    assert quantizers.set_training_progress(model, 0.5) == (16 if binarizer == "irnet" else 0)
+    x = _features(16, config)
+    y = RNG.integers(0, 12, size=16)
+    losses = _train(model, x, y, steps=8, lr=1e-2)
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def _trained_student(config: ModelConfig) -> tf.keras.Model:
+    model = build_bifsmn(config)
+    # A few real steps so that BN statistics and weights are not at their initial values.
+    _train(model, _features(16, config), RNG.integers(0, config.num_classes, size=16), 2, 1e-3)
+    return model
+
+
+def _check_conversion(model: tf.keras.Model, expected_bconvs: int) -> dict[str, int]:
+    flatbuffer = lce.convert_keras_model(model)
+    ops = op_counts(flatbuffer)
+    assert ops.get("LceBconv2d", 0) == expected_bconvs, ops
+    x = _features(8)
+    expected = model.predict(x, verbose=0)
+    actual = lce.testing.Interpreter(flatbuffer).predict(x)
+    np.testing.assert_allclose(actual, expected, rtol=1e-3, atol=1e-3)
+    np.testing.assert_array_equal(actual.argmax(axis=1), expected.argmax(axis=1))
+    return ops
+
+
+def test_full_width_student_converts_to_18_binary_convolutions():
+    ops = _check_conversion(width_model(_trained_student(ModelConfig()), 8), expected_bconvs=18)
+    # fe0 is the one float conv; the memory convs are float depthwise convs on +-1 inputs.
+    assert (ops["CONV_2D"], ops["DEPTHWISE_CONV_2D"], ops["LceDequantize"]) == (1, 8, 8)
+    assert ops["FULLY_CONNECTED"] == 1 and "PAD" not in ops and "PADV2" not in ops
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", [4, 2, 1])
+@pytest.mark.parametrize("profile", ["paper", "lean"])
+def test_every_width_and_profile_converts(profile, width):
+    model = _trained_student(ModelConfig(profile=profile))
+    _check_conversion(width_model(model, width), expected_bconvs=2 + 2 * width)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("binarizer", [b for b in quantizers.BINARIZERS if b != "bifsmn"])
+def test_which_baselines_deploy_as_binary_convolutions(binarizer):
+    model = _trained_student(ModelConfig(binarizer=binarizer, widths=(8,)))
+    deployable = binarizer not in ("xnor", "lpb")
+    _check_conversion(width_model(model, 8), expected_bconvs=18 if deployable else 0)
+
+
+def test_op_counts_rejects_other_bytes():
+    with pytest.raises(ValueError, match="TFL3"):
+        op_counts(b"not a flatbuffer at all")
