@@ -25,13 +25,16 @@ from bifsmn_tf.models.dfsmn import (
     model_kind,
     save_model,
     teacher_block_index,
+    weight_counts,
     width_model,
 )
 from bifsmn_tf.tflite_ops import op_counts
 
 RNG = np.random.default_rng(11)
 # The same code path at a size that trains in a second: 2 blocks, widths 2 and 1.
-SMALL = ModelConfig(frontend_channels=4, num_blocks=2, hidden_size=32, memory_size=16, widths=(2, 1))
+SMALL = ModelConfig(
+    frontend_channels=4, num_blocks=2, hidden_size=32, memory_size=16, widths=(2, 1)
+)
 
 
 def _features(batch: int, config: ModelConfig = ModelConfig()) -> np.ndarray:
@@ -43,7 +46,9 @@ def _trainable_count(model: tf.keras.Model) -> int:
     return int(sum(np.prod(w.shape) for w in model.trainable_weights))
 
 
-def _train(model: tf.keras.Model, x: np.ndarray, y: np.ndarray, steps: int, lr: float) -> list[float]:
+def _train(
+    model: tf.keras.Model, x: np.ndarray, y: np.ndarray, steps: int, lr: float
+) -> list[float]:
     optimizer = tf.keras.optimizers.Adam(lr)
     cross_entropy = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     losses = []
@@ -88,12 +93,32 @@ def test_student_parameter_count_differs_from_the_official_as_designed(num_class
     assert _trainable_count(build_bifsmn(ModelConfig(num_classes=num_classes))) == expected
 
 
+@pytest.mark.parametrize("width", [8, 4, 2, 1])
+def test_weight_counts_follow_the_executed_path(student, width):
+    binary_per_block = 2 * 128 * 256 + 5 * 128  # expand, project, memory taps
+    float_per_block = 2 * (256 + 1) + (512 + 1)  # memory BN/PReLU, hidden BN/PReLU, one branch
+    # fe0 conv + BN + PReLU, fe3 BN + PReLU, fc1 bias + PReLU
+    front = (416 + 32 + 1) + (64 + 1) + (128 + 1)
+    counts = weight_counts(student, width)
+    assert counts["binary"] == 25 * 16 * 32 + 256 * 128 + width * binary_per_block
+    assert counts["float"] == front + width * float_per_block + 1024 * 12 + 12
+
+
+def test_lean_profile_stores_over_20x_fewer_bits_than_its_teacher():
+    """1 bit per binary weight, 32 per other parameter: the paper's probable storage measure."""
+    config = ModelConfig(profile="lean")
+    teacher_bits = 32 * weight_counts(build_teacher(config))["float"]
+    counts = weight_counts(build_bifsmn(config), 8)
+    assert teacher_bits / (counts["binary"] + 32 * counts["float"]) > 20
+
+
 def test_every_width_runs_and_width_models_compute_the_same_logits(student):
     x = _features(3)
     outputs = student(x)
     assert len(outputs) == 4 and all(o.shape == (3, 12) for o in outputs)
     for width, logits in zip(student.bifsmn_info.config.widths, outputs):
-        np.testing.assert_allclose(width_model(student, width)(x).numpy(), logits.numpy(), atol=1e-5)
+        narrow = width_model(student, width)
+        np.testing.assert_allclose(narrow(x).numpy(), logits.numpy(), atol=1e-5)
     assert len({tuple(o.numpy().ravel()[:4]) for o in outputs}) == 4  # different paths
 
 

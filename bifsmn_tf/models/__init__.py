@@ -1,1 +1,2 @@
-"""Models: binarizers (``quantizers``), D-FSMN layers (``layers``), teacher and student (``dfsmn``)."""
+"""Models: binarizers (``quantizers``), D-FSMN layers (``layers``), the teacher and the
+thinnable student (``dfsmn``)."""

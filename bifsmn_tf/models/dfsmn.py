@@ -68,7 +68,7 @@ def blocks_for_width(width: int, num_blocks: int = 8) -> tuple[int, ...]:
     return tuple(step * (k + 1) - 1 for k in range(width))
 
 
-WIDTH_BLOCKS: dict[int, tuple[int, ...]] = {width: blocks_for_width(width) for width in (8, 4, 2, 1)}
+WIDTH_BLOCKS: dict[int, tuple[int, ...]] = {w: blocks_for_width(w) for w in (8, 4, 2, 1)}
 """Blocks executed per width for the 8-block network: 8 -> 0..7, 4 -> 1,3,5,7, 2 -> 3,7, 1 -> 7."""
 
 
@@ -147,7 +147,9 @@ class ModelConfig(JsonConfig):
 
     def blocks(self, width: int | None) -> tuple[int, ...]:
         """Blocks executed at ``width``; ``None`` (the teacher) runs all."""
-        return tuple(range(self.num_blocks)) if width is None else blocks_for_width(width, self.num_blocks)
+        if width is None:
+            return tuple(range(self.num_blocks))
+        return blocks_for_width(width, self.num_blocks)
 
     def same_architecture(self, other: "ModelConfig") -> bool:
         """Whether the shared layers of ``self`` and ``other`` have the same shapes."""
@@ -329,7 +331,9 @@ def build_bifsmn(config: ModelConfig) -> tf.keras.Model:
 def _check_width(model: tf.keras.Model, width: int | None) -> tuple[ModelConfig, str]:
     info = _info(model)
     if info.kind == "teacher" and width not in (None, info.config.num_blocks):
-        raise ValueError(f"the teacher has one width ({info.config.num_blocks} blocks); got {width}")
+        raise ValueError(
+            f"the teacher has one width ({info.config.num_blocks} blocks); got {width}"
+        )
     if info.kind == "student" and width not in info.config.widths:
         raise ValueError(f"width must be one of {info.config.widths}, got {width}")
     return info.config, info.kind
@@ -370,13 +374,31 @@ def feature_model(model: tf.keras.Model, width: int | None = None) -> tf.keras.M
     )
 
 
+def weight_counts(model: tf.keras.Model, width: int | None = None) -> dict[str, int]:
+    """Trainable parameters on the path of ``width``: ``{"binary": 1-bit weights, "float": the
+    rest}`` (a weight is binary when its Larq quantizer has precision 1). Other widths' output
+    branches are not counted: they are not part of that width's deployed model. BN moving
+    statistics are not parameters (they fold into the BN scale and shift)."""
+    config, kind = _check_width(model, width)
+    branch = config.num_blocks if kind == "teacher" else width
+    counts = {"binary": 0, "float": 0}
+    for layer in width_model(model, width).layers:
+        block = isinstance(layer, DFSMNBlock)
+        for weight in layer.weights_at(branch) if block else layer.trainable_weights:
+            precision = "binary" if getattr(weight, "precision", None) == 1 else "float"
+            counts[precision] += int(weight.shape.num_elements())
+    return counts
+
+
 def _weights_by_path(model: tf.keras.Model) -> dict[str, tf.Variable]:
     """Weights keyed ``layer/sub_layer/weight``, the same for a teacher and a student layer that
     play the same role (variable names carry the layer name scopes)."""
     return {weight.name.split(":")[0]: weight for weight in model.weights}
 
 
-def init_student_from_teacher(student: tf.keras.Model, teacher: tf.keras.Model) -> dict[str, list[str]]:
+def init_student_from_teacher(
+    student: tf.keras.Model, teacher: tf.keras.Model
+) -> dict[str, list[str]]:
     """Copy a trained teacher's weights into the student where they play the same role (spec 5).
 
     Carried: the front end (conv kernels, BN), fc1, every block's memory / expand / project
@@ -388,7 +410,9 @@ def init_student_from_teacher(student: tf.keras.Model, teacher: tf.keras.Model) 
     """
     student_config, teacher_config = model_config(student), model_config(teacher)
     if model_kind(student) != "student" or model_kind(teacher) != "teacher":
-        raise ValueError("init_student_from_teacher(student, teacher): arguments swapped or wrong kind")
+        raise ValueError(
+            "init_student_from_teacher(student, teacher): arguments swapped or wrong kind"
+        )
     if not student_config.same_architecture(teacher_config):
         raise ValueError(
             "teacher and student configs differ in architecture: "
@@ -403,7 +427,8 @@ def init_student_from_teacher(student: tf.keras.Model, teacher: tf.keras.Model) 
             continue
         if tuple(source[path].shape) != tuple(weight.shape):
             raise ValueError(
-                f"{path}: teacher shape {tuple(source[path].shape)} != student {tuple(weight.shape)}"
+                f"{path}: teacher shape {tuple(source[path].shape)} "
+                f"!= student {tuple(weight.shape)}"
             )
         weight.assign(source[path])
         carried.append(path)
@@ -426,7 +451,9 @@ def save_model(model: tf.keras.Model, directory: str | Path, config: ModelConfig
     temporary directory beside it which is then renamed."""
     info = _info(model)
     if not info.full:
-        raise ValueError("save_model: pass the model from build_teacher/build_bifsmn, not a cut-out")
+        raise ValueError(
+            "save_model: pass the model from build_teacher/build_bifsmn, not a cut-out"
+        )
     if config != info.config:
         raise ValueError("save_model: config differs from the one the model was built with")
     directory = Path(directory)
@@ -474,5 +501,7 @@ def load_model(directory: str | Path) -> tuple[tf.keras.Model, ModelConfig]:
     try:
         status.assert_existing_objects_matched()
     except AssertionError as err:
-        raise ConfigError(f"{directory}: weights do not match the recorded config ({err})") from None
+        raise ConfigError(
+            f"{directory}: weights do not match the recorded config ({err})"
+        ) from None
     return model, config

@@ -276,13 +276,26 @@ class DFSMNBlock(tf.keras.layers.Layer):
         elif width in self.branches:
             branch = self.branches.index(width)
         else:
-            raise ValueError(f"{self.name}: does not run at width {width}; it runs at {self.branches}")
+            raise ValueError(
+                f"{self.name}: does not run at width {width}; it runs at {self.branches}"
+            )
         memory = self.memory_act(self.memory_bn(self.memory(inputs), training=training)) + inputs
         hidden = self.hidden_act(self.hidden_bn(self.expand(memory), training=training))
         if self.hidden_dropout is not None:
             hidden = self.hidden_dropout(hidden, training=training)
         projected = self.output_bns[branch](self.project(hidden), training=training)
         return self.output_acts[branch](projected) + memory
+
+    def weights_at(self, width: int) -> list[tf.Variable]:
+        """The trainable weights used at ``width``: the shared ones and that width's branch."""
+        unused = [
+            weight
+            for branch, layers in zip(self.branches, zip(self.output_bns, self.output_acts))
+            if branch != width
+            for layer in layers
+            for weight in layer.trainable_weights
+        ]
+        return [w for w in self.trainable_weights if not any(w is u for u in unused)]
 
     def compute_output_shape(self, input_shape: tf.TensorShape) -> tf.TensorShape:
         return tf.TensorShape(input_shape)

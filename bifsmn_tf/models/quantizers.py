@@ -31,6 +31,10 @@ binary convolutions plus float rescaling per layer (see :class:`DualScaleSign`).
 
 Forward signs use ``larq.math.sign`` (never 0), the form LCE's converter recognises. PyTorch's
 ``sign(0) = 0`` only matters for zero padding, which the memory block applies *after* the sign.
+
+The ``build`` methods do not call ``super().build``: Keras marks a layer built by itself, and a
+kernel quantizer is first built where AutoGraph converts the calling conv, in which a
+zero-argument ``super()`` fails.
 """
 
 from __future__ import annotations
@@ -162,7 +166,6 @@ class EDESign(lq.quantizers.Quantizer):
         self.progress = self.add_weight(
             name="progress", shape=(), initializer="zeros", trainable=False
         )
-        super().build(input_shape)
 
     def _temperature(self) -> tuple[tf.Tensor, tf.Tensor]:
         t = self.t_min * tf.pow(self.t_max / self.t_min, self.progress)
@@ -217,7 +220,6 @@ class ThresholdSign(lq.quantizers.Quantizer):
         self.threshold = self.add_weight(
             name="threshold", shape=(input_shape[-1],), initializer="zeros", trainable=True
         )
-        super().build(input_shape)
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         return lq.quantizers.approx_sign(inputs - self.threshold)
@@ -261,7 +263,6 @@ class DualScaleSign(lq.quantizers.Quantizer):
             self.add_weight(name=f"alpha{i + 1}", shape=(), initializer="ones", trainable=True)
             for i in range(2)
         ]
-        super().build(input_shape)
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         tau0, tau1, tau2 = self.thresholds
@@ -278,7 +279,8 @@ class LearnedBackwardScaledSign(lq.quantizers.Quantizer):
     (detached), the gradient that of ``clip(alpha3 W, -1, 1)`` with a learnable scalar ``alpha3``.
 
     The official v2 code averages per (output, input) pair, which leaves 1x1 kernels full
-    precision (spec section 3.3); here the scale is per output channel, like :class:`ChannelScaledSign`.
+    precision (spec section 3.3); here the scale is per output channel, like
+    :class:`ChannelScaledSign`.
     """
 
     precision = 1
@@ -289,7 +291,6 @@ class LearnedBackwardScaledSign(lq.quantizers.Quantizer):
 
     def build(self, input_shape: tf.TensorShape) -> None:
         self.alpha = self.add_weight(name="alpha3", shape=(), initializer="ones", trainable=True)
-        super().build(input_shape)
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         axes = _reduce_axes(inputs.shape.rank, self.channel_axes)
