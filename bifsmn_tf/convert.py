@@ -104,11 +104,15 @@ class ConvertConfig(JsonConfig):
 
     def __post_init__(self) -> None:
         if self.input not in INPUTS:
-            raise ConfigError(f"ConvertConfig.input: unknown {self.input!r}; choose one of {INPUTS}")
+            raise ConfigError(
+                f"ConvertConfig.input: unknown {self.input!r}; choose one of {INPUTS}"
+            )
         if self.calibration_clips < 1 or (self.verify_clips is not None and self.verify_clips < 1):
             raise ConfigError("ConvertConfig: calibration_clips and verify_clips must be >= 1")
         if not 0.0 <= self.min_agreement <= 1.0:
-            raise ConfigError(f"ConvertConfig.min_agreement: must be in [0, 1], got {self.min_agreement}")
+            raise ConfigError(
+                f"ConvertConfig.min_agreement: must be in [0, 1], got {self.min_agreement}"
+            )
 
 
 class FlatbufferModel:
@@ -130,11 +134,15 @@ class FlatbufferModel:
     def __call__(self, inputs: np.ndarray) -> np.ndarray:
         inputs = np.asarray(inputs, dtype=np.float32)
         if inputs.shape[1:] != self.input_shape:
-            raise ValueError(f"FlatbufferModel: inputs {inputs.shape[1:]} != model input {self.input_shape}")
+            raise ValueError(
+                f"FlatbufferModel: inputs {inputs.shape[1:]} != model input {self.input_shape}"
+            )
         if np.issubdtype(self.input_dtype, np.integer):
             scale, zero = self.interpreter.input_scales[0], self.interpreter.input_zero_points[0]
             limits = np.iinfo(self.input_dtype)
-            inputs = np.clip(np.round(inputs / scale + zero), limits.min, limits.max).astype(self.input_dtype)
+            inputs = np.clip(np.round(inputs / scale + zero), limits.min, limits.max).astype(
+                self.input_dtype
+            )
         outputs = self.interpreter.predict(inputs)
         if np.issubdtype(self.output_dtype, np.integer):
             scale, zero = self.interpreter.output_scales[0], self.interpreter.output_zero_points[0]
@@ -158,7 +166,9 @@ def _batch_one_converter(model: tf.keras.Model) -> tf.lite.TFLiteConverter:
     """TFLite's converter on ``model`` at batch size 1, as LCE's converter fixes it: a dynamic
     batch would add run-time shape ops (SHAPE, STRIDED_SLICE, PACK) to the teachers only."""
     signature = tf.TensorSpec([1, *model.input_shape[1:]], model.input.dtype)
-    function = tf.function(lambda inputs: model(inputs, training=False)).get_concrete_function(signature)
+    function = tf.function(lambda inputs: model(inputs, training=False)).get_concrete_function(
+        signature
+    )
     return tf.lite.TFLiteConverter.from_concrete_functions([function], model)
 
 
@@ -181,7 +191,10 @@ def convert_int8(model: tf.keras.Model, calibration: np.ndarray, *, integer_io: 
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
     else:
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+            tf.lite.OpsSet.TFLITE_BUILTINS,
+        ]
     return converter.convert()
 
 
@@ -195,7 +208,9 @@ def strip_tensor_names(flatbuffer: bytes, probe: np.ndarray) -> tuple[bytes, boo
     return (stripped, True) if same else (flatbuffer, False)
 
 
-def compare(keras_logits: np.ndarray, flatbuffer_logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+def compare(
+    keras_logits: np.ndarray, flatbuffer_logits: np.ndarray, labels: np.ndarray
+) -> dict[str, Any]:
     """Flatbuffer logits against Keras logits of the same clips. Non-finite flatbuffer logits
     count as disagreements (an argmax over NaNs would agree by accident)."""
     finite = np.isfinite(flatbuffer_logits).all(axis=-1)
@@ -247,13 +262,22 @@ def parameter_bits(model: tf.keras.Model) -> dict[str, int]:
     and the storage at 1 bit for the former and 32 bits for the latter."""
     binary_ids = set()
     for layer in model.submodules:
-        for attribute, weight in (("kernel_quantizer", "kernel"), ("depthwise_quantizer", "depthwise_kernel")):
+        for attribute, weight in (
+            ("kernel_quantizer", "kernel"),
+            ("depthwise_quantizer", "depthwise_kernel"),
+        ):
             quantizer = getattr(layer, attribute, None)
             if quantizer is not None and getattr(quantizer, "precision", None) == 1:
                 binary_ids.add(id(_latent(getattr(layer, weight))))
-    binary = sum(int(np.prod(w.shape)) for w in model.trainable_weights if id(_latent(w)) in binary_ids)
+    binary = sum(
+        int(np.prod(w.shape)) for w in model.trainable_weights if id(_latent(w)) in binary_ids
+    )
     total = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    return {"binary_weights": binary, "other_parameters": total - binary, "bits": binary + 32 * (total - binary)}
+    return {
+        "binary_weights": binary,
+        "other_parameters": total - binary,
+        "bits": binary + 32 * (total - binary),
+    }
 
 
 def _latent(variable: Any) -> Any:
@@ -319,30 +343,43 @@ def convert_models(
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MANIFEST).unlink(missing_ok=True)
     audio = config.input == "audio"
-    wrap: Callable[[tf.keras.Model], tf.keras.Model]
-    if audio:
-        wrap = lambda model: with_audio_frontend(model, feature_config)  # noqa: E731
-        to_inputs = lambda waveforms: np.asarray(waveforms, np.float32)  # noqa: E731
-    else:
-        frontend = build_frontend(feature_config)
-        wrap = lambda model: model  # noqa: E731
-        to_inputs = lambda waveforms: np.concatenate(  # noqa: E731
+    frontend = build_frontend(feature_config)
+
+    def wrap(model: tf.keras.Model) -> tf.keras.Model:
+        return with_audio_frontend(model, feature_config) if audio else model
+
+    def to_inputs(waveforms: np.ndarray) -> np.ndarray:
+        if audio:
+            return np.asarray(waveforms, np.float32)
+        return np.concatenate(
             [frontend(waveforms[i : i + 256]).numpy() for i in range(0, len(waveforms), 256)]
         )
+
     calibration_inputs = to_inputs(calibration)
     verify_inputs, verify_labels = to_inputs(verification[0]), np.asarray(verification[1])
     probe = verify_inputs[:16]
 
     jobs: list[tuple[str, str, int | None, tf.keras.Model, Callable[[tf.keras.Model], bytes]]] = [
-        (f"student_w{width}.tflite", KIND_STUDENT, width, wrap(width_model(student, width)), convert_binary)
+        (
+            f"student_w{width}.tflite",
+            KIND_STUDENT,
+            width,
+            wrap(width_model(student, width)),
+            convert_binary,
+        )
         for width in widths
     ]
     teacher_model = wrap(width_model(teacher))
     jobs.append(("teacher_fp32.tflite", KIND_FP32, None, teacher_model, convert_float))
-    jobs.append((
-        "teacher_int8.tflite", KIND_INT8, None, teacher_model,
-        lambda model: convert_int8(model, calibration_inputs, integer_io=not audio),
-    ))
+    jobs.append(
+        (
+            "teacher_int8.tflite",
+            KIND_INT8,
+            None,
+            teacher_model,
+            lambda model: convert_int8(model, calibration_inputs, integer_io=not audio),
+        )
+    )
 
     entries = []
     for file, kind, width, keras_model, converter in tqdm(jobs, desc="convert", unit="file"):
@@ -366,22 +403,26 @@ def convert_models(
                 f"difference {check['max_abs_logit_diff']:.3g}"
             )
         atomic_write_bytes(out_dir / file, flatbuffer)
-        entries.append({
-            "file": file,
-            "kind": kind,
-            "width": width,
-            "bytes": len(flatbuffer),
-            "names_stripped": stripped,
-            "input_shape": list(FlatbufferModel(flatbuffer).input_shape),
-            **op_summary(flatbuffer),
-            "verification": check,
-        })
+        entries.append(
+            {
+                "file": file,
+                "kind": kind,
+                "width": width,
+                "bytes": len(flatbuffer),
+                "names_stripped": stripped,
+                "input_shape": list(FlatbufferModel(flatbuffer).input_shape),
+                **op_summary(flatbuffer),
+                "verification": check,
+            }
+        )
 
     full = max(widths)
     student_bits = parameter_bits(student)["bits"]
     teacher_bits = parameter_bits(teacher)["bits"]
     teacher_bytes = next(e["bytes"] for e in entries if e["kind"] == KIND_FP32)
-    student_bytes = next(e["bytes"] for e in entries if e["kind"] == KIND_STUDENT and e["width"] == full)
+    student_bytes = next(
+        e["bytes"] for e in entries if e["kind"] == KIND_STUDENT and e["width"] == full
+    )
     if model_config(teacher).profile == BASELINE_PROFILE:
         baseline_bits, baseline_bytes = teacher_bits, teacher_bytes
     else:
@@ -416,7 +457,9 @@ def convert_models(
     return manifest
 
 
-def convert_run(run_dir: str | Path, out_dir: str | Path | None = None, config: ConvertConfig = ConvertConfig()) -> dict[str, Any]:
+def convert_run(
+    run_dir: str | Path, out_dir: str | Path | None = None, config: ConvertConfig = ConvertConfig()
+) -> dict[str, Any]:
     """Convert the best student of a training run and its teacher (``run.json``'s teacher run).
 
     Calibration clips come from the run's training split, verification clips from its test
@@ -426,13 +469,17 @@ def convert_run(run_dir: str | Path, out_dir: str | Path | None = None, config: 
     run_dir = Path(run_dir)
     info = read_run_info(run_dir)
     if info.get("kind") != "student" or not info.get("teacher_run"):
-        raise ConversionError(f"{run_dir}: not a student run (convert a BiFSMN student's run directory)")
+        raise ConversionError(
+            f"{run_dir}: not a student run (convert a BiFSMN student's run directory)"
+        )
     configs = RunConfigs.load(run_dir)
     student, _ = load_run_model(run_dir)
     teacher, _ = load_run_model(info["teacher_run"])
     train_waveforms, _ = split_waveforms(configs.data, configs.features, "train")
     test_waveforms, test_labels = split_waveforms(configs.data, configs.features, "test")
-    calibration = train_waveforms[_sample(config.calibration_clips, len(train_waveforms), config.seed)]
+    calibration = train_waveforms[
+        _sample(config.calibration_clips, len(train_waveforms), config.seed)
+    ]
     chosen = _sample(config.verify_clips, len(test_waveforms), config.seed + 1)
     if out_dir is None:
         out_dir = run_dir / ("flatbuffers" if config.input == "features" else "flatbuffers_audio")

@@ -69,7 +69,9 @@ class StreamConfig(JsonConfig):
 
     def __post_init__(self) -> None:
         if self.hop_ms <= 0 or self.smoothing_ms < 0 or self.refractory_ms < 0:
-            raise ConfigError("StreamConfig: hop_ms must be > 0, smoothing_ms and refractory_ms >= 0")
+            raise ConfigError(
+                "StreamConfig: hop_ms must be > 0, smoothing_ms and refractory_ms >= 0"
+            )
         if not 0.0 < self.threshold <= 1.0:
             raise ConfigError(f"StreamConfig.threshold: must be in (0, 1], got {self.threshold}")
         if self.latency_budget_ms is not None and self.latency_budget_ms <= 0:
@@ -115,7 +117,9 @@ class KeywordModel:
     for flatbuffers that take audio (the frontend is inside them).
     """
 
-    def __init__(self, flatbuffer: bytes, frontend: Callable[[np.ndarray], np.ndarray] | None) -> None:
+    def __init__(
+        self, flatbuffer: bytes, frontend: Callable[[np.ndarray], np.ndarray] | None
+    ) -> None:
         self.flatbuffer = FlatbufferModel(flatbuffer)
         self.frontend = frontend
 
@@ -139,8 +143,13 @@ class WidthSelector:
     """
 
     def __init__(
-        self, calibrated_ms: dict[int, float], budget_ms: float, *, patience: int = 20,
-        headroom: float = 0.8, averaging: float = 0.3,
+        self,
+        calibrated_ms: dict[int, float],
+        budget_ms: float,
+        *,
+        patience: int = 20,
+        headroom: float = 0.8,
+        averaging: float = 0.3,
     ) -> None:
         if not calibrated_ms:
             raise ValueError("WidthSelector: no widths")
@@ -171,7 +180,10 @@ class WidthSelector:
         if self.predicted_ms(self.width) > self.budget_ms and position + 1 < len(widths):
             self.width = self._widest_fitting(self.budget_ms)
             self._room_streak = 0
-        elif position > 0 and self.predicted_ms(widths[position - 1]) <= self.headroom * self.budget_ms:
+        elif (
+            position > 0
+            and self.predicted_ms(widths[position - 1]) <= self.headroom * self.budget_ms
+        ):
             self._room_streak += 1
             if self._room_streak >= self.patience:
                 self.width = widths[position - 1]
@@ -186,11 +198,15 @@ class PosteriorDetector:
 
     def __init__(self, labels: Iterable[str], config: StreamConfig) -> None:
         self.labels = tuple(labels)
-        self.keywords = np.array([i for i, label in enumerate(self.labels) if label not in (SILENCE, UNKNOWN)])
+        self.keywords = np.array(
+            [i for i, label in enumerate(self.labels) if label not in (SILENCE, UNKNOWN)]
+        )
         if len(self.keywords) == 0:
             raise StreamError(f"no keyword among the labels {self.labels}")
         self.config = config
-        self._recent: collections.deque[np.ndarray] = collections.deque(maxlen=config.smoothing_hops)
+        self._recent: collections.deque[np.ndarray] = collections.deque(
+            maxlen=config.smoothing_hops
+        )
         self._event: dict[str, Any] | None = None
         self._last_reported: dict[str, float] = {}
         # A moving average over k hops lags the posteriors by (k - 1) / 2 hops.
@@ -204,11 +220,19 @@ class PosteriorDetector:
         score = float(smoothed[best])
         at = time_s - self._lag_s
         closed = []
-        if self._event is not None and (score < self.config.threshold or best != self._event["index"]):
+        if self._event is not None and (
+            score < self.config.threshold or best != self._event["index"]
+        ):
             closed = self._close()
         if score >= self.config.threshold:
             if self._event is None:
-                self._event = {"index": best, "start": at, "end": at, "score": score, "width": width}
+                self._event = {
+                    "index": best,
+                    "start": at,
+                    "end": at,
+                    "score": score,
+                    "width": width,
+                }
             else:
                 self._event["end"] = at
                 if score > self._event["score"]:
@@ -244,7 +268,9 @@ class KeywordSpotter:
         window_samples: int = 16000,
     ) -> None:
         if config.width is not None and config.width not in models:
-            raise StreamError(f"width {config.width} was not converted; available: {sorted(models, reverse=True)}")
+            raise StreamError(
+                f"width {config.width} was not converted; available: {sorted(models, reverse=True)}"
+            )
         self.models = models
         self.config = config
         self.sample_rate = sample_rate
@@ -281,10 +307,15 @@ class KeywordSpotter:
 
     def push(self, samples: np.ndarray) -> list[Detection]:
         """Feed audio samples (float in [-1, 1]); evaluate every completed hop."""
-        self._pending = np.concatenate([self._pending, np.asarray(samples, dtype=np.float32).ravel()])
+        self._pending = np.concatenate(
+            [self._pending, np.asarray(samples, dtype=np.float32).ravel()]
+        )
         detections = []
         while len(self._pending) >= self.hop_samples:
-            hop, self._pending = self._pending[: self.hop_samples], self._pending[self.hop_samples :]
+            hop, self._pending = (
+                self._pending[: self.hop_samples],
+                self._pending[self.hop_samples :],
+            )
             self._window = np.concatenate([self._window[self.hop_samples :], hop])
             self._samples_seen += self.hop_samples
             detections += self._evaluate()
@@ -324,8 +355,14 @@ def read_converted(path: str | Path) -> ConvertedModels:
     try:
         manifest = json.loads(manifest_path.read_text())
     except FileNotFoundError:
-        raise StreamError(f"{manifest_path} not found: run `bifsmn-tf convert RUN_DIR` first") from None
-    students = {e["width"]: manifest_path.parent / e["file"] for e in manifest["models"] if e["kind"] == KIND_STUDENT}
+        raise StreamError(
+            f"{manifest_path} not found: run `bifsmn-tf convert RUN_DIR` first"
+        ) from None
+    students = {
+        e["width"]: manifest_path.parent / e["file"]
+        for e in manifest["models"]
+        if e["kind"] == KIND_STUDENT
+    }
     if not students:
         raise StreamError(f"{manifest_path} lists no student flatbuffers")
     missing = [str(p) for p in students.values() if not p.exists()]
@@ -342,12 +379,16 @@ def read_converted(path: str | Path) -> ConvertedModels:
     )
 
 
-def build_spotter(converted: ConvertedModels, config: StreamConfig = StreamConfig()) -> KeywordSpotter:
+def build_spotter(
+    converted: ConvertedModels, config: StreamConfig = StreamConfig()
+) -> KeywordSpotter:
     """A :class:`KeywordSpotter` over the converted student widths (all of them for ``--width
     auto``, else the one asked for)."""
     widths = list(converted.widths) if config.width is None else [config.width]
     if config.width is not None and config.width not in converted.widths:
-        raise StreamError(f"width {config.width} was not converted; available: {list(converted.widths)}")
+        raise StreamError(
+            f"width {config.width} was not converted; available: {list(converted.widths)}"
+        )
     frontend = None
     if converted.input == "features":
         layer = build_frontend(converted.feature_config)
@@ -373,7 +414,9 @@ def spot_file(path: str | Path, spotter: KeywordSpotter) -> Iterator[Detection]:
     yield from spotter.finish()
 
 
-def spot_microphone(spotter: KeywordSpotter, *, device: int | str | None = None) -> Iterator[Detection]:
+def spot_microphone(
+    spotter: KeywordSpotter, *, device: int | str | None = None
+) -> Iterator[Detection]:
     """Detections from a live microphone until interrupted (Ctrl-C). Needs ``sounddevice``."""
     try:
         import sounddevice
@@ -384,8 +427,12 @@ def spot_microphone(spotter: KeywordSpotter, *, device: int | str | None = None)
         ) from None
     blocks: queue.Queue[np.ndarray] = queue.Queue()
     with sounddevice.InputStream(
-        samplerate=spotter.sample_rate, channels=1, dtype="float32", blocksize=spotter.hop_samples,
-        device=device, callback=lambda data, frames, when, status: blocks.put(data[:, 0].copy()),
+        samplerate=spotter.sample_rate,
+        channels=1,
+        dtype="float32",
+        blocksize=spotter.hop_samples,
+        device=device,
+        callback=lambda data, frames, when, status: blocks.put(data[:, 0].copy()),
     ):
         while True:
             yield from spotter.push(blocks.get())
@@ -398,4 +445,3 @@ def width_summary(hops: list[Hop]) -> str:
         latencies = [h.latency_ms for h in hops if h.width == width]
         parts.append(f"width {width}: {len(latencies)} hops, median {np.median(latencies):.2f} ms")
     return "; ".join(parts)
-

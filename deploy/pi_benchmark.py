@@ -82,7 +82,13 @@ class Remote:
         return output
 
     def copy(self, files: Sequence[Path], remote_dir: str) -> None:
-        scp = ["scp", "-q", *self._common("-P"), *map(str, files), f"{self.destination}:{remote_dir}/"]
+        scp = [
+            "scp",
+            "-q",
+            *self._common("-P"),
+            *map(str, files),
+            f"{self.destination}:{remote_dir}/",
+        ]
         result = subprocess.run(scp, capture_output=True, text=True)
         if result.returncode != 0:
             raise PiBenchmarkError(
@@ -118,8 +124,15 @@ def describe_device(remote: Remote) -> dict[str, str]:
 
 
 def benchmark_command(
-    binary: str, graph: str, *, threads: int, runs: int, warmup_runs: int, profile: bool,
-    use_xnnpack: bool, taskset: str | None,
+    binary: str,
+    graph: str,
+    *,
+    threads: int,
+    runs: int,
+    warmup_runs: int,
+    profile: bool,
+    use_xnnpack: bool,
+    taskset: str | None,
 ) -> list[str]:
     command = [] if taskset is None else ["taskset", taskset]
     command += [
@@ -135,7 +148,9 @@ def benchmark_command(
     return command
 
 
-def run_benchmarks(args: argparse.Namespace, remote: Remote, models: list[dict[str, Any]]) -> dict[str, Any]:
+def run_benchmarks(
+    args: argparse.Namespace, remote: Remote, models: list[dict[str, Any]]
+) -> dict[str, Any]:
     models_dir = Path(args.models_dir)
     remote_dir = args.remote_dir
     remote.run(["mkdir", "-p", remote_dir], what="creating the remote directory")
@@ -144,10 +159,16 @@ def run_benchmarks(args: argparse.Namespace, remote: Remote, models: list[dict[s
     if args.binary is not None:
         remote.copy([Path(args.binary)], remote_dir)
         if Path(args.binary).name != args.remote_binary:
-            remote.run(["mv", f"{remote_dir}/{Path(args.binary).name}", binary], what="placing the binary")
+            remote.run(
+                ["mv", f"{remote_dir}/{Path(args.binary).name}", binary], what="placing the binary"
+            )
         remote.run(["chmod", "+x", binary], what="chmod +x on the binary")
     remote.run(
-        ["sh", "-c", f"test -x {shlex.quote(binary)} || {{ echo missing: {shlex.quote(binary)}; exit 1; }}"],
+        [
+            "sh",
+            "-c",
+            f"test -x {shlex.quote(binary)} || {{ echo missing: {shlex.quote(binary)}; exit 1; }}",
+        ],
         what="finding lce_benchmark_model (copy it with --binary, see deploy/README.md)",
     )
     device = describe_device(remote)
@@ -155,19 +176,31 @@ def run_benchmarks(args: argparse.Namespace, remote: Remote, models: list[dict[s
     results = []
     for model in models:
         for threads in args.threads:
-            entry: dict[str, Any] = {"file": model["file"], "kind": model["kind"], "width": model.get("width"),
-                                     "bytes": model["bytes"], "threads": threads}
+            entry: dict[str, Any] = {
+                "file": model["file"],
+                "kind": model["kind"],
+                "width": model.get("width"),
+                "bytes": model["bytes"],
+                "threads": threads,
+            }
             passes = [("timing", False)] + ([("op_profile", True)] if args.op_profile else [])
             for label, profile in passes:
                 command = benchmark_command(
-                    binary, f"{remote_dir}/{model['file']}", threads=threads,
-                    runs=args.profile_runs if profile else args.runs, warmup_runs=args.warmup_runs,
-                    profile=profile, use_xnnpack=args.use_xnnpack, taskset=args.taskset,
+                    binary,
+                    f"{remote_dir}/{model['file']}",
+                    threads=threads,
+                    runs=args.profile_runs if profile else args.runs,
+                    warmup_runs=args.warmup_runs,
+                    profile=profile,
+                    use_xnnpack=args.use_xnnpack,
+                    taskset=args.taskset,
                 )
                 print(f"{model['file']}  threads={threads}  {label}", file=sys.stderr)
                 output = remote.run(command, what=f"lce_benchmark_model on {model['file']}")
-                atomic_write_text(logs_dir / f"{Path(model['file']).stem}_t{threads}_{label}.txt",
-                                  f"$ {shlex.join(command)}\n{output}")
+                atomic_write_text(
+                    logs_dir / f"{Path(model['file']).stem}_t{threads}_{label}.txt",
+                    f"$ {shlex.join(command)}\n{output}",
+                )
                 try:
                     parsed = parse_benchmark_output(output)
                 except BenchmarkOutputError as err:
@@ -182,8 +215,13 @@ def run_benchmarks(args: argparse.Namespace, remote: Remote, models: list[dict[s
     return {
         "device": device,
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-        "flags": {"runs": args.runs, "warmup_runs": args.warmup_runs, "threads": list(args.threads),
-                  "taskset": args.taskset, "use_xnnpack": args.use_xnnpack},
+        "flags": {
+            "runs": args.runs,
+            "warmup_runs": args.warmup_runs,
+            "threads": list(args.threads),
+            "taskset": args.taskset,
+            "use_xnnpack": args.use_xnnpack,
+        },
         "results": add_ratios(results),
     }
 
@@ -192,7 +230,9 @@ def add_ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Add speed-ups over the FP32 and int8 teachers (same thread count) and the size ratio."""
     fp32_bytes = next((r["bytes"] for r in results if r["kind"] == KIND_FP32), None)
     by_threads: dict[tuple[str, int], float] = {
-        (r["kind"], r["threads"]): r["latency_ms"] for r in results if r["kind"] in (KIND_FP32, KIND_INT8)
+        (r["kind"], r["threads"]): r["latency_ms"]
+        for r in results
+        if r["kind"] in (KIND_FP32, KIND_INT8)
     }
     for r in results:
         fp32 = by_threads.get((KIND_FP32, r["threads"]))
@@ -205,8 +245,10 @@ def add_ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def device_warning(device: dict[str, str]) -> str | None:
     if device["machine"] != "aarch64":
-        return (f"The device reports machine `{device['machine']}`, not `aarch64`: these are not "
-                "Raspberry Pi (64-bit OS) figures.")
+        return (
+            f"The device reports machine `{device['machine']}`, not `aarch64`: these are not "
+            "Raspberry Pi (64-bit OS) figures."
+        )
     return None
 
 
@@ -233,21 +275,36 @@ def markdown_report(report: dict[str, Any]) -> str:
     for file in dict.fromkeys(r["file"] for r in results):
         rows = {r["threads"]: r for r in results if r["file"] == file}
         first = rows[threads[0]]
-        cells = [f"`{file}`", first["kind"], _cell(first["width"]), f"{first['bytes']:,}",
-                 _ratio(first["size_ratio_vs_fp32"])]
+        cells = [
+            f"`{file}`",
+            first["kind"],
+            _cell(first["width"]),
+            f"{first['bytes']:,}",
+            _ratio(first["size_ratio_vs_fp32"]),
+        ]
         for t in threads:
-            cells += [f"{rows[t]['latency_ms']:.3f}", _ratio(rows[t]["speedup_vs_fp32"]),
-                      _ratio(rows[t]["speedup_vs_int8"])]
+            cells += [
+                f"{rows[t]['latency_ms']:.3f}",
+                _ratio(rows[t]["speedup_vs_fp32"]),
+                _ratio(rows[t]["speedup_vs_int8"]),
+            ]
         lines.append("| " + " | ".join(cells) + " |")
     profiled = [r for r in results if r.get("op_profile_ms") and r["threads"] == threads[0]]
     if profiled:
-        lines += ["", f"## Where the time goes ({threads[0]} thread(s), `--enable_op_profiling=true`)", "",
-                  "| model | LCE ops ms (share) | float ops ms | top node types |", "|---|---|---|---|"]
+        lines += [
+            "",
+            f"## Where the time goes ({threads[0]} thread(s), `--enable_op_profiling=true`)",
+            "",
+            "| model | LCE ops ms (share) | float ops ms | top node types |",
+            "|---|---|---|---|",
+        ]
         for r in profiled:
             ops = r["op_profile_ms"]
             lce = sum(ms for op, ms in ops.items() if op.startswith("Lce"))
             total = sum(ops.values())
-            top = ", ".join(f"{op} {ms:.3f}" for op, ms in sorted(ops.items(), key=lambda kv: -kv[1])[:4])
+            top = ", ".join(
+                f"{op} {ms:.3f}" for op, ms in sorted(ops.items(), key=lambda kv: -kv[1])[:4]
+            )
             share = f"{lce:.3f} ({100 * lce / total:.0f} %)" if total else f"{lce:.3f}"
             lines.append(f"| `{r['file']}` | {share} | {total - lce:.3f} | {top} |")
     return "\n".join(lines) + "\n"
@@ -289,26 +346,48 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("models_dir", help="directory written by `bifsmn-tf convert` (has manifest.json)")
+    parser.add_argument(
+        "models_dir", help="directory written by `bifsmn-tf convert` (has manifest.json)"
+    )
     parser.add_argument("--host", required=True, help="the Pi's host name or address")
     parser.add_argument("--user", help="SSH user (default: ssh's own default)")
     parser.add_argument("--port", type=int, default=22)
     parser.add_argument("--identity", type=Path, help="SSH private key file")
-    parser.add_argument("--ssh-option", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra `ssh -o` option, repeatable (e.g. UserKnownHostsFile=...)")
-    parser.add_argument("--remote-dir", default="bifsmn-bench",
-                        help="directory on the Pi (relative paths are under the user's home)")
+    parser.add_argument(
+        "--ssh-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra `ssh -o` option, repeatable (e.g. UserKnownHostsFile=...)",
+    )
+    parser.add_argument(
+        "--remote-dir",
+        default="bifsmn-bench",
+        help="directory on the Pi (relative paths are under the user's home)",
+    )
     parser.add_argument("--binary", help="local lce_benchmark_model (aarch64) to copy to the Pi")
-    parser.add_argument("--remote-binary", default="lce_benchmark_model",
-                        help="the binary's name inside --remote-dir")
+    parser.add_argument(
+        "--remote-binary",
+        default="lce_benchmark_model",
+        help="the binary's name inside --remote-dir",
+    )
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--runs", type=int, default=500, help="--num_runs of the timing pass")
     parser.add_argument("--warmup-runs", type=int, default=50)
-    parser.add_argument("--profile-runs", type=int, default=100, help="--num_runs of the profiling pass")
-    parser.add_argument("--no-op-profile", dest="op_profile", action="store_false",
-                        help="skip the --enable_op_profiling=true pass")
-    parser.add_argument("--use-xnnpack", action="store_true",
-                        help="XNNPACK for the float ops (LCE's published numbers use it)")
+    parser.add_argument(
+        "--profile-runs", type=int, default=100, help="--num_runs of the profiling pass"
+    )
+    parser.add_argument(
+        "--no-op-profile",
+        dest="op_profile",
+        action="store_false",
+        help="skip the --enable_op_profiling=true pass",
+    )
+    parser.add_argument(
+        "--use-xnnpack",
+        action="store_true",
+        help="XNNPACK for the float ops (LCE's published numbers use it)",
+    )
     parser.add_argument("--taskset", help="CPU mask to pin the tool with, e.g. 8 for core 3")
     parser.add_argument("--out", default="benchmarks/results/pi", help="output directory")
     return parser
@@ -316,8 +395,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    remote = Remote(host=args.host, user=args.user, port=args.port, identity=args.identity,
-                    options=tuple(args.ssh_option))
+    remote = Remote(
+        host=args.host,
+        user=args.user,
+        port=args.port,
+        identity=args.identity,
+        options=tuple(args.ssh_option),
+    )
     try:
         models = read_manifest(Path(args.models_dir))
         report = run_benchmarks(args, remote, models)

@@ -51,18 +51,25 @@ def _waveforms(count: int, seed: int) -> np.ndarray:
     return np.clip(np.stack(clips), -1, 1).astype(np.float32)
 
 
-def _briefly_train(model: tf.keras.Model, features: np.ndarray, labels: np.ndarray, steps: int = 3) -> None:
+def _briefly_train(
+    model: tf.keras.Model, features: np.ndarray, labels: np.ndarray, steps: int = 3
+) -> None:
     """A few SGD steps on every output (every width): moving BN statistics and biases become real
     values rather than their initial ones."""
     optimizer = tf.keras.optimizers.SGD(0.05, momentum=0.9)
     loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     batch = len(features) // steps
     for step in range(steps):
-        x, y = features[step * batch : (step + 1) * batch], labels[step * batch : (step + 1) * batch]
+        x, y = (
+            features[step * batch : (step + 1) * batch],
+            labels[step * batch : (step + 1) * batch],
+        )
         with tf.GradientTape() as tape:
             outputs = model(x, training=True)
             total = tf.add_n([loss(y, logits) for logits in tf.nest.flatten(outputs)])
-        optimizer.apply_gradients(zip(tape.gradient(total, model.trainable_variables), model.trainable_variables))
+        optimizer.apply_gradients(
+            zip(tape.gradient(total, model.trainable_variables), model.trainable_variables)
+        )
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +88,10 @@ def lean(data, tmp_path_factory):
     _briefly_train(teacher, data["features"][:96], data["labels"][:96])
     out = tmp_path_factory.mktemp("lean")
     manifest = convert_models(
-        student, teacher, CONVERTED_WIDTHS, out,
+        student,
+        teacher,
+        CONVERTED_WIDTHS,
+        out,
         calibration=data["waveforms"][:64],
         verification=(data["waveforms"][96:], data["labels"][96:]),
         config=ConvertConfig(verify_clips=None),
@@ -98,7 +108,10 @@ def test_manifest_lists_every_file_it_wrote(lean):
     manifest, out = lean["manifest"], lean["out"]
     assert json.loads((out / MANIFEST).read_text()) == manifest
     files = {e["file"] for e in manifest["models"]}
-    assert files == {f"student_w{w}.tflite" for w in CONVERTED_WIDTHS} | {"teacher_fp32.tflite", "teacher_int8.tflite"}
+    assert files == {f"student_w{w}.tflite" for w in CONVERTED_WIDTHS} | {
+        "teacher_fp32.tflite",
+        "teacher_int8.tflite",
+    }
     assert files == {p.name for p in out.glob("*.tflite")}
     for entry in manifest["models"]:
         data = (out / entry["file"]).read_bytes()
@@ -144,9 +157,13 @@ def test_written_flatbuffers_agree_with_keras(lean, data, kind, width):
     # Independently of the manifest: the file on disk, run again, against the Keras model.
     model = lean["student"] if kind == KIND_STUDENT else lean["teacher"]
     keras_logits = width_model(model, width).predict(data["features"][96:], verbose=0)
-    tflite_logits = FlatbufferModel((lean["out"] / entry["file"]).read_bytes())(data["features"][96:])
+    tflite_logits = FlatbufferModel((lean["out"] / entry["file"]).read_bytes())(
+        data["features"][96:]
+    )
     assert np.mean(keras_logits.argmax(-1) == tflite_logits.argmax(-1)) >= 0.995
-    assert np.max(np.abs(keras_logits - tflite_logits)) == pytest.approx(check["max_abs_logit_diff"], abs=1e-6)
+    assert np.max(np.abs(keras_logits - tflite_logits)) == pytest.approx(
+        check["max_abs_logit_diff"], abs=1e-6
+    )
 
 
 def test_int8_teacher_is_checked_but_not_required_to_agree(lean):
@@ -158,7 +175,9 @@ def test_int8_teacher_is_checked_but_not_required_to_agree(lean):
 def test_tensor_names_are_stripped(lean):
     for entry in lean["manifest"]["models"]:
         assert entry["names_stripped"]
-        model = flatbuffer_utils.convert_bytearray_to_object(bytearray((lean["out"] / entry["file"]).read_bytes()))
+        model = flatbuffer_utils.convert_bytearray_to_object(
+            bytearray((lean["out"] / entry["file"]).read_bytes())
+        )
         assert all(not tensor.name for graph in model.subgraphs for tensor in graph.tensors)
 
 
@@ -170,7 +189,9 @@ def test_lean_storage_against_the_published_fp32_baseline(lean):
     assert storage["flatbuffer_ratio"] >= 15.5
     assert storage["parameter_count_ratio"] > 20
     bits = parameter_bits(lean["student"])
-    assert storage["student_parameter_bits"] == bits["binary_weights"] + 32 * bits["other_parameters"]
+    assert (
+        storage["student_parameter_bits"] == bits["binary_weights"] + 32 * bits["other_parameters"]
+    )
     # The lean run's own teacher is a little smaller than the baseline (pooled head).
     assert storage["teacher_fp32_bytes"] < storage["baseline_fp32_bytes"]
 
@@ -209,7 +230,10 @@ def test_untrained_student_disagrees_and_no_manifest_is_written(data, tmp_path):
     (tmp_path / MANIFEST).write_text("{}")  # a stale manifest from an earlier run
     with pytest.raises(ConversionError, match="agrees with Keras"):
         convert_models(
-            build_bifsmn(config), build_teacher(config), (2,), tmp_path,
+            build_bifsmn(config),
+            build_teacher(config),
+            (2,),
+            tmp_path,
             calibration=data["waveforms"][:8],
             verification=(data["waveforms"][96:], data["labels"][96:]),
         )
@@ -222,7 +246,10 @@ def test_a_model_with_nan_weights_is_refused_before_converting(data, tmp_path):
     student.get_layer("classifier").bias.assign(np.full(12, np.nan, np.float32))
     with pytest.raises(ConversionError, match="not finite"):
         convert_models(
-            student, build_teacher(config), (2,), tmp_path,
+            student,
+            build_teacher(config),
+            (2,),
+            tmp_path,
             calibration=data["waveforms"][:8],
             verification=(data["waveforms"][96:], data["labels"][96:]),
         )
@@ -231,7 +258,9 @@ def test_a_model_with_nan_weights_is_refused_before_converting(data, tmp_path):
 
 def test_nan_flatbuffer_logits_count_as_disagreement():
     keras_logits = np.array([[0.0, 1.0], [1.0, 0.0]], np.float32)
-    check = compare(keras_logits, np.array([[0.0, 1.0], [np.nan, np.nan]], np.float32), np.array([1, 0]))
+    check = compare(
+        keras_logits, np.array([[0.0, 1.0], [np.nan, np.nan]], np.float32), np.array([1, 0])
+    )
     assert check["top1_agreement"] == 0.5 and check["flatbuffer_accuracy"] == 0.5
     assert check["keras_accuracy"] == 1.0
 
@@ -246,7 +275,11 @@ def test_float_op_count_of_a_binary_model(lean):
 
 @pytest.mark.parametrize(
     "changes, message",
-    [({"input": "mel"}, "input"), ({"verify_clips": 0}, "verify_clips"), ({"min_agreement": 1.5}, "min_agreement")],
+    [
+        ({"input": "mel"}, "input"),
+        ({"verify_clips": 0}, "verify_clips"),
+        ({"min_agreement": 1.5}, "min_agreement"),
+    ],
 )
 def test_convert_config_rejects_bad_values(changes, message):
     with pytest.raises(ConfigError, match=message):
@@ -256,7 +289,10 @@ def test_convert_config_rejects_bad_values(changes, message):
 @pytest.mark.slow
 def test_audio_input_puts_the_frontend_inside(lean, data, tmp_path):
     manifest = convert_models(
-        lean["student"], lean["teacher"], (2,), tmp_path,
+        lean["student"],
+        lean["teacher"],
+        (2,),
+        tmp_path,
         calibration=data["waveforms"][:32],
         verification=(data["waveforms"][96:], data["labels"][96:]),
         config=ConvertConfig(input="audio", verify_clips=None),

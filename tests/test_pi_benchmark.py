@@ -85,7 +85,9 @@ def pi_stand_in(tmp_path):
         if shutil.which(tool) is None:
             pytest.skip(f"`{tool}` not installed (Debian package openssh-client)")
     if not SSHD.exists():
-        pytest.skip(f"{SSHD} not installed (Debian package openssh-server): the SSH path is untested")
+        pytest.skip(
+            f"{SSHD} not installed (Debian package openssh-server): the SSH path is untested"
+        )
     if os.geteuid() == 0:
         # sshd run by root insists on its privilege-separation directory (systemd creates it).
         try:
@@ -95,7 +97,9 @@ def pi_stand_in(tmp_path):
     keys = tmp_path / "keys"
     keys.mkdir()
     for name in ("host_key", "user_key"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / name)], check=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / name)], check=True
+        )
     port = _free_port()
     (keys / "known_hosts").write_text(f"[127.0.0.1]:{port} {(keys / 'host_key.pub').read_text()}")
     config = keys / "sshd_config"
@@ -103,9 +107,9 @@ def pi_stand_in(tmp_path):
         textwrap.dedent(
             f"""\
             ListenAddress 127.0.0.1
-            HostKey {keys / 'host_key'}
-            AuthorizedKeysFile {keys / 'user_key.pub'}
-            PidFile {keys / 'sshd.pid'}
+            HostKey {keys / "host_key"}
+            AuthorizedKeysFile {keys / "user_key.pub"}
+            PidFile {keys / "sshd.pid"}
             StrictModes no
             UsePAM no
             PasswordAuthentication no
@@ -118,7 +122,9 @@ def pi_stand_in(tmp_path):
     )
     sshd = subprocess.Popen(
         [str(SSHD), "-D", "-e", "-f", str(config), "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 15
@@ -128,13 +134,23 @@ def pi_stand_in(tmp_path):
                 break
             except OSError:
                 if sshd.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"sshd did not start: {sshd.stderr.read() if sshd.poll() is not None else 'timeout'}")
+                    pytest.fail(
+                        f"sshd did not start: {sshd.stderr.read() if sshd.poll() is not None else 'timeout'}"
+                    )
                 time.sleep(0.1)
         yield [
-            "--host", "127.0.0.1", "--port", str(port), "--user", pwd.getpwuid(os.geteuid()).pw_name,
-            "--identity", str(keys / "user_key"),
-            "--ssh-option", f"UserKnownHostsFile={keys / 'known_hosts'}",
-            "--ssh-option", "StrictHostKeyChecking=yes",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--user",
+            pwd.getpwuid(os.geteuid()).pw_name,
+            "--identity",
+            str(keys / "user_key"),
+            "--ssh-option",
+            f"UserKnownHostsFile={keys / 'known_hosts'}",
+            "--ssh-option",
+            "StrictHostKeyChecking=yes",
         ]
     finally:
         sshd.terminate()
@@ -142,7 +158,9 @@ def pi_stand_in(tmp_path):
 
 
 def _tiny_flatbuffer(units: int) -> bytes:
-    model = tf.keras.Sequential([tf.keras.Input((32,)), tf.keras.layers.Dense(units), tf.keras.layers.Dense(12)])
+    model = tf.keras.Sequential(
+        [tf.keras.Input((32,)), tf.keras.layers.Dense(units), tf.keras.layers.Dense(12)]
+    )
     return tf.lite.TFLiteConverter.from_keras_model(model).convert()
 
 
@@ -171,30 +189,46 @@ def _stand_in_binary(tmp_path: Path) -> Path:
 
 
 def _run_runner(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(RUNNER), *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(RUNNER), *args], capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.mark.parametrize("threads", [["1"], ["1", "4"]])
-def test_runner_reports_stand_in_latencies_over_real_ssh(pi_stand_in, models_dir, tmp_path, threads):
+def test_runner_reports_stand_in_latencies_over_real_ssh(
+    pi_stand_in, models_dir, tmp_path, threads
+):
     out = tmp_path / "report"
     remote_dir = tmp_path / "pi_home" / "bifsmn-bench"
     result = _run_runner(
-        str(models_dir), *pi_stand_in, "--binary", str(_stand_in_binary(tmp_path)),
-        "--remote-dir", str(remote_dir), "--threads", *threads, "--runs", "30", "--out", str(out),
+        str(models_dir),
+        *pi_stand_in,
+        "--binary",
+        str(_stand_in_binary(tmp_path)),
+        "--remote-dir",
+        str(remote_dir),
+        "--threads",
+        *threads,
+        "--runs",
+        "30",
+        "--out",
+        str(out),
     )
     assert result.returncode == 0, result.stderr
 
     # The "device" holds byte-identical copies of the flatbuffers and the binary under its name.
     manifest = json.loads((models_dir / "manifest.json").read_text())["models"]
     for entry in manifest:
-        assert (remote_dir / entry["file"]).read_bytes() == (models_dir / entry["file"]).read_bytes()
+        assert (remote_dir / entry["file"]).read_bytes() == (
+            models_dir / entry["file"]
+        ).read_bytes()
     assert os.access(remote_dir / "lce_benchmark_model", os.X_OK)
 
     report = json.loads((out / "pi_benchmark.json").read_text())
     assert report["device"]["machine"] == platform.machine()
     results = {(r["file"], r["threads"]): r for r in report["results"]}
     assert set(results) == {(m["file"], int(t)) for m in manifest for t in threads}
-    for (file, t), r in results.items():
+    for (_, t), r in results.items():
         expected_ms = _stand_in_latency_ms(r["bytes"], t)
         assert r["latency_ms"] == pytest.approx(expected_ms, rel=1e-5)
         assert r["output"]["inference_stats"]["count"] == 30
@@ -215,7 +249,10 @@ def test_runner_reports_stand_in_latencies_over_real_ssh(pi_stand_in, models_dir
     assert report["device"]["model"] in markdown
     for entry in manifest:
         assert f"`{entry['file']}`" in markdown
-    assert f"{student['latency_ms']:.3f}" in markdown and f"{student['speedup_vs_fp32']:.2f}×" in markdown
+    assert (
+        f"{student['latency_ms']:.3f}" in markdown
+        and f"{student['speedup_vs_fp32']:.2f}×" in markdown
+    )
     if platform.machine() != "aarch64":
         assert "not Raspberry Pi" in markdown
     assert (out / "pi_benchmark.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -225,8 +262,14 @@ def test_runner_reports_stand_in_latencies_over_real_ssh(pi_stand_in, models_dir
 
 def test_runner_names_the_missing_binary(pi_stand_in, models_dir, tmp_path):
     result = _run_runner(
-        str(models_dir), *pi_stand_in, "--remote-dir", str(tmp_path / "empty_pi"), "--threads", "1",
-        "--out", str(tmp_path / "report"),
+        str(models_dir),
+        *pi_stand_in,
+        "--remote-dir",
+        str(tmp_path / "empty_pi"),
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path / "report"),
     )
     assert result.returncode == 1
     assert "lce_benchmark_model" in result.stderr and "deploy/README.md" in result.stderr

@@ -7,7 +7,10 @@ The end-to-end keyword test (a trained model on a long WAV with known keyword ti
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,6 +34,7 @@ from bifsmn_tf.stream import (
     WidthSelector,
     build_spotter,
     read_converted,
+    spot_file,
 )
 
 HOP_S = 0.1
@@ -82,13 +86,18 @@ def _posteriors(label: str, level: float) -> np.ndarray:
     return p
 
 
-def _run_detector(config: StreamConfig, events: dict[tuple[float, float], tuple[str, float]], duration_s: float):
+def _run_detector(
+    config: StreamConfig, events: dict[tuple[float, float], tuple[str, float]], duration_s: float
+):
     """Feed a detector hop by hop: inside each (start, end) the label has the given posterior."""
     detector = PosteriorDetector(LABELS_12, config)
     found = []
     for i in range(round(duration_s / HOP_S)):
         t = round(i * HOP_S, 6)
-        label, level = next(((lab, lev) for (a, b), (lab, lev) in events.items() if a <= t <= b + 1e-9), ("silence", 0.0))
+        label, level = next(
+            ((lab, lev) for (a, b), (lab, lev) in events.items() if a <= t <= b + 1e-9),
+            ("silence", 0.0),
+        )
         found += detector.update(t, _posteriors(label, level), width=8)
     return found + detector.flush()
 
@@ -116,21 +125,36 @@ def test_refractory_period_suppresses_repeats_of_the_same_keyword_only():
     config = StreamConfig(hop_ms=100.0, smoothing_ms=100.0, threshold=0.5, refractory_ms=1000.0)
     found = _run_detector(
         config,
-        {(1.0, 1.2): ("yes", 0.9), (1.6, 1.8): ("yes", 0.9), (2.2, 2.4): ("no", 0.9), (3.0, 3.2): ("yes", 0.9)},
+        {
+            (1.0, 1.2): ("yes", 0.9),
+            (1.6, 1.8): ("yes", 0.9),
+            (2.2, 2.4): ("no", 0.9),
+            (3.0, 3.2): ("yes", 0.9),
+        },
         duration_s=5.0,
     )
-    assert [(d.label, round(d.time_s, 6)) for d in found] == [("yes", 1.1), ("no", 2.3), ("yes", 3.1)]
+    assert [(d.label, round(d.time_s, 6)) for d in found] == [
+        ("yes", 1.1),
+        ("no", 2.3),
+        ("yes", 3.1),
+    ]
 
 
 def test_a_change_of_keyword_closes_the_open_detection():
     config = StreamConfig(hop_ms=100.0, smoothing_ms=100.0, threshold=0.5)
-    found = _run_detector(config, {(1.0, 1.2): ("left", 0.9), (1.3, 1.5): ("right", 0.9)}, duration_s=3.0)
+    found = _run_detector(
+        config, {(1.0, 1.2): ("left", 0.9), (1.3, 1.5): ("right", 0.9)}, duration_s=3.0
+    )
     assert [(d.label, round(d.time_s, 6)) for d in found] == [("left", 1.1), ("right", 1.4)]
 
 
 @pytest.mark.parametrize(
     "changes, message",
-    [({"hop_ms": 0}, "hop_ms"), ({"threshold": 0}, "threshold"), ({"latency_budget_ms": -1}, "latency_budget_ms")],
+    [
+        ({"hop_ms": 0}, "hop_ms"),
+        ({"threshold": 0}, "threshold"),
+        ({"latency_budget_ms": -1}, "latency_budget_ms"),
+    ],
 )
 def test_stream_config_rejects_bad_values(changes, message):
     with pytest.raises(ConfigError, match=message):
@@ -148,8 +172,16 @@ def _tiny_kws(channels: int, seed: int) -> tf.keras.Model:
     x = tf.keras.layers.Conv2D(16, 3, strides=2, padding="same")(x)
     x = tf.keras.layers.BatchNormalization()(x)
     for _ in range(3):
-        x = lq.layers.QuantConv2D(channels, 3, padding="same", pad_values=1.0, input_quantizer="ste_sign",
-                                  kernel_quantizer="ste_sign", kernel_constraint="weight_clip", use_bias=False)(x)
+        x = lq.layers.QuantConv2D(
+            channels,
+            3,
+            padding="same",
+            pad_values=1.0,
+            input_quantizer="ste_sign",
+            kernel_quantizer="ste_sign",
+            kernel_constraint="weight_clip",
+            use_bias=False,
+        )(x)
         x = tf.keras.layers.BatchNormalization()(x)
     x = tf.keras.layers.GlobalAveragePooling2D()(x)
     return tf.keras.Model(features, tf.keras.layers.Dense(12)(x))
@@ -165,7 +197,12 @@ def converted(tmp_path_factory):
         (directory / f"student_w{width}.tflite").write_bytes(lce.convert_keras_model(model))
         entries.append({"file": f"student_w{width}.tflite", "kind": "student", "width": width})
     # The fields `bifsmn-tf convert` writes and the spotter reads.
-    manifest = {"input": "features", "labels": list(LABELS_12), "feature_config": FeatureConfig().to_dict(), "models": entries}
+    manifest = {
+        "input": "features",
+        "labels": list(LABELS_12),
+        "feature_config": FeatureConfig().to_dict(),
+        "models": entries,
+    }
     (directory / MANIFEST).write_text(json.dumps(manifest))
     return {"dir": directory, "keras": models}
 
@@ -199,18 +236,29 @@ def test_chunk_size_does_not_change_the_result(converted):
     audio = _noise(4.0, seed=5)
     results = []
     for chunk in (160, 1600, 7000):
-        spotter = build_spotter(read_converted(converted["dir"]), StreamConfig(width=8, threshold=0.2))
+        spotter = build_spotter(
+            read_converted(converted["dir"]), StreamConfig(width=8, threshold=0.2)
+        )
         detections = []
         for start in range(0, len(audio), chunk):
             detections += spotter.push(audio[start : start + chunk])
         detections += spotter.finish()
-        results.append(([round(h.time_s, 6) for h in spotter.hops], [(d.label, round(d.time_s, 6)) for d in detections]))
+        results.append(
+            (
+                [round(h.time_s, 6) for h in spotter.hops],
+                [(d.label, round(d.time_s, 6)) for d in detections],
+            )
+        )
     assert results[0] == results[1] == results[2]
 
 
 @pytest.mark.parametrize("budget_ms, expected", [(1e6, 8), (1e-6, 2)])
-def test_auto_width_starts_at_the_widest_that_fits_the_measured_latency(converted, budget_ms, expected):
-    spotter = build_spotter(read_converted(converted["dir"]), StreamConfig(latency_budget_ms=budget_ms))
+def test_auto_width_starts_at_the_widest_that_fits_the_measured_latency(
+    converted, budget_ms, expected
+):
+    spotter = build_spotter(
+        read_converted(converted["dir"]), StreamConfig(latency_budget_ms=budget_ms)
+    )
     calibrated = spotter.selector.calibrated_ms
     assert set(calibrated) == {8, 2} and calibrated[8] > calibrated[2] > 0
     assert spotter.width == expected
@@ -221,7 +269,9 @@ def test_audio_input_flatbuffer_gives_the_features_flatbuffers_posteriors(conver
     audio_model = with_audio_frontend(converted["keras"][2], features_config)
     audio = KeywordModel(lce.convert_keras_model(audio_model), frontend=None)
     frontend = build_frontend(features_config)
-    features = KeywordModel(read_converted(converted["dir"]).widths[2].read_bytes(), lambda x: frontend(x).numpy())
+    features = KeywordModel(
+        read_converted(converted["dir"]).widths[2].read_bytes(), lambda x: frontend(x).numpy()
+    )
     for seed in range(3):
         window = _noise(1.0, seed=seed)
         np.testing.assert_allclose(audio(window), features(window), atol=1e-4)
@@ -241,8 +291,20 @@ def test_cli_listen_on_a_wav_file(converted, tmp_path, capsys):
     wav = tmp_path / "noise.wav"
     write_wav(wav, _noise(2.0, seed=7))
     report_path = tmp_path / "listen.json"
-    code = main(["listen", str(converted["dir"]), "--wav", str(wav), "--width", "2", "--hop-ms", "200",
-                 "--json", str(report_path)])
+    code = main(
+        [
+            "listen",
+            str(converted["dir"]),
+            "--wav",
+            str(wav),
+            "--width",
+            "2",
+            "--hop-ms",
+            "200",
+            "--json",
+            str(report_path),
+        ]
+    )
     assert code == 0
     report = json.loads(report_path.read_text())
     # 2 s of audio plus the half window of trailing silence, every 200 ms.
@@ -254,7 +316,10 @@ def test_cli_listen_on_a_wav_file(converted, tmp_path, capsys):
 def test_cli_listen_auto_reports_its_calibration(converted, tmp_path, capsys):
     wav = tmp_path / "noise.wav"
     write_wav(wav, _noise(1.0))
-    assert main(["listen", str(converted["dir"]), "--wav", str(wav), "--latency-budget-ms", "1000000"]) == 0
+    assert (
+        main(["listen", str(converted["dir"]), "--wav", str(wav), "--latency-budget-ms", "1000000"])
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "width auto, budget 1e+06 ms per hop" in printed and "starting at width 8" in printed
 
@@ -270,13 +335,142 @@ def test_cli_listen_mic_without_sounddevice_says_what_to_install(converted, caps
     assert "pip install sounddevice" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--width", "wide"], "--width must be"),
-    (["--width", "4"], "width 4 was not converted"),
-    (["--threshold", "2"], "threshold"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--width", "wide"], "--width must be"),
+        (["--width", "4"], "width 4 was not converted"),
+        (["--threshold", "2"], "threshold"),
+    ],
+)
 def test_cli_listen_rejects_bad_arguments(converted, tmp_path, capsys, argv, message):
     wav = tmp_path / "noise.wav"
     write_wav(wav, _noise(1.0))
     assert main(["listen", str(converted["dir"]), "--wav", str(wav), *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+# --- a trained model on a long recording ----------------------------------------------------------
+
+
+KEYWORD_TOLERANCE_S = 0.25
+
+
+def _trained_run(tmp_path_factory) -> Path:
+    """A trained student run: $BIFSMN_TRAINED_RUN (e.g. the demo's), else one trained here on the
+    synthetic keyword set with the demo recipe (about 20 minutes on 2 cores)."""
+    given = os.environ.get("BIFSMN_TRAINED_RUN")
+    if given:
+        return Path(given)
+    from bifsmn_tf.data import synthetic
+    from bifsmn_tf.data.pipeline import DataConfig
+    from bifsmn_tf.models.dfsmn import ModelConfig
+    from bifsmn_tf.training.run import RunConfigs, train
+    from bifsmn_tf.training.trainer import PRESETS
+
+    try:
+        synthetic.SynthConfig().resolve()
+    except synthetic.SynthError as err:
+        pytest.skip(
+            f"no trained run given ($BIFSMN_TRAINED_RUN) and no speech engine to make data: {err}"
+        )
+    base = tmp_path_factory.mktemp("trained")
+    synthetic.generate(base / "data", synthetic.SynthConfig(), progress=False)
+    configs = RunConfigs(
+        PRESETS["demo"],
+        ModelConfig(profile="lean", widths=(8, 4, 2)),
+        DataConfig(task="v1-12", root=str(base / "data")),
+        FeatureConfig(),
+    )
+    train(
+        base / "teacher",
+        dataclasses.replace(configs, train=configs.train.for_teacher()),
+        progress=False,
+    )
+    train(base / "student", configs, teacher_run=base / "teacher", progress=False)
+    return base / "student"
+
+
+def _long_recording(root: Path, keywords_per_label: int, noise_minutes: float, seed: int = 0):
+    """Test-split keyword clips of the synthetic set placed 2-4 s apart over its background noise,
+    then `noise_minutes` of noise alone. Returns (samples, [(time_s, label)], noise seconds).
+
+    A keyword's time is the middle of its speech, from the per-clip record in synth.json.
+    """
+    from bifsmn_tf.data.audio import read_wav
+    from bifsmn_tf.data.labels import KEYWORDS
+
+    rng = np.random.default_rng(seed)
+    records = json.loads((root / "synth.json").read_text())["clips"]
+    noise = np.concatenate(
+        [read_wav(p) for p in sorted((root / "_background_noise_").glob("*.wav"))]
+    )
+    chosen = []
+    for label in KEYWORDS:
+        clips = sorted(
+            path
+            for path, r in records.items()
+            if path.startswith(f"{label}/") and r["split"] == "testing"
+        )
+        chosen += [(path, label) for path in rng.permutation(clips)[:keywords_per_label]]
+    chosen = [chosen[i] for i in rng.permutation(len(chosen))]
+    gaps = rng.uniform(2.0, 4.0, size=len(chosen) + 1)
+    speech_s = float(gaps.sum() + len(chosen))
+    total = int((speech_s + 60 * noise_minutes) * 16000)
+    start = int(rng.integers(0, len(noise) - total)) if len(noise) > total else 0
+    background = np.resize(noise[start:], total) * 0.3
+    samples = background.copy()
+    truth, at = [], gaps[0]
+    for (path, label), gap in zip(chosen, gaps[1:]):
+        offset = int(at * 16000)
+        samples[offset : offset + 16000] += read_wav(root / path)
+        record = records[path]
+        truth.append((at + record["onset_seconds"] + record["speech_seconds"] / 2, label))
+        at += 1.0 + gap
+    return np.clip(samples, -1, 1).astype(np.float32), truth, speech_s
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_trained_model_finds_keywords_in_a_long_recording(tmp_path_factory, tmp_path):
+    from bifsmn_tf.convert import ConvertConfig, convert_run
+    from bifsmn_tf.training.run import RunConfigs
+
+    run_dir = _trained_run(tmp_path_factory)
+    root = Path(RunConfigs.load(run_dir).data.root)
+    if not (root / "synth.json").exists():
+        pytest.skip(f"{root} is not the synthetic set: keyword positions are unknown")
+    converted = tmp_path / "flatbuffers"
+    convert_run(run_dir, converted, ConvertConfig(verify_clips=300))
+    samples, truth, speech_s = _long_recording(root, keywords_per_label=3, noise_minutes=2.0)
+    wav = tmp_path / "long.wav"
+    write_wav(wav, samples)
+
+    spotter = build_spotter(read_converted(converted), StreamConfig(width=8))
+    detections = list(spot_file(wav, spotter))
+    matched, false_in_speech, false_in_noise = set(), [], []
+    for d in detections:
+        hit = next(
+            (
+                i
+                for i, (t, label) in enumerate(truth)
+                if label == d.label
+                and abs(d.time_s - t) <= KEYWORD_TOLERANCE_S
+                and i not in matched
+            ),
+            None,
+        )
+        if hit is not None:
+            matched.add(hit)
+        else:
+            (false_in_noise if d.time_s > speech_s else false_in_speech).append(d)
+    recall = len(matched) / len(truth)
+    report = (
+        f"recall {recall:.0%} of {len(truth)}; false alarms {false_in_speech} / {false_in_noise}"
+    )
+    assert recall >= 0.8, report
+    # No more than one false alarm per minute of noise: over the whole recording, and in the
+    # stretch of noise alone.
+    minutes = len(samples) / 16000 / 60
+    assert len(false_in_speech) + len(false_in_noise) <= minutes, report
+    assert len(false_in_noise) <= (len(samples) / 16000 - speech_s) / 60, report
