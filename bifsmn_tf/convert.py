@@ -20,8 +20,9 @@ reported, not required.
 **Storage, two ways**, both against the FP32 D-FSMN of the published architecture (the paper's
 baseline, which is the teacher of a ``paper`` run; a ``lean`` run's teacher has the lean head, and
 its ratios are reported too). ``parameter_count_ratio`` is the paper's way of counting: 32 bits
-per baseline parameter against 1 bit per binarized student weight plus 32 per other student
-parameter (parameters = trainable weights, as in PyTorch; BN moving statistics are buffers).
+per baseline parameter against 1 bit per binarized weight plus 32 per other parameter of the
+full-width student (parameters = trainable weights, as in PyTorch; BN moving statistics are
+buffers).
 ``flatbuffer_ratio`` is the real thing: bytes of the baseline's float TFLite file over bytes of
 the full-width student's LCE file, both with tensor names stripped (when that leaves the outputs
 bit-identical, which is checked). The difference is what a deployable file carries beyond the
@@ -55,7 +56,13 @@ from bifsmn_tf.data.labels import task_labels
 from bifsmn_tf.data.pipeline import split_waveforms
 from bifsmn_tf.features import FeatureConfig, build_frontend
 from bifsmn_tf.fileio import atomic_write_bytes, atomic_write_text
-from bifsmn_tf.models.dfsmn import ModelConfig, build_teacher, model_config, width_model
+from bifsmn_tf.models.dfsmn import (
+    ModelConfig,
+    build_teacher,
+    model_config,
+    weight_counts,
+    width_model,
+)
 from bifsmn_tf.tflite_ops import op_counts
 from bifsmn_tf.training.run import RunConfigs, load_run_model, read_run_info
 
@@ -70,7 +77,8 @@ STORAGE_NOTE = (
     "Against the FP32 D-FSMN of the published architecture (the paper's baseline; for a 'paper' "
     "run that is the run's teacher). parameter_count_ratio: 32 bits per baseline parameter over "
     "1 bit per binarized student weight + 32 bits per other student parameter (trainable weights "
-    "of the whole thinnable student; BN moving statistics are buffers, not parameters). "
+    "of the full-width student: other widths' output branches are not part of it, BN moving "
+    "statistics are buffers, not parameters). "
     "flatbuffer_ratio: bytes of the baseline's float TFLite file over bytes of the full-width "
     "student's LCE flatbuffer, tensor names stripped from both. The *_vs_run_teacher figures use "
     "this run's own teacher instead."
@@ -257,32 +265,11 @@ def op_summary(flatbuffer: bytes) -> dict[str, Any]:
     }
 
 
-def parameter_bits(model: tf.keras.Model) -> dict[str, int]:
-    """Trainable parameters of ``model``: how many go through a 1-bit quantizer, how many not,
-    and the storage at 1 bit for the former and 32 bits for the latter."""
-    binary_ids = set()
-    for layer in model.submodules:
-        for attribute, weight in (
-            ("kernel_quantizer", "kernel"),
-            ("depthwise_quantizer", "depthwise_kernel"),
-        ):
-            quantizer = getattr(layer, attribute, None)
-            if quantizer is not None and getattr(quantizer, "precision", None) == 1:
-                binary_ids.add(id(_latent(getattr(layer, weight))))
-    binary = sum(
-        int(np.prod(w.shape)) for w in model.trainable_weights if id(_latent(w)) in binary_ids
-    )
-    total = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    return {
-        "binary_weights": binary,
-        "other_parameters": total - binary,
-        "bits": binary + 32 * (total - binary),
-    }
-
-
-def _latent(variable: Any) -> Any:
-    """Larq wraps quantized kernels in a ``QuantizedVariable``; identify them by the variable inside."""
-    return getattr(variable, "latent_variable", variable)
+def storage_bits(model: tf.keras.Model, width: int | None = None) -> int:
+    """Bits of ``model``'s parameters at ``width`` counted the paper's way: 1 per binarized
+    weight, 32 per other parameter (``weight_counts``: the executed path's trainable weights)."""
+    counts = weight_counts(model, width)
+    return counts["binary"] + 32 * counts["float"]
 
 
 def published_baseline(
@@ -308,7 +295,7 @@ def published_baseline(
     flatbuffer = convert_float(wrap(width_model(baseline)))
     if strip:
         flatbuffer, _ = strip_tensor_names(flatbuffer, probe)
-    return parameter_bits(baseline)["bits"], len(flatbuffer)
+    return storage_bits(baseline), len(flatbuffer)
 
 
 def _sample(count: int | None, total: int, seed: int) -> np.ndarray:
@@ -417,8 +404,8 @@ def convert_models(
         )
 
     full = max(widths)
-    student_bits = parameter_bits(student)["bits"]
-    teacher_bits = parameter_bits(teacher)["bits"]
+    student_bits = storage_bits(student, full)
+    teacher_bits = storage_bits(teacher)
     teacher_bytes = next(e["bytes"] for e in entries if e["kind"] == KIND_FP32)
     student_bytes = next(
         e["bytes"] for e in entries if e["kind"] == KIND_STUDENT and e["width"] == full

@@ -26,12 +26,18 @@ from bifsmn_tf.convert import (
     convert_binary,
     convert_models,
     float_op_count,
-    parameter_bits,
+    storage_bits,
     published_baseline,
     strip_tensor_names,
 )
 from bifsmn_tf.features import FeatureConfig, build_frontend
-from bifsmn_tf.models.dfsmn import ModelConfig, build_bifsmn, build_teacher, width_model
+from bifsmn_tf.models.dfsmn import (
+    ModelConfig,
+    build_bifsmn,
+    build_teacher,
+    weight_counts,
+    width_model,
+)
 from bifsmn_tf.tflite_ops import op_counts
 
 WIDTHS = (8, 4, 2)
@@ -188,9 +194,10 @@ def test_lean_storage_against_the_published_fp32_baseline(lean):
     assert storage["flatbuffer_ratio"] == storage["baseline_fp32_bytes"] / student_entry["bytes"]
     assert storage["flatbuffer_ratio"] >= 15.5
     assert storage["parameter_count_ratio"] > 20
-    bits = parameter_bits(lean["student"])
-    assert (
-        storage["student_parameter_bits"] == bits["binary_weights"] + 32 * bits["other_parameters"]
+    counts = weight_counts(lean["student"], 8)
+    assert storage["student_parameter_bits"] == counts["binary"] + 32 * counts["float"]
+    assert storage["baseline_parameter_bits"] == 32 * sum(
+        weight_counts(build_teacher(ModelConfig())).values()
     )
     # The lean run's own teacher is a little smaller than the baseline (pooled head).
     assert storage["teacher_fp32_bytes"] < storage["baseline_fp32_bytes"]
@@ -207,19 +214,16 @@ def test_paper_profile_storage(data):
     assert stripped and op_counts(flatbuffer)["LceBconv2d"] == 18
     baseline_bits, baseline_bytes = published_baseline(config, features)
     assert baseline_bytes / len(flatbuffer) >= 10
-    assert baseline_bits == 32 * parameter_bits(build_teacher(config))["other_parameters"]
-    assert baseline_bits / parameter_bits(student)["bits"] > 10
+    assert baseline_bits == storage_bits(build_teacher(config))
+    assert baseline_bits / storage_bits(student, 8) > 10
 
 
-def test_parameter_bits_count_binarized_kernels_at_one_bit(lean):
-    student = lean["student"]
-    bits = parameter_bits(student)
+def test_storage_bits_count_binarized_weights_at_one_bit(lean):
+    counts = weight_counts(lean["student"], 8)
     # fe3 5x5x16x32, fc1 256x128, per block: memory 5x128, expand 128x256, project 256x128.
-    assert bits["binary_weights"] == 5 * 5 * 16 * 32 + 256 * 128 + 8 * (5 * 128 + 2 * 128 * 256)
-    assert bits["binary_weights"] + bits["other_parameters"] == student.count_params() - sum(
-        int(np.prod(w.shape)) for w in student.non_trainable_weights
-    )
-    assert parameter_bits(build_teacher(ModelConfig()))["binary_weights"] == 0
+    assert counts["binary"] == 5 * 5 * 16 * 32 + 256 * 128 + 8 * (5 * 128 + 2 * 128 * 256)
+    assert storage_bits(lean["student"], 8) == counts["binary"] + 32 * counts["float"]
+    assert storage_bits(lean["teacher"]) == 32 * sum(weight_counts(lean["teacher"]).values())
 
 
 def test_untrained_student_disagrees_and_no_manifest_is_written(data, tmp_path):
