@@ -28,9 +28,11 @@ are buffers, not parameters, in PyTorch): the teacher has exactly the official 6
   3 three, 7 four).
 
 Profiles (``ModelConfig.profile``): ``paper`` is the published network; ``lean`` replaces the
-flatten -> 1024 x C classifier by a mean over time -> 128 x C (the classifier is 49 KB of the
-paper student's ~220 KB flatbuffer). Both use one PReLU slope per layer and zero padding in the
-memory conv without a ``PAD`` op (the published semantics, see ``MemoryBlock``).
+flatten -> 1024 x C classifier by a mean over time -> 128 x C. Both use one PReLU slope per layer
+(as PyTorch's ``nn.PReLU()``) and zero padding in the memory conv without a ``PAD`` op (the
+published semantics, see ``MemoryBlock``). Full-width LCE 0.16 flatbuffers, 12 classes: paper
+~201 KB, lean ~158 KB (~151 KB with tensor names stripped), against ~2.39 MB for the paper
+teacher's float TFLite; the 1024 x 12 float classifier is the 48 KB the lean head saves.
 """
 
 from __future__ import annotations
