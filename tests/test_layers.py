@@ -99,6 +99,12 @@ def test_dfsmn_block(make_block, width, tmp_path):
     run_layer_test(make_block(), (2, 8, 1, 16), tmp_path, call_kwargs={"width": width})
 
 
+def _assert_one_magnitude_per_channel(kernel: np.ndarray) -> None:
+    """``kernel`` is (taps x inputs, channels): the binary-filter form LCE accepts."""
+    magnitudes = np.abs(kernel)
+    np.testing.assert_allclose(magnitudes, np.broadcast_to(magnitudes[:1], kernel.shape), rtol=1e-6)
+
+
 def _memory_reference(x: np.ndarray, kernel: np.ndarray, left: int, dilation: int) -> np.ndarray:
     """``y[t, c] = sum_j kernel[j, c] x[t + (j - left) dilation, c]``, zero outside."""
     frames = x.shape[1]
@@ -111,7 +117,9 @@ def _memory_reference(x: np.ndarray, kernel: np.ndarray, left: int, dilation: in
     return out
 
 
-@pytest.mark.parametrize(("left", "right", "dilation"), [(2, 2, 1), (2, 2, 2), (3, 1, 1), (0, 2, 3)])
+@pytest.mark.parametrize(
+    ("left", "right", "dilation"), [(2, 2, 1), (2, 2, 2), (3, 1, 1), (0, 2, 3)]
+)
 @pytest.mark.parametrize("binary", [False, True])
 def test_memory_block_mixes_the_right_frames_with_zero_padding(left, right, dilation, binary):
     x = RNG.normal(size=(2, 8, 1, 6)).astype("float32")
@@ -129,7 +137,7 @@ def test_memory_block_mixes_the_right_frames_with_zero_padding(left, right, dila
     assert kernel.shape == (left + right + 1, 1, 6, 1)
     if binary:
         # Per channel the taps share one magnitude; the padded frames contribute 0, not +-1.
-        np.testing.assert_allclose(np.abs(kernel), np.abs(kernel[:1]).repeat(len(kernel), 0), rtol=1e-6)
+        _assert_one_magnitude_per_channel(kernel.reshape(-1, 6))
         x = np.where(x >= 0, 1.0, -1.0).astype("float32")
     np.testing.assert_allclose(out, _memory_reference(x, kernel, left, dilation), atol=1e-5)
 
@@ -170,7 +178,7 @@ def test_binary_block_convolutions_are_binary_with_their_own_quantizers():
     with lq.context.quantized_scope(True):
         for conv in (block.expand, block.project):
             kernel = conv.kernel.numpy().reshape(-1, conv.filters)
-            np.testing.assert_allclose(np.abs(kernel), np.abs(kernel[:1]).repeat(len(kernel), 0), rtol=1e-6)
+            _assert_one_magnitude_per_channel(kernel)
     # ReActNet's thresholds: one per input channel of each convolution.
     assert [conv.input_quantizer.threshold.shape[0] for conv in convs] == [16, 16, 32]
 
@@ -195,7 +203,7 @@ def test_rprelu_shifts_around_a_per_channel_prelu():
     layer = RPReLU()
     x = RNG.normal(size=(2, 4, 1, 3)).astype("float32")
     layer(x)
-    gamma, alpha, zeta = np.array([0.1, -0.2, 0.3]), np.array([0.25, 0.5, 0.0]), np.array([1.0, 0, -1])
+    gamma, alpha, zeta = np.array([0.1, -0.2, 0.3]), np.array([0.25, 0.5, 0]), np.array([1, 0, -1])
     layer.set_weights([gamma, alpha, zeta])
     shifted = x - gamma
     np.testing.assert_allclose(
