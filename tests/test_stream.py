@@ -7,7 +7,6 @@ The end-to-end keyword test (a trained model on a long WAV with known keyword ti
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from pathlib import Path
@@ -356,39 +355,20 @@ def test_cli_listen_rejects_bad_arguments(converted, tmp_path, capsys, argv, mes
 KEYWORD_TOLERANCE_S = 0.25
 
 
-def _trained_run(tmp_path_factory) -> Path:
-    """A trained student run: $BIFSMN_TRAINED_RUN (e.g. the demo's), else one trained here on the
-    synthetic keyword set with the demo recipe (about 20 minutes on 2 cores)."""
-    given = os.environ.get("BIFSMN_TRAINED_RUN")
-    if given:
-        return Path(given)
-    from bifsmn_tf.data import synthetic
-    from bifsmn_tf.data.pipeline import DataConfig
-    from bifsmn_tf.models.dfsmn import ModelConfig
-    from bifsmn_tf.training.run import RunConfigs, train
-    from bifsmn_tf.training.trainer import PRESETS
+def _demo_student_run(tmp_path_factory) -> Path:
+    """The student run of ``bifsmn-tf demo``: of $BIFSMN_DEMO_DIR (a finished demo's output
+    directory) if set, else of a demo run here (about 20 minutes on 2 cores)."""
+    from bifsmn_tf.training.demo import run_demo
 
-    try:
-        synthetic.SynthConfig().resolve()
-    except synthetic.SynthError as err:
+    given = os.environ.get("BIFSMN_DEMO_DIR")
+    out = Path(given) if given else tmp_path_factory.mktemp("demo")
+    if not given:
+        run_demo(out, progress=False)
+    if not (out / "student" / "model").exists():
         pytest.skip(
-            f"no trained run given ($BIFSMN_TRAINED_RUN) and no speech engine to make data: {err}"
+            f"{out} holds no finished demo (no student/model): run `bifsmn-tf demo --out {out}`"
         )
-    base = tmp_path_factory.mktemp("trained")
-    synthetic.generate(base / "data", synthetic.SynthConfig(), progress=False)
-    configs = RunConfigs(
-        PRESETS["demo"],
-        ModelConfig(profile="lean", widths=(8, 4, 2)),
-        DataConfig(task="v1-12", root=str(base / "data")),
-        FeatureConfig(),
-    )
-    train(
-        base / "teacher",
-        dataclasses.replace(configs, train=configs.train.for_teacher()),
-        progress=False,
-    )
-    train(base / "student", configs, teacher_run=base / "teacher", progress=False)
-    return base / "student"
+    return out / "student"
 
 
 def _long_recording(root: Path, keywords_per_label: int, noise_minutes: float, seed: int = 0):
@@ -436,7 +416,7 @@ def test_trained_model_finds_keywords_in_a_long_recording(tmp_path_factory, tmp_
     from bifsmn_tf.convert import ConvertConfig, convert_run
     from bifsmn_tf.training.run import RunConfigs
 
-    run_dir = _trained_run(tmp_path_factory)
+    run_dir = _demo_student_run(tmp_path_factory)
     root = Path(RunConfigs.load(run_dir).data.root)
     if not (root / "synth.json").exists():
         pytest.skip(f"{root} is not the synthetic set: keyword positions are unknown")
