@@ -181,8 +181,338 @@ def _run_data_synth(args) -> int:
     return 0
 
 
+# --- training, evaluation, demo (bifsmn_tf.training, bifsmn_tf.evaluate) -----------------------
+
+_BINARIZER_NAMES = "bifsmn, bnn, xnor, bireal, irnet, reactnet, lpb"
+
+
+def _add_train_flags(parser, *, student: bool) -> None:
+    parser.add_argument("--out", required=True, metavar="RUN_DIR",
+                        help="run directory (created; if it holds this run, the run resumes)")
+    parser.add_argument("--preset", choices=["paper", "demo"], default="paper",
+                        help="recipe: 'paper' = 300 epochs, batch 96, SGD lr 5e-3 cosine, wd 1e-4 "
+                             "(spec section 6); 'demo' = the short recipe of `bifsmn-tf demo` "
+                             "(default paper)")
+    parser.add_argument("--epochs", type=int, help="override the preset's number of epochs")
+    parser.add_argument("--batch-size", type=int, help="override the preset's batch size")
+    parser.add_argument("--lr", type=float, dest="learning_rate",
+                        help="override the preset's peak learning rate (cosine to 0, per epoch)")
+    parser.add_argument("--weight-decay", type=float,
+                        help="override the preset's L2 weight decay (coupled, as torch SGD)")
+    if student:
+        parser.add_argument("--gamma", type=float,
+                            help="weight of the distillation loss (default 0.01, the paper's)")
+    parser.add_argument("--seed", type=int, help="seed of init, data order, augmentation (default 0)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _train_overrides(args) -> dict:
+    names = ("epochs", "batch_size", "learning_rate", "weight_decay", "gamma", "seed")
+    return {name: getattr(args, name, None) for name in names}
+
+
+def _register_train_teacher(verbs) -> None:
+    parser = verbs.add_parser(
+        "train-teacher",
+        help="train the full-precision D-FSMN teacher",
+        description=(
+            "Train the FP D-FSMN teacher (the official DfsmnModel_pre) on a dataset in the Speech "
+            "Commands layout with SGD momentum 0.9, a per-epoch cosine schedule and L2 weight "
+            "decay. RUN_DIR receives the configs, checkpoints (resumable: rerun the same command "
+            "after an interruption), the best model by validation accuracy (RUN_DIR/model), "
+            "metrics.csv, TensorBoard logs (RUN_DIR/logs) and training_curves.png."
+        ),
+    )
+    parser.add_argument("--data", required=True, metavar="DIR",
+                        help="dataset root in the Speech Commands layout (e.g. from `data synth`)")
+    parser.add_argument("--task", default="v1-12", choices=["v1-12", "v2-12", "v2-35"],
+                        help="label set (default v1-12)")
+    parser.add_argument("--protocol", default="bifsmn", choices=["bifsmn", "standard"],
+                        help="silence/unknown composition of the splits (default bifsmn)")
+    parser.add_argument("--profile", default="paper", choices=["paper", "lean"],
+                        help="'paper' = published network; 'lean' = time-mean classifier head "
+                             "(default paper)")
+    _add_train_flags(parser, student=False)
+    parser.set_defaults(handler=_run_train_teacher)
+
+
+def _run_train_teacher(args) -> int:
+    from bifsmn_tf.training import run
+
+    try:
+        configs = run.teacher_configs(
+            args.data, args.task, preset=args.preset, profile=args.profile,
+            protocol=args.protocol, **_train_overrides(args),
+        )
+        result = run.train(args.out, configs, progress=not args.no_progress)
+    except Exception as err:
+        _raise_user_error(err)
+    print(_run_summary(result))
+    return 0
+
+
+def _register_train(verbs) -> None:
+    parser = verbs.add_parser(
+        "train",
+        help="train the binary BiFSMN student, distilled from a teacher run",
+        description=(
+            "Train the thinnable 1-bit BiFSMN student: initialised from the teacher (spec section "
+            "5), every step runs each width of --widths, adds cross-entropy and gamma x the "
+            "distillation loss (HED: Haar high-pass enhanced teacher blocks; FID: BiFSMNv2's "
+            "frequency-independent distillation) weighted 1, 0.5, 0.25 by width, and takes one "
+            "SGD step. The best checkpoint has accuracies that do not rise as the width shrinks. "
+            "Task, features and data come from the teacher run. Rerun to resume."
+        ),
+    )
+    parser.add_argument("--teacher", required=True, metavar="RUN_DIR", help="a finished train-teacher run")
+    parser.add_argument("--data", metavar="DIR",
+                        help="dataset root in the Speech Commands layout (default: the teacher's)")
+    parser.add_argument("--widths", default="8,4,2",
+                        help="comma-separated depths to train, widest first, from 8,4,2,1 (default 8,4,2)")
+    parser.add_argument("--distill", default="hed", choices=["hed", "fid", "none"],
+                        help="distillation: hed (BiFSMN), fid (BiFSMNv2) or none (default hed)")
+    parser.add_argument("--binarizer", default="bifsmn",
+                        help=f"binarization method, one of {_BINARIZER_NAMES} (default bifsmn)")
+    parser.add_argument("--profile", choices=["paper", "lean"],
+                        help="network profile; must be the teacher's (default: the teacher's)")
+    _add_train_flags(parser, student=True)
+    parser.set_defaults(handler=_run_train)
+
+
+def _run_train(args) -> int:
+    from bifsmn_tf.training import run
+
+    try:
+        widths = tuple(int(w) for w in args.widths.split(","))
+    except ValueError:
+        raise CliError(f"--widths: expected comma-separated integers like 8,4,2, got {args.widths!r}") from None
+    try:
+        configs = run.student_configs(
+            args.teacher, args.data, preset=args.preset, widths=widths, distill=args.distill,
+            binarizer=args.binarizer, profile=args.profile, **_train_overrides(args),
+        )
+        result = run.train(args.out, configs, teacher_run=args.teacher, progress=not args.no_progress)
+    except Exception as err:
+        _raise_user_error(err)
+    print(_run_summary(result))
+    return 0
+
+
+def _run_summary(result) -> str:
+    accuracy = ", ".join(f"width {w}: {100 * a:.2f}%" for w, a in result.best_val_accuracy.items())
+    return (
+        f"{result.run_dir}: {result.kind} trained for {result.epochs} epochs; best epoch "
+        f"{result.best_epoch + 1} (validation {accuracy}); model in {result.run_dir / 'model'}"
+    )
+
+
+def _raise_user_error(err: Exception) -> None:
+    """Re-raise the package's own input errors as CliError; anything else is a bug: re-raise."""
+    from bifsmn_tf.config import ConfigError
+    from bifsmn_tf.data.speech_commands import DatasetError
+    from bifsmn_tf.training.run import RunError
+
+    if isinstance(err, (ConfigError, DatasetError, RunError, FileNotFoundError)):
+        raise CliError(str(err)) from None
+    raise err
+
+
+def _register_evaluate(verbs) -> None:
+    parser = verbs.add_parser(
+        "evaluate",
+        help="accuracy per width, per-class table and confusion matrices of a run",
+        description=(
+            "Evaluate the best model of RUN_DIR (teacher: one row; student: each trained width) "
+            "on a split of a dataset in the Speech Commands layout. Prints the accuracy per width "
+            "and recall per class; writes RUN_DIR/eval/<split>-<protocol>/ with evaluation.json, "
+            "report.md and confusion_w<width>.png."
+        ),
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a train-teacher or train run directory")
+    parser.add_argument("--data", metavar="DIR", help="dataset root (default: the run's)")
+    parser.add_argument("--split", default="test", choices=["test", "validation", "train", "official_test"],
+                        help="split to evaluate (default test)")
+    parser.add_argument("--protocol", choices=["bifsmn", "standard"],
+                        help="bifsmn: all non-keywords are unknown, 10%% all-zero silence; standard: "
+                             "10%% unknown, 10%% noise silence (default: the run's)")
+    parser.add_argument("--batch-size", type=int, default=256, help="inference batch (default 256)")
+    parser.add_argument("--json", metavar="FILE", help="also write the evaluation JSON here")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=_run_evaluate)
+
+
+def _run_evaluate(args) -> int:
+    import json
+
+    from bifsmn_tf import evaluate
+    from bifsmn_tf.fileio import atomic_write_text
+
+    try:
+        result = evaluate.evaluate_run(
+            args.run_dir, args.data, split=args.split, protocol=args.protocol,
+            batch_size=args.batch_size, progress=not args.no_progress,
+        )
+    except Exception as err:
+        _raise_user_error(err)
+    print(evaluate.format_report(result))
+    if args.json:
+        atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def _register_demo(verbs) -> None:
+    parser = verbs.add_parser(
+        "demo",
+        help="the whole pipeline on the built-in synthetic keyword set (about 15 minutes)",
+        description=(
+            "Synthesize the keyword set (if DIR/data is not complete yet), train the FP teacher, "
+            "train BiFSMN with HED over widths 8/4/2, evaluate every width on the test split, and "
+            "print a results table, saved as DIR/results.md and DIR/results.json. Interrupted, "
+            "it resumes where it stopped when run again with the same --out."
+        ),
+    )
+    parser.add_argument("--out", default="bifsmn-demo", metavar="DIR",
+                        help="where data, runs and results go (default ./bifsmn-demo)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(handler=_run_demo)
+
+
+def _run_demo(args) -> int:
+    from bifsmn_tf.training import demo
+
+    try:
+        demo.run_demo(args.out, progress=not args.no_progress)
+    except Exception as err:
+        _raise_user_error(err)
+    return 0
+
+
+def _register_convert(verbs) -> None:
+    parser = verbs.add_parser(
+        "convert",
+        help="LCE flatbuffers of every student width + FP32/int8 teacher TFLite, checked against Keras",
+        description=(
+            "Convert the best student of RUN_DIR at every trained width with LCE's converter, and "
+            "its teacher to float TFLite and to full-integer int8 TFLite (post-training "
+            "quantization on real training clips). Each file runs in LCE's interpreter on test "
+            "clips against Keras (top-1 agreement, max logit difference). Writes manifest.json "
+            "with sizes, op counts and both storage ratios."
+        ),
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a BiFSMN student's training run (bifsmn-tf train)")
+    parser.add_argument("--out", metavar="DIR",
+                        help="output directory (default RUN_DIR/flatbuffers, or flatbuffers_audio)")
+    parser.add_argument("--input", choices=("features", "audio"), default="features",
+                        help="what the flatbuffers take: log-mel features, or raw 16 kHz audio with "
+                             "the feature frontend inside (default features)")
+    parser.add_argument("--calibration-clips", type=int, default=300, metavar="N",
+                        help="training clips for int8 calibration (default 300)")
+    parser.add_argument("--verify-clips", type=int, default=1000, metavar="N",
+                        help="test clips for the Keras check, 0 for all (default 1000)")
+    parser.set_defaults(handler=_run_convert)
+
+
+def _run_convert(args) -> int:
+    from bifsmn_tf import convert
+
+    try:
+        config = convert.ConvertConfig(
+            input=args.input,
+            calibration_clips=args.calibration_clips,
+            verify_clips=args.verify_clips or None,
+        )
+        manifest = convert.convert_run(args.run_dir, args.out, config)
+    except convert.ConversionError as err:
+        raise CliError(str(err)) from None
+    except Exception as err:
+        _raise_user_error(err)
+    print(convert.format_manifest(manifest))
+    return 0
+
+
+def _register_listen(verbs) -> None:
+    parser = verbs.add_parser(
+        "listen",
+        help="keyword spotting on a WAV file or a live microphone with the converted flatbuffers",
+        description=(
+            "Slide a 1-s window over the audio every --hop-ms, run the student flatbuffer of the "
+            "current width in LCE's interpreter, smooth the posteriors over --smoothing-ms and "
+            "print each keyword whose smoothed posterior reaches --threshold, with its time. "
+            "--width auto measures every converted width at start-up, takes the widest that fits "
+            "--latency-budget-ms (default: the hop) and moves down under load, up when it passes."
+        ),
+    )
+    parser.add_argument("models", metavar="MODEL_DIR_OR_MANIFEST",
+                        help="output of `bifsmn-tf convert` (a directory or its manifest.json)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--wav", metavar="FILE", help="a WAV file (any rate; resampled)")
+    source.add_argument("--mic", action="store_true", help="the default microphone (needs sounddevice)")
+    parser.add_argument("--hop-ms", type=float, default=100.0, help="window step (default 100)")
+    parser.add_argument("--threshold", type=float, default=0.7, help="smoothed posterior to detect (default 0.7)")
+    parser.add_argument("--smoothing-ms", type=float, default=300.0, help="posterior averaging span (default 300)")
+    parser.add_argument("--refractory-ms", type=float, default=1000.0,
+                        help="no repeat of a keyword within this time (default 1000)")
+    parser.add_argument("--width", default="auto", help="student width to run, or auto (default)")
+    parser.add_argument("--latency-budget-ms", type=float, metavar="MS",
+                        help="time per hop the auto width must fit (default: --hop-ms)")
+    parser.add_argument("--json", metavar="FILE", help="also write the detections and per-hop widths as JSON")
+    parser.set_defaults(handler=_run_listen)
+
+
+def _run_listen(args) -> int:
+    import dataclasses
+    import json
+
+    from bifsmn_tf import stream
+    from bifsmn_tf.config import ConfigError
+    from bifsmn_tf.data.audio import AudioFormatError
+    from bifsmn_tf.fileio import atomic_write_text
+
+    if args.width != "auto" and not args.width.isdigit():
+        raise CliError(f"--width must be a converted width (e.g. 8, 4, 2) or auto, got {args.width!r}")
+    try:
+        config = stream.StreamConfig(
+            hop_ms=args.hop_ms, threshold=args.threshold, smoothing_ms=args.smoothing_ms,
+            refractory_ms=args.refractory_ms, width=None if args.width == "auto" else int(args.width),
+            latency_budget_ms=args.latency_budget_ms,
+        )
+        spotter = stream.build_spotter(stream.read_converted(args.models), config)
+        if spotter.selector is not None:
+            calibrated = ", ".join(f"{w}: {ms:.2f} ms" for w, ms in spotter.selector.calibrated_ms.items())
+            print(f"width auto, budget {config.budget_ms:g} ms per hop; measured per width: {calibrated}; "
+                  f"starting at width {spotter.width}")
+        source = stream.spot_microphone(spotter) if args.mic else stream.spot_file(args.wav, spotter)
+        detections = []
+        try:
+            for detection in source:
+                print(detection, flush=True)
+                detections.append(detection)
+        except KeyboardInterrupt:
+            detections += spotter.finish()
+    except (ConfigError, stream.StreamError, AudioFormatError) as err:
+        raise CliError(str(err)) from None
+    print(f"{len(detections)} detection(s); {stream.width_summary(spotter.hops)}")
+    if args.json:
+        report = {
+            "config": config.to_dict(),
+            "detections": [dataclasses.asdict(d) for d in detections],
+            "hops": [dataclasses.asdict(h) for h in spotter.hops],
+        }
+        atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
+    return 0
+
+
 _DATA_REGISTRY: list = [_register_data_download, _register_data_synth]
-_REGISTRY: list = [_register_data, _register_bench]
+_REGISTRY: list = [
+    _register_data,
+    _register_bench,
+    _register_train_teacher,
+    _register_train,
+    _register_evaluate,
+    _register_convert,
+    _register_listen,
+    _register_demo,
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

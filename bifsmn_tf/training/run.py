@@ -1,0 +1,564 @@
+"""A training run on disk: configs, fit loop, checkpoints, resume, metrics, curves.
+
+A run directory holds everything needed to inspect, resume or reuse it::
+
+    RUN_DIR/
+      run.json               kind (teacher|student), teacher run, progress, best epoch
+      train_config.json  model_config.json  data_config.json  feature_config.json
+      checkpoints/           last epoch: weights + optimizer state + epoch (tf.train.Checkpoint)
+      best/epoch-NNNN/       the best model so far (``models.dfsmn.save_model``) + selection.json
+      model -> best/epoch-NNNN   symlink, swapped atomically: what evaluation/conversion load
+      metrics.csv            one row per epoch: lr, time, samples/s, train and val metrics
+      logs/                  TensorBoard event files
+      training_curves.png    accuracy and cross-entropy per width, train and validation
+
+Nothing is lost on a crash: at the end of each epoch the best model (if it improved), the metrics
+and the curves are written atomically, then the checkpoint is committed (its index is replaced
+atomically by ``tf.train.CheckpointManager``). Running the same command again resumes after the
+last committed epoch with its optimizer state, learning-rate schedule and data stream
+(``make_dataset(first_epoch=...)``); a run whose settings differ is refused rather than mixed.
+
+Best model selection (spec §5): after each epoch, on the validation split, a model is a candidate
+if its accuracies do not increase as the width shrinks (acc_8 >= acc_4 >= acc_2), and it replaces
+the best when its full-width accuracy is higher. The official code requires strictly decreasing
+accuracies; with ties that rule rejects e.g. a model perfect at every width, so ties are allowed
+here. If no epoch is monotone, the best full-width accuracy wins until one is.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import tensorflow as tf
+from tqdm import tqdm
+
+from bifsmn_tf.data.labels import task_labels
+from bifsmn_tf.data.pipeline import DataConfig, make_dataset
+from bifsmn_tf.features import FeatureConfig
+from bifsmn_tf.fileio import atomic_path, atomic_write_text
+from bifsmn_tf.models.dfsmn import (
+    ModelConfig,
+    build_bifsmn,
+    build_teacher,
+    init_student_from_teacher,
+    load_model,
+    save_model,
+)
+from bifsmn_tf.training.trainer import (
+    PRESETS,
+    Distiller,
+    TrainConfig,
+    build_optimizer,
+    cosine_learning_rate,
+    default_width_weights,
+)
+
+RUN_INFO = "run.json"
+TRAIN_CONFIG = "train_config.json"
+MODEL_CONFIG = "model_config.json"
+DATA_CONFIG = "data_config.json"
+FEATURE_CONFIG = "feature_config.json"
+METRICS = "metrics.csv"
+CURVES = "training_curves.png"
+LOGS = "logs"
+CHECKPOINTS = "checkpoints"
+BEST = "best"
+MODEL = "model"
+SELECTION = "selection.json"
+
+KINDS = ("teacher", "student")
+
+
+class RunError(ValueError):
+    """A run directory cannot be used as asked (different settings, missing files)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfigs:
+    """The four configs that define a run; saved as JSON in the run directory."""
+
+    train: TrainConfig
+    model: ModelConfig
+    data: DataConfig
+    features: FeatureConfig
+
+    _FILES = {"train": TRAIN_CONFIG, "model": MODEL_CONFIG, "data": DATA_CONFIG, "features": FEATURE_CONFIG}
+
+    def save(self, run_dir: Path) -> None:
+        for name, file in self._FILES.items():
+            getattr(self, name).save(run_dir / file)
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> RunConfigs:
+        run_dir = Path(run_dir)
+        types = {"train": TrainConfig, "model": ModelConfig, "data": DataConfig, "features": FeatureConfig}
+        return cls(**{name: types[name].load(run_dir / file) for name, file in cls._FILES.items()})
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """What a finished :func:`train` call reports."""
+
+    run_dir: Path
+    kind: str
+    epochs: int
+    first_epoch: int
+    best_epoch: int
+    best_val_accuracy: dict[str, float]
+    train_seconds: float
+
+
+def teacher_configs(
+    data_root: str | Path,
+    task: str,
+    *,
+    preset: str = "paper",
+    profile: str = "paper",
+    protocol: str = "bifsmn",
+    data_dir: str | None = None,
+    **train_overrides: Any,
+) -> RunConfigs:
+    """Configs of an FP teacher run on the dataset at ``data_root`` (Speech Commands layout).
+
+    ``data_dir`` is where decoded-audio caches go (default ``$BIFSMN_DATA`` or the user cache);
+    ``train_overrides`` replace fields of the preset's :class:`TrainConfig` (``None``: keep).
+    """
+    features = FeatureConfig()
+    train = _override(PRESETS[preset].for_teacher(), train_overrides)
+    return RunConfigs(
+        train=train,
+        model=ModelConfig(
+            num_classes=len(task_labels(task)),
+            num_frames=features.num_frames,
+            num_features=features.num_features,
+            profile=profile,
+        ),
+        data=DataConfig(
+            task=task,
+            protocol=protocol,
+            data_dir=data_dir,
+            root=str(Path(data_root).expanduser().resolve()),
+        ),
+        features=features,
+    )
+
+
+def student_configs(
+    teacher_run: str | Path,
+    data_root: str | Path | None = None,
+    *,
+    preset: str = "paper",
+    widths: tuple[int, ...] = (8, 4, 2),
+    distill: str = "hed",
+    binarizer: str = "bifsmn",
+    profile: str | None = None,
+    **train_overrides: Any,
+) -> RunConfigs:
+    """Configs of a BiFSMN student of ``teacher_run``: the teacher's task, features and
+    architecture, with ``binarizer``, the trained ``widths`` (λ_w = w/8) and ``distill``.
+
+    ``profile`` defaults to the teacher's; a different one cannot be initialised from it.
+    """
+    teacher = RunConfigs.load(teacher_run)
+    if profile not in (None, teacher.model.profile):
+        raise RunError(
+            f"{teacher_run}: the teacher has profile {teacher.model.profile!r}; a {profile!r} "
+            "student cannot be initialised from it (train a teacher with that profile)"
+        )
+    train = PRESETS[preset].replace(
+        widths=tuple(widths), width_weights=default_width_weights(widths), distill=distill
+    )
+    data = teacher.data
+    if data_root is not None:
+        data = data.replace(root=str(Path(data_root).expanduser().resolve()))
+    return RunConfigs(
+        train=_override(train, train_overrides),
+        model=teacher.model.replace(binarizer=binarizer, widths=tuple(widths)),
+        data=data,
+        features=teacher.features,
+    )
+
+
+def _override(config: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
+    return config.replace(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def read_run_info(run_dir: str | Path) -> dict[str, Any]:
+    path = Path(run_dir) / RUN_INFO
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RunError(f"{run_dir}: not a training run directory (no {RUN_INFO})") from None
+
+
+def load_run_model(run_dir: str | Path) -> tuple[tf.keras.Model, ModelConfig]:
+    """The best model of a run (``RUN_DIR/model``) and its config."""
+    path = Path(run_dir) / MODEL
+    if not path.exists():
+        raise RunError(f"{run_dir}: no {MODEL}/ yet; the run has not finished an epoch")
+    return load_model(path)
+
+
+def default_strategy() -> tf.distribute.Strategy:
+    """MirroredStrategy over all GPUs when there are several, else the default strategy."""
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy([g.name for g in gpus])
+    return tf.distribute.get_strategy()
+
+
+def train(
+    run_dir: str | Path,
+    configs: RunConfigs,
+    *,
+    teacher_run: str | Path | None = None,
+    strategy: tf.distribute.Strategy | None = None,
+    progress: bool = True,
+) -> RunResult:
+    """Train (or resume) the run in ``run_dir``: the teacher, or a student distilled from one.
+
+    Args:
+        run_dir: created if absent; if it holds a run, that run is resumed, and it must have
+            been started with the same configs (the data location may differ).
+        configs: train/model/data/feature configs. The data config's ``batch_size`` and
+            ``seed`` are taken from the train config.
+        teacher_run: a finished teacher run directory; given, a BiFSMN student is built,
+            initialised from the teacher (spec §5) and distilled from it; absent, the FP teacher
+            is trained (``configs.train`` must then have ``widths=(8,)`` and ``distill="none"``).
+        strategy: a ``tf.distribute`` strategy; default :func:`default_strategy`.
+        progress: tqdm bars per epoch for training and validation.
+    """
+    run_dir = Path(run_dir)
+    kind = "teacher" if teacher_run is None else "student"
+    configs = dataclasses.replace(
+        configs,
+        data=configs.data.replace(batch_size=configs.train.batch_size, seed=configs.train.seed),
+    )
+    if kind == "teacher" and (configs.train.widths != (8,) or configs.train.distill != "none"):
+        raise RunError("a teacher run trains width 8 only without distillation; use TrainConfig.for_teacher()")
+    info = _prepare_run_dir(run_dir, configs, kind, teacher_run)
+    strategy = strategy or default_strategy()
+    train_config = configs.train
+
+    checkpoint_dir = run_dir / CHECKPOINTS
+    first_epoch = _committed_epoch(checkpoint_dir)
+    if first_epoch >= train_config.epochs:
+        print(f"{run_dir}: all {train_config.epochs} epochs are done; nothing to train")
+        return _result(run_dir, kind, train_config.epochs, first_epoch, 0.0)
+    tf.keras.utils.set_random_seed(train_config.seed + first_epoch)
+
+    train_data = make_dataset(configs.data, configs.features, "train", training=True, first_epoch=first_epoch)
+    val_data = make_dataset(configs.data, configs.features, "validation")
+
+    with strategy.scope():
+        teacher = None
+        if kind == "teacher":
+            model = build_teacher(configs.model)
+        else:
+            teacher, _ = load_run_model(teacher_run)
+            model = build_bifsmn(configs.model)
+            if first_epoch == 0:
+                init_student_from_teacher(model, teacher)
+            if train_config.distill == "none":
+                teacher = None
+        distiller = Distiller(
+            model,
+            teacher,
+            widths=train_config.widths,
+            width_weights=train_config.width_weights,
+            distill=train_config.distill,
+            gamma=train_config.gamma,
+            weight_decay=train_config.weight_decay,
+        )
+        optimizer = build_optimizer(train_config)
+        distiller.compile(optimizer=optimizer)
+        optimizer.build(model.trainable_variables)
+        epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch)
+        manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=2)
+        if first_epoch > 0:
+            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            print(
+                f"{run_dir}: resuming after epoch {int(epoch.numpy())} of {train_config.epochs} "
+                f"(optimizer step {int(optimizer.iterations.numpy())})"
+            )
+
+    recorder = _RunRecorder(run_dir, configs, model, manager, epoch, first_epoch, info)
+    callbacks = [
+        tf.keras.callbacks.TerminateOnNaN(),
+        tf.keras.callbacks.LearningRateScheduler(lambda e, _: cosine_learning_rate(e, train_config)),
+        recorder,
+        tf.keras.callbacks.TensorBoard(run_dir / LOGS, write_graph=False, profile_batch=0),
+    ]
+    if progress:
+        callbacks.insert(0, _ProgressBars(train_config.epochs, len(train_data), len(val_data)))
+    started = time.monotonic()
+    distiller.fit(
+        train_data,
+        validation_data=val_data,
+        initial_epoch=first_epoch,
+        epochs=train_config.epochs,
+        callbacks=callbacks,
+        verbose=0,
+    )
+    return _result(run_dir, kind, train_config.epochs, first_epoch, time.monotonic() - started)
+
+
+def _result(run_dir: Path, kind: str, epochs: int, first_epoch: int, seconds: float) -> RunResult:
+    selection = json.loads((run_dir / MODEL / SELECTION).read_text())
+    return RunResult(
+        run_dir=run_dir,
+        kind=kind,
+        epochs=epochs,
+        first_epoch=first_epoch,
+        best_epoch=selection["epoch"],
+        best_val_accuracy=selection["val_accuracy"],
+        train_seconds=seconds,
+    )
+
+
+def _prepare_run_dir(
+    run_dir: Path, configs: RunConfigs, kind: str, teacher_run: str | Path | None
+) -> dict[str, Any]:
+    """Create the run directory, or check that the one there is this run; return run.json."""
+    if (run_dir / RUN_INFO).exists():
+        info = read_run_info(run_dir)
+        stored = RunConfigs.load(run_dir)
+        differences = _config_differences(stored, configs)
+        if info["kind"] != kind:
+            differences.insert(0, f"kind: {info['kind']} -> {kind}")
+        if differences:
+            raise RunError(
+                f"{run_dir} holds a run with other settings ({'; '.join(differences)}); "
+                "choose another output directory, or delete that one to start over"
+            )
+        configs.save(run_dir)  # records the current data location
+        return info
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise RunError(f"{run_dir} exists and is not a training run directory; choose another")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    configs.save(run_dir)
+    info = {
+        "kind": kind,
+        "teacher_run": None if teacher_run is None else str(Path(teacher_run).resolve()),
+        "epochs": configs.train.epochs,
+        "epochs_done": 0,
+        "complete": False,
+    }
+    atomic_write_text(run_dir / RUN_INFO, json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def _config_differences(stored: RunConfigs, requested: RunConfigs) -> list[str]:
+    """Field-level differences, ignoring where the data lives (a moved dataset may resume)."""
+    location = {"data_dir", "root"}
+    differences = []
+    for name in ("train", "model", "data", "features"):
+        old, new = getattr(stored, name).to_dict(), getattr(requested, name).to_dict()
+        for key in sorted(set(old) | set(new)):
+            if name == "data" and key in location:
+                continue
+            if old.get(key) != new.get(key):
+                differences.append(f"{name}.{key}: {old.get(key)!r} -> {new.get(key)!r}")
+    return differences
+
+
+def _committed_epoch(checkpoint_dir: Path) -> int:
+    """Epochs done according to the last committed checkpoint (0 without one)."""
+    latest = tf.train.latest_checkpoint(str(checkpoint_dir))
+    if latest is None:
+        return 0
+    return int(tf.train.load_variable(latest, "epoch/.ATTRIBUTES/VARIABLE_VALUE"))
+
+
+class _RunRecorder(tf.keras.callbacks.Callback):
+    """End of each epoch: best model, metrics.csv, curves, then the checkpoint commit."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        configs: RunConfigs,
+        model: tf.keras.Model,
+        manager: tf.train.CheckpointManager,
+        epoch: tf.Variable,
+        first_epoch: int,
+        info: dict[str, Any],
+    ) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+        self.configs = configs
+        self.student = model
+        self.manager = manager
+        self.epoch = epoch
+        self.info = info
+        self.widths = configs.train.widths
+        # Rows of epochs that were not committed (a crash after writing them) are redone.
+        self.rows = [r for r in _read_metrics(run_dir / METRICS) if int(r["epoch"]) < first_epoch]
+        selection = run_dir / MODEL / SELECTION
+        self.best = json.loads(selection.read_text()) if selection.exists() else None
+        self._epoch_start = self._train_seconds = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self._epoch_start = time.monotonic()
+        self._train_seconds = 0.0
+
+    def on_test_begin(self, logs=None) -> None:
+        if not self._train_seconds:
+            self._train_seconds = time.monotonic() - self._epoch_start
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        if not math.isfinite(logs.get("loss", math.nan)):
+            raise RunError(
+                f"{self.run_dir}: training diverged in epoch {epoch + 1} (loss {logs.get('loss')}); "
+                f"the last committed checkpoint is epoch {epoch}. Lower the learning rate "
+                "(--lr) and train into a new directory"
+            )
+        candidate = selection_record(epoch, {str(w): logs[f"val_acc_{w}"] for w in self.widths})
+        if is_better(candidate, self.best):
+            self._save_best(candidate)
+        examples = logs.pop("examples", 0.0)
+        logs.pop("val_examples", None)
+        row = {
+            "epoch": epoch,
+            "learning_rate": logs.pop("lr", float("nan")),
+            "train_seconds": round(self._train_seconds, 3),
+            "samples_per_second": round(examples / max(self._train_seconds, 1e-9), 1),
+            **{k: round(v, 6) for k, v in sorted(logs.items())},
+        }
+        self.rows.append(row)
+        _write_metrics(self.run_dir / METRICS, self.rows)
+        plot_training_curves(self.rows, self.widths, self.run_dir / CURVES)
+        self.epoch.assign(epoch + 1)
+        self.manager.save(checkpoint_number=epoch + 1)
+        self.info.update(epochs_done=epoch + 1, complete=epoch + 1 >= self.configs.train.epochs)
+        self.info["best_epoch"] = self.best["epoch"]
+        atomic_write_text(self.run_dir / RUN_INFO, json.dumps(self.info, indent=2) + "\n")
+
+    def _save_best(self, selection: dict[str, Any]) -> None:
+        epoch = selection["epoch"]
+        name = f"epoch-{epoch:04d}"
+        target = self.run_dir / BEST / name
+        if target.exists():  # left by a crash before this epoch was committed
+            shutil.rmtree(target)
+        save_model(self.student, target, self.configs.model)
+        atomic_write_text(target / SELECTION, json.dumps(selection, indent=2) + "\n")
+        link = self.run_dir / MODEL
+        with atomic_path(link) as tmp:
+            tmp.unlink()
+            os.symlink(Path(BEST) / name, tmp)
+        for stale in (self.run_dir / BEST).iterdir():
+            if stale.name != name:
+                shutil.rmtree(stale)
+        self.best = selection
+
+
+def selection_record(epoch: int, val_accuracy: dict[str, float]) -> dict[str, Any]:
+    """What is recorded of a model: epoch, validation accuracy per width (widest first) and
+    whether the accuracy does not rise as the width shrinks (spec §5, ties allowed)."""
+    accuracies = list(val_accuracy.values())
+    return {
+        "epoch": epoch,
+        "val_accuracy": dict(val_accuracy),
+        "monotone": all(a >= b for a, b in zip(accuracies, accuracies[1:])),
+    }
+
+
+def is_better(candidate: dict[str, Any], best: dict[str, Any] | None) -> bool:
+    """The selection rule: monotone beats non-monotone, then higher full-width accuracy wins."""
+    if best is None:
+        return True
+    if candidate["monotone"] != best["monotone"]:
+        return candidate["monotone"]
+    full_width = next(iter(candidate["val_accuracy"]))
+    return candidate["val_accuracy"][full_width] > best["val_accuracy"][full_width]
+
+
+def _read_metrics(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def plot_training_curves(rows: list[dict[str, Any]], widths: tuple[int, ...], path: Path) -> None:
+    """Accuracy and cross-entropy per width against epoch, train (dashed) and validation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    figure, (acc_axis, ce_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    for index, width in enumerate(widths):
+        color = f"C{index}"
+        for prefix, style in (("", "--"), ("val_", "-")):
+            split = "train" if not prefix else "val"
+            acc = [float(r[f"{prefix}acc_{width}"]) for r in rows]
+            ce = [float(r[f"{prefix}ce_{width}"]) for r in rows]
+            acc_axis.plot(epochs, acc, style, color=color, label=f"width {width} {split}")
+            ce_axis.plot(epochs, ce, style, color=color, label=f"width {width} {split}")
+    acc_axis.set(xlabel="epoch", ylabel="accuracy", title="accuracy per width")
+    ce_axis.set(xlabel="epoch", ylabel="cross-entropy", title="cross-entropy per width", yscale="log")
+    acc_axis.legend(fontsize="small")
+    acc_axis.grid(alpha=0.3)
+    ce_axis.grid(alpha=0.3)
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=100)
+    plt.close(figure)
+
+
+class _ProgressBars(tf.keras.callbacks.Callback):
+    """A tqdm bar per epoch of training and per validation pass."""
+
+    def __init__(self, epochs: int, train_steps: int, val_steps: int) -> None:
+        super().__init__()
+        self.epochs, self.train_steps, self.val_steps = epochs, train_steps, val_steps
+        self.bar: tqdm | None = None
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self.epoch = epoch
+        self.bar = tqdm(total=self.train_steps, desc=f"epoch {epoch + 1}/{self.epochs}", unit="batch", leave=False)
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        self.bar.update(1)
+        self.bar.set_postfix(_short(logs), refresh=False)
+
+    def on_test_begin(self, logs=None) -> None:
+        self.bar.close()
+        self.bar = tqdm(total=self.val_steps, desc=f"validate {self.epoch + 1}/{self.epochs}", unit="batch", leave=False)
+
+    def on_test_batch_end(self, batch: int, logs=None) -> None:
+        self.bar.update(1)
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        self.bar.close()
+        summary = " ".join(f"{k}={v:.4f}" for k, v in _short(logs).items())
+        tqdm.write(f"epoch {epoch + 1}/{self.epochs}: {summary}")
+
+
+def _short(logs: dict[str, Any] | None) -> dict[str, float]:
+    """The accuracies and the total loss: what fits on one progress line."""
+    return {k: float(v) for k, v in (logs or {}).items() if k == "loss" or "acc_" in k}
