@@ -42,6 +42,11 @@ def tree_bytes(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def children(pid: int) -> list[int]:
+    """Child process ids (Linux /proc; empty elsewhere)."""
+    return [int(c) for f in Path(f"/proc/{pid}/task").glob("*/children") for c in f.read_text().split()]
+
+
 def speaker_of(path: str) -> str:
     return Path(path).name.split("_nohash_")[0]
 
@@ -167,8 +172,14 @@ def test_a_killed_run_resumes_to_the_same_bytes_as_an_uninterrupted_one(tmp_path
     while not (journal.exists() and journal.read_text().count("\n") >= 1):
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
         time.sleep(0.01)
+    workers = children(process.pid)
+    assert workers or not Path("/proc").is_dir()
     process.send_signal(signal.SIGKILL)
     process.wait()
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in workers):  # the worker follows its parent
+        assert time.monotonic() < deadline, f"worker processes {workers} outlived their killed parent"
+        time.sleep(0.05)
     # Interrupted: nothing that looks like a finished set.
     assert not (out / SYNTH_JSON).exists() and not (out / "testing_list.txt").exists()
     with pytest.raises(speech_commands.DatasetError):
@@ -283,9 +294,10 @@ def test_missing_engine_packages_are_named(tmp_path: Path):
 
 def test_plan_splits_voices_and_mixes_engines():
     config = SynthConfig(clips_per_word=200, engines=DEFAULT_ENGINES)
-    engines = {name: tts.load_engine(name) for name in DEFAULT_ENGINES}
-    speakers = plan_speakers(config, engines)
-    assert plan_speakers(config, engines) == speakers
+    voices = {name: tts.load_engine(name).voices() for name in DEFAULT_ENGINES}
+    shares = dict.fromkeys(DEFAULT_ENGINES, 1.0)
+    speakers = plan_speakers(config, voices, shares)
+    assert plan_speakers(config, voices, shares) == speakers
     by_split = {s: [p for p in speakers if p.split == s] for s in ("training", "validation", "testing")}
     assert {s: len(v) for s, v in by_split.items()} == {"training": 160, "validation": 20, "testing": 20}
     assert len({p.id for p in speakers}) == 200

@@ -38,11 +38,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import multiprocessing.connection
 import os
 import shutil
+import threading
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import lru_cache
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -52,7 +55,7 @@ import numpy as np
 from bifsmn_tf import __version__
 from bifsmn_tf.config import JsonConfig
 from bifsmn_tf.data import tts
-from bifsmn_tf.data.audio import SAMPLE_RATE, write_wav
+from bifsmn_tf.data.audio import SAMPLE_RATE, read_wav, write_wav
 from bifsmn_tf.data.labels import WORDS
 from bifsmn_tf.fileio import atomic_write_text
 
@@ -90,6 +93,7 @@ _NOISE_COLOURS = {"white": 0.0, "pink": -1.0, "brown": -2.0, "blue": 1.0, "viole
 #: Background recordings: five noise colours and five kinds of everyday noise.
 NOISE_KINDS = tuple(f"{c}_noise" for c in _NOISE_COLOURS) + ("babble", "hum", "fan", "rain", "clicks")
 _INTONATIONS = (".", "?", "!", "")
+_BABBLE_TALKERS = 6
 
 # Streams of the seeded generators, so that no two kinds of draw share one.
 _PLAN, _SPEAKER, _CLIP, _BACKGROUND, _ROOM = range(5)
@@ -230,11 +234,14 @@ def _log_uniform(rng: np.random.Generator, bounds: Sequence[float]) -> float:
     return round(float(np.exp(rng.uniform(np.log(bounds[0]), np.log(bounds[1])))), 4)
 
 
-def plan_speakers(config: SynthConfig, engines: Mapping[str, tts.SpeechEngine]) -> list[Speaker]:
-    """Every speaker of the set, from ``config`` (resolved) and its loaded engines.
+def plan_speakers(
+    config: SynthConfig, voices: Mapping[str, Sequence[str]], shares: Mapping[str, float]
+) -> list[Speaker]:
+    """Every speaker of the set, from ``config`` (resolved) and each engine's voice names and
+    :attr:`~bifsmn_tf.data.tts.SpeechEngine.share`.
 
     Speakers are split first; within each split the engines take turns in proportion to their
-    :attr:`~bifsmn_tf.data.tts.SpeechEngine.share`, so that every split has the same engine mix.
+    share, so that every split has the same engine mix.
     Engines with many voices draw each split's voices from its own disjoint pool.
     """
     rng = _rng(config.seed, _PLAN)
@@ -242,9 +249,9 @@ def plan_speakers(config: SynthConfig, engines: Mapping[str, tts.SpeechEngine]) 
     splits = [s for s in SPLITS for _ in range(sizes[s])]
     splits = [splits[i] for i in rng.permutation(len(splits))]
     names = list(config.engines)
-    pools = {name: _voice_pools(engines[name].voices(), config, rng) for name in names}
+    pools = {name: _voice_pools(voices[name], config, rng) for name in names}
     turns = {
-        split: iter(_engine_turns(names, [engines[n].share for n in names], sizes[split], int(rng.integers(len(names)))))
+        split: iter(_engine_turns(names, [shares[n] for n in names], sizes[split], int(rng.integers(len(names)))))
         for split in SPLITS
     }
     pert = config.perturbations
@@ -538,7 +545,7 @@ class ClipRenderer:
     -> background noise at an SNR -> microphone -> level -> electrical noise floor -> clipping.
     """
 
-    def __init__(self, config: SynthConfig, noise_bank: dict[str, np.ndarray]) -> None:
+    def __init__(self, config: SynthConfig, noise_bank: Mapping[str, np.ndarray]) -> None:
         self.config = config
         self.noise_bank = noise_bank
         self.engines = {name: tts.load_engine(name) for name in config.engines}
@@ -703,28 +710,44 @@ def generate(
     an interrupted run with other settings is discarded. Raises :class:`SynthError` naming
     what is wrong (engine not installed or failing, directory not writable or holding
     something else) before anything is written.
+
+    Speech is synthesized only in ``jobs`` spawned worker processes (one when ``jobs`` is 1):
+    the engines' native state and memory (Kokoro: about 1 GB) never enter the calling process,
+    which may be training a model.
     """
     out_dir = Path(out_dir)
     jobs = default_jobs() if jobs is None else jobs
     if jobs < 1:
         raise SynthError(f"jobs must be at least 1, got {jobs}")
     config = config.resolve()
+    # "spawn": the caller may have started threads (TensorFlow), which fork does not survive.
+    pool = ProcessPoolExecutor(
+        min(jobs, config.clips_per_word), mp_context=get_context("spawn"),
+        initializer=_start_worker, initargs=(config.to_dict(),),
+    )  # fmt: skip
     try:
-        engines = {name: tts.load_engine(name) for name in config.engines}
-    except tts.EngineError as err:
-        raise SynthError(str(err)) from None
-    plan = {
-        "generator_version": GENERATOR_VERSION,
-        "config": config.to_dict(),
-        "engines": {name: engine.describe() for name, engine in engines.items()},
-    }
-    status = _prepare(out_dir, plan)
-    partial = out_dir / PARTIAL_DIR
-    if status != "already complete" and not (partial / SYNTH_JSON).exists():
-        speakers = plan_speakers(config, engines)
-        bank = _write_background(partial, config, speakers, engines)
-        clips = _render(partial, config, speakers, bank, jobs, progress)
-        _write_manifest(partial, plan, speakers, clips)
+        try:
+            engines = pool.submit(_describe_engines).result()
+        except tts.EngineError as err:
+            raise SynthError(str(err)) from None
+        plan = {
+            "generator_version": GENERATOR_VERSION,
+            "config": config.to_dict(),
+            "engines": {name: e["description"] for name, e in engines.items()},
+        }
+        status = _prepare(out_dir, plan)
+        partial = out_dir / PARTIAL_DIR
+        if status != "already complete" and not (partial / SYNTH_JSON).exists():
+            speakers = plan_speakers(
+                config,
+                {name: e["voices"] for name, e in engines.items()},
+                {name: e["description"]["share"] for name, e in engines.items()},
+            )
+            _write_background(pool, partial, config, speakers)
+            clips = _render(pool, partial, config, speakers, progress)
+            _write_manifest(partial, plan, speakers, clips)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     if status != "already complete":
         _move_into_place(out_dir, config)
     manifest = json.loads((out_dir / SYNTH_JSON).read_text())
@@ -790,37 +813,36 @@ def _difference(made: dict, plan: dict) -> str:
     return "differs in " + ", ".join(keys)
 
 
-def _write_background(
-    partial: Path, config: SynthConfig, speakers: Sequence[Speaker], engines: dict[str, tts.SpeechEngine]
-) -> dict[str, np.ndarray]:
-    """Make (again, when resuming: it is deterministic) and write the background recordings."""
+def _write_background(pool: ProcessPoolExecutor, partial: Path, config: SynthConfig, speakers: Sequence[Speaker]) -> None:
+    """Make the background recordings that are not on disk yet (one worker task per kind).
+
+    Babble talkers are the first training speakers, so no held-out voice is heard in training.
+    """
     training = [s for s in speakers if s.split == "training"]
-    talkers = [(engines[s.engine], s.voice) for s in (training * 6)[:6]]
-    bank = {}
-    for index, kind in enumerate(NOISE_KINDS):
-        rng = _rng(config.seed, _BACKGROUND, index)
-        bank[kind] = background_noise(kind, config.background_seconds, rng, talkers)
-        write_wav(partial / BACKGROUND_NOISE_DIR / f"{kind}.wav", bank[kind])
-    return bank
+    talkers = [(s.engine, s.voice) for s in (training * _BABBLE_TALKERS)[:_BABBLE_TALKERS]]
+    missing = [k for k in NOISE_KINDS if not (partial / BACKGROUND_NOISE_DIR / f"{k}.wav").is_file()]
+    recordings = [pool.submit(_make_background, kind, talkers) for kind in missing]
+    for kind, recording in zip(missing, recordings):
+        write_wav(partial / BACKGROUND_NOISE_DIR / f"{kind}.wav", recording.result())
 
 
 def _render(
-    partial: Path, config: SynthConfig, speakers: Sequence[Speaker], bank: dict[str, np.ndarray],
-    jobs: int, progress: bool,
-) -> dict[str, dict]:  # fmt: skip
+    pool: ProcessPoolExecutor, partial: Path, config: SynthConfig, speakers: Sequence[Speaker], progress: bool
+) -> dict[str, dict]:
     """Render every speaker not yet in the journal; returns every clip's record by path."""
     from tqdm import tqdm
 
     journal = partial / _JOURNAL
     done = _read_journal(journal, partial)
-    todo = [s for s in speakers if s.id not in done]
-    words = len(config.word_list)
     clips = {path: record for records in done.values() for path, record in records.items()}
+    todo = [s for s in speakers if s.id not in done]
+    total = len(speakers) * len(config.word_list)
     with (
-        tqdm(total=len(speakers) * words, initial=len(clips), unit="clip", desc="synth", disable=not progress) as bar,
+        tqdm(total=total, initial=len(clips), unit="clip", desc="synth", disable=not progress) as bar,
         open(journal, "a", encoding="utf-8") as log,
     ):
-        for speaker_id, records in _map_speakers(todo, config, bank, partial, jobs):
+        for future in as_completed([pool.submit(_render_one_speaker, s, partial) for s in todo]):
+            speaker_id, records = future.result()
             log.write(json.dumps({"speaker": speaker_id, "clips": records}, sort_keys=True) + "\n")
             log.flush()
             clips.update(records)
@@ -829,7 +851,12 @@ def _render(
 
 
 def _read_journal(journal: Path, partial: Path) -> dict[str, dict]:
-    """Speakers finished by an earlier run: journal lines whose every clip is on disk."""
+    """Speakers finished by an earlier run: journal lines whose every clip is on disk.
+
+    Also removes the temporary files of writes that a killed run left half done.
+    """
+    for stray in partial.glob("*/.*.tmp*"):
+        stray.unlink()
     done = {}
     if journal.exists():
         for line in journal.read_text(encoding="utf-8").splitlines():
@@ -842,16 +869,46 @@ def _read_journal(journal: Path, partial: Path) -> dict[str, dict]:
     return done
 
 
-_worker: tuple[ClipRenderer, Path] | None = None
+# --- worker processes ------------------------------------------------------------------------
+
+_worker_config: SynthConfig | None = None
 
 
-def _start_worker(config: dict, bank: dict[str, np.ndarray], partial: Path) -> None:
-    global _worker
-    _worker = (ClipRenderer(SynthConfig.from_dict(config), bank), partial)
+def _start_worker(config: dict) -> None:
+    global _worker_config
+    _worker_config = SynthConfig.from_dict(config)
+    # A worker whose parent was killed would wait for work forever: it holds its own task
+    # queue's write end, so the queue never reports end of file.
+    threading.Thread(target=_exit_with_parent, daemon=True).start()
 
 
-def _render_one_speaker(speaker: Speaker) -> tuple[str, dict[str, dict]]:
-    renderer, partial = _worker
+def _exit_with_parent() -> None:
+    multiprocessing.connection.wait([multiprocessing.parent_process().sentinel])
+    os._exit(1)
+
+
+def _describe_engines() -> dict[str, dict]:
+    """Load every engine of the config: what synth.json records, and the voice names."""
+    engines = {name: tts.load_engine(name) for name in _worker_config.engines}
+    return {name: {"description": e.describe(), "voices": e.voices()} for name, e in engines.items()}
+
+
+def _make_background(kind: str, talkers: Sequence[tuple[str, str]]) -> np.ndarray:
+    config = _worker_config
+    rng = _rng(config.seed, _BACKGROUND, NOISE_KINDS.index(kind))
+    voices = [(tts.load_engine(engine), voice) for engine, voice in talkers] if kind == "babble" else []
+    return background_noise(kind, config.background_seconds, rng, voices)
+
+
+@lru_cache(maxsize=1)
+def _renderer(partial: Path) -> ClipRenderer:
+    # Clips mix in crops of the recordings as written, so a resumed run hears the same noise.
+    bank = {k: read_wav(partial / BACKGROUND_NOISE_DIR / f"{k}.wav") for k in NOISE_KINDS}
+    return ClipRenderer(_worker_config, bank)
+
+
+def _render_one_speaker(speaker: Speaker, partial: Path) -> tuple[str, dict[str, dict]]:
+    renderer = _renderer(partial)
     records = {}
     for word, samples, record in renderer.render_speaker(speaker, renderer.config.word_list):
         path = clip_path(word, speaker)
@@ -860,24 +917,7 @@ def _render_one_speaker(speaker: Speaker) -> tuple[str, dict[str, dict]]:
     return speaker.id, records
 
 
-def _map_speakers(
-    speakers: Sequence[Speaker], config: SynthConfig, bank: dict[str, np.ndarray], partial: Path, jobs: int
-) -> Iterable[tuple[str, dict[str, dict]]]:
-    """Render speakers in this process (``jobs == 1``) or in ``jobs`` fresh processes."""
-    init = (config.to_dict(), bank, partial)
-    if jobs == 1 or len(speakers) <= 1:
-        _start_worker(*init)
-        yield from map(_render_one_speaker, speakers)
-        return
-    # "spawn": the parent may have started threads (TensorFlow), which fork does not survive.
-    pool = ProcessPoolExecutor(
-        min(jobs, len(speakers)), mp_context=get_context("spawn"), initializer=_start_worker, initargs=init
-    )
-    try:
-        for future in as_completed([pool.submit(_render_one_speaker, s) for s in speakers]):
-            yield future.result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+# --- manifest ----------------------------------------------------------------------------------
 
 
 def _write_manifest(partial: Path, plan: dict, speakers: Sequence[Speaker], clips: dict[str, dict]) -> None:

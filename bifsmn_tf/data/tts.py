@@ -88,6 +88,41 @@ class SpeechEngine(abc.ABC):
             raise EngineError(f"{self.name}: unknown voice {voice!r}")
 
 
+# --- C runtime state that the native engines share ---------------------------------------------
+
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+_FRESH_PAGES_FROM = 128 * 1024
+
+
+@functools.lru_cache(maxsize=1)
+def _c_library() -> ctypes.CDLL | None:
+    """The C runtime the engines' libraries use, where it can be found."""
+    try:
+        return ctypes.CDLL(None) if os.name == "posix" else ctypes.CDLL("ucrtbase")
+    except (OSError, TypeError):
+        return None
+
+
+def _seed_c_random(seed: int) -> None:
+    libc = _c_library()
+    if libc is not None:
+        libc.srand(ctypes.c_uint(seed))
+
+
+def _zeroed_large_allocations() -> bool:
+    """From now on, every large ``malloc`` in this process gets fresh, zeroed pages (glibc).
+
+    py-nanotts 0.1.1 gives Pico a ``malloc``'d work area without clearing it, and Pico's output
+    depends on what is in it: after other calls the same word came out with other samples, one
+    a third shorter (measured). With a fixed mmap threshold glibc never keeps such blocks in its
+    heap, so none is recycled. This holds for the whole process, which then maps and zeroes
+    every large block anew: the generator runs Pico only in its worker processes. Returns
+    whether it applied; elsewhere Pico may not be reproducible.
+    """
+    mallopt = getattr(_c_library(), "mallopt", None)
+    return bool(mallopt and mallopt(_M_MMAP_THRESHOLD, _FRESH_PAGES_FROM))
+
+
 # --- espeak-ng -----------------------------------------------------------------------------------
 
 _ESPEAK_SYNCHRONOUS = 2
@@ -239,7 +274,9 @@ class EspeakEngine(SpeechEngine):
     def voices(self) -> tuple[str, ...]:
         return tuple(f"{a}+{v}" if v else a for a in self.ACCENTS for v in self.VARIANTS)
 
-    def synthesize(self, text, voice, rate=1.0, pitch=1.0, intonation=1.0):
+    def synthesize(
+        self, text: str, voice: str, rate: float = 1.0, pitch: float = 1.0, intonation: float = 1.0
+    ) -> tuple[np.ndarray, int]:
         self._check_voice(voice)
         words_per_minute = int(np.clip(round(self._DEFAULT_WORDS_PER_MINUTE * rate), 80, 450))
         pitch_setting = int(np.clip(round(50 + self._PITCH_STEPS_PER_OCTAVE * np.log2(pitch)), 0, 99))
@@ -249,36 +286,6 @@ class EspeakEngine(SpeechEngine):
 
 
 # --- SVOX Pico -----------------------------------------------------------------------------------
-
-
-_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
-
-
-@functools.lru_cache(maxsize=1)
-def _c_library() -> ctypes.CDLL | None:
-    """The C runtime the engines' libraries use, where it can be found."""
-    try:
-        return ctypes.CDLL(None) if os.name == "posix" else ctypes.CDLL("ucrtbase")
-    except (OSError, TypeError):
-        return None
-
-
-def _seed_c_random(seed: int) -> None:
-    libc = _c_library()
-    if libc is not None:
-        libc.srand(ctypes.c_uint(seed))
-
-
-def _zeroed_large_allocations() -> bool:
-    """Make every large ``malloc`` in this process fresh, zeroed pages (glibc only).
-
-    py-nanotts 0.1.1 gives Pico a ``malloc``'d work area without clearing it, and Pico's output
-    depends on what is in it: after other calls the same word came out with other samples, one
-    a third shorter (measured). A fixed mmap threshold stops glibc from recycling freed heap
-    for such blocks. Returns whether it applied; elsewhere Pico may not be reproducible.
-    """
-    mallopt = getattr(_c_library(), "mallopt", None)
-    return bool(mallopt and mallopt(_M_MMAP_THRESHOLD, 128 * 1024))
 
 
 class PicoEngine(SpeechEngine):
@@ -301,7 +308,9 @@ class PicoEngine(SpeechEngine):
     def voices(self) -> tuple[str, ...]:
         return ("en-US", "en-GB")
 
-    def synthesize(self, text, voice, rate=1.0, pitch=1.0, intonation=1.0):
+    def synthesize(
+        self, text: str, voice: str, rate: float = 1.0, pitch: float = 1.0, intonation: float = 1.0
+    ) -> tuple[np.ndarray, int]:
         self._check_voice(voice)
         pcm = self._tts.speak(text, voice=voice, speed=rate, pitch=pitch, volume=self.VOLUME)
         if not pcm:
@@ -349,7 +358,9 @@ class PiperEngine(SpeechEngine):
     def voices(self) -> tuple[str, ...]:
         return ("en_US-joe-medium",)
 
-    def synthesize(self, text, voice, rate=1.0, pitch=1.0, intonation=1.0):
+    def synthesize(
+        self, text: str, voice: str, rate: float = 1.0, pitch: float = 1.0, intonation: float = 1.0
+    ) -> tuple[np.ndarray, int]:
         self._check_voice(voice)
         phonemes = self._espeak.phonemes(text, self._espeak_voice) + _trailing_punctuation(text)
         pad = self._ids["_"]
@@ -395,7 +406,9 @@ class HibariEngine(SpeechEngine):
     def voices(self) -> tuple[str, ...]:
         return ("heart-us", "heart-gb")
 
-    def synthesize(self, text, voice, rate=1.0, pitch=1.0, intonation=1.0):
+    def synthesize(
+        self, text: str, voice: str, rate: float = 1.0, pitch: float = 1.0, intonation: float = 1.0
+    ) -> tuple[np.ndarray, int]:
         self._check_voice(voice)
         ids = self._tts.ids(self._g2p[voice](text))
         outputs = self._tts.sess.run(
@@ -480,7 +493,9 @@ class KokoroEngine(SpeechEngine):
     def voices(self) -> tuple[str, ...]:
         return tuple(f"{m}/{p}" for m in self._mixes() for p in self._PRONUNCIATIONS)
 
-    def synthesize(self, text, voice, rate=1.0, pitch=1.0, intonation=1.0):
+    def synthesize(
+        self, text: str, voice: str, rate: float = 1.0, pitch: float = 1.0, intonation: float = 1.0
+    ) -> tuple[np.ndarray, int]:
         self._check_voice(voice)
         mix, pronunciation = voice.split("/")
         style = np.mean([self._styles[s] for s in mix.split("+")], axis=0)
