@@ -101,7 +101,7 @@ class TrainConfig(JsonConfig):
 #: synthetic set so that ``bifsmn-tf demo`` (teacher + student) fits 20 minutes on 2 CPU cores.
 PRESETS: dict[str, TrainConfig] = {
     "paper": TrainConfig(),
-    "demo": TrainConfig(epochs=12, batch_size=64, learning_rate=0.05, weight_decay=1e-4),
+    "demo": TrainConfig(epochs=40, batch_size=32, learning_rate=0.01, weight_decay=1e-4),
 }
 
 

@@ -1,0 +1,160 @@
+"""Ablation on the synthetic keyword set: FP teacher, binarization baselines, BiFSMN ± distillation.
+
+Trains (or resumes) one FP teacher and, from it, one thinnable student per row below, each over
+widths 8/4/2 with the same recipe, then evaluates every width on the test split:
+
+    BNN, XNOR, Bi-Real, IR-Net, ReActNet     their binarizers, no distillation
+    BiFSMN                                   no distillation / HED (v1) / FID (v2)
+
+It also measures training throughput (samples/s, median over epochs after the first) per run and,
+on random batches, per set of trained widths. Writes ``benchmarks/results/ablation.md`` and
+``.json`` with the exact command. Every run directory resumes, so an interrupted benchmark
+continues where it stopped when started again with the same ``--work``.
+
+    python benchmarks/ablation.py --work /tmp/ablation            # synthetic set made if absent
+    python benchmarks/ablation.py --data DIR --work W --epochs 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import bifsmn_tf  # noqa: F401  (Keras 2 before TensorFlow loads)
+from bifsmn_tf import evaluate
+from bifsmn_tf.data.synthetic import generate
+from bifsmn_tf.fileio import atomic_write_text
+from bifsmn_tf.training import demo, run
+
+#: (row label, binarizer, distillation)
+ROWS = (
+    ("BNN", "bnn", "none"),
+    ("XNOR", "xnor", "none"),
+    ("Bi-Real", "bireal", "none"),
+    ("IR-Net", "irnet", "none"),
+    ("ReActNet", "reactnet", "none"),
+    ("BiFSMN, no distillation", "bifsmn", "none"),
+    ("BiFSMN + HED", "bifsmn", "hed"),
+    ("BiFSMN + FID", "bifsmn", "fid"),
+)
+WIDTHS = (8, 4, 2)
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", required=True, type=Path, help="where data, caches and runs go")
+    parser.add_argument("--data", type=Path, help="dataset root (default: the demo's synthetic set in WORK/data)")
+    parser.add_argument("--preset", default="demo", choices=["demo", "paper"], help="recipe (default demo)")
+    parser.add_argument("--epochs", type=int, help="override the preset's epochs")
+    parser.add_argument("--throughput-steps", type=int, default=20,
+                        help="timed steps per width set on random batches (default 20)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "ablation.md", help="Markdown report")
+    args = parser.parse_args(argv)
+
+    data = args.data or generate(args.work / "data", demo.SYNTH).root
+    overrides = {"epochs": args.epochs}
+    teacher_run = args.work / "teacher"
+    run.train(
+        teacher_run,
+        run.teacher_configs(data, demo.TASK, preset=args.preset, data_dir=str(args.work), **overrides),
+    )
+    rows = [_row("FP teacher (D-FSMN)", "-", "-", teacher_run)]
+    for label, binarizer, distill in ROWS:
+        run_dir = args.work / f"{binarizer}-{distill}"
+        configs = run.student_configs(
+            teacher_run, preset=args.preset, widths=WIDTHS, distill=distill, binarizer=binarizer, **overrides
+        )
+        run.train(run_dir, configs, teacher_run=teacher_run)
+        rows.append(_row(label, binarizer, distill, run_dir))
+    throughput = _width_set_throughput(run.RunConfigs.load(teacher_run), teacher_run, args.throughput_steps)
+
+    command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
+    report = {"command": command, "data": str(data), "rows": rows, "throughput_by_width_set": throughput}
+    atomic_write_text(args.out, _markdown(report))
+    atomic_write_text(args.out.with_suffix(".json"), json.dumps(report, indent=2) + "\n")
+    print(_markdown(report))
+    return 0
+
+
+def _row(label: str, binarizer: str, distill: str, run_dir: Path) -> dict:
+    result = evaluate.evaluate_run(run_dir, split="test")
+    with open(run_dir / run.METRICS, newline="") as f:
+        metrics = list(csv.DictReader(f))
+    speeds = [float(r["samples_per_second"]) for r in metrics[1:]] or [float(metrics[0]["samples_per_second"])]
+    return {
+        "method": label,
+        "binarizer": binarizer,
+        "distill": distill,
+        "run_dir": str(run_dir),
+        "accuracy": {w: e["accuracy"] for w, e in result["widths"].items()},
+        "num_examples": result["num_examples"],
+        "samples_per_second": round(statistics.median(speeds), 1),
+        "epochs": len(metrics),
+    }
+
+
+def _width_set_throughput(configs: run.RunConfigs, teacher_run: Path, steps: int) -> list[dict]:
+    """Samples/s of the BiFSMN + HED train step per set of trained widths, random batches."""
+    import numpy as np
+    import tensorflow as tf
+
+    from bifsmn_tf.models.dfsmn import build_bifsmn
+    from bifsmn_tf.training.trainer import Distiller, default_width_weights
+
+    teacher, _ = run.load_run_model(teacher_run)
+    batch = configs.train.batch_size
+    rng = np.random.default_rng(0)
+    features = tf.constant(rng.normal(-50, 20, (batch, configs.model.num_frames, configs.model.num_features)), tf.float32)
+    labels = tf.constant(rng.integers(0, configs.model.num_classes, batch), tf.int32)
+    results = []
+    for widths in ((8,), (8, 4), (8, 4, 2), (8, 4, 2, 1)):
+        student = build_bifsmn(configs.model.replace(widths=widths))
+        distiller = Distiller(student, teacher, widths=widths, width_weights=default_width_weights(widths))
+        distiller.compile(optimizer=tf.keras.optimizers.SGD(1e-3, momentum=0.9))
+        distiller.train_on_batch(features, labels)  # trace
+        started = time.perf_counter()
+        for _ in range(steps):
+            distiller.train_on_batch(features, labels)
+        seconds = time.perf_counter() - started
+        results.append({"widths": list(widths), "batch": batch, "samples_per_second": round(steps * batch / seconds, 1)})
+    return results
+
+
+def _markdown(report: dict) -> str:
+    lines = [
+        "# Ablation on the synthetic keyword set (v1-12, test split)",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        "| method | distillation | acc w8 (%) | acc w4 (%) | acc w2 (%) | train samples/s | epochs |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in report["rows"]:
+        cells = [f"{100 * row['accuracy'][str(w)]:.2f}" if str(w) in row["accuracy"] else "-" for w in WIDTHS]
+        lines.append(
+            f"| {row['method']} | {row['distill']} | {' | '.join(cells)} | {row['samples_per_second']} | {row['epochs']} |"
+        )
+    lines += [
+        "",
+        f"Test clips: {report['rows'][0]['num_examples']}. Train samples/s: clips per second of one "
+        "training step over all trained widths (teacher: one width), median over epochs after the first.",
+        "",
+        "Training throughput of the BiFSMN + HED step by set of trained widths (random batches, this host):",
+        "",
+        "| widths | batch | samples/s |",
+        "|---|---:|---:|",
+        *(f"| {','.join(map(str, t['widths']))} | {t['batch']} | {t['samples_per_second']} |"
+          for t in report["throughput_by_width_set"]),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""``bifsmn-tf demo``: the results table and checks, and (slow) the whole demo from scratch."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import bifsmn_tf  # noqa: F401  (Keras 2 before TensorFlow loads)
+
+from bifsmn_tf.cli import main
+from bifsmn_tf.training import demo
+
+
+def _evaluation(accuracies: dict[str, float]) -> dict:
+    return {
+        "widths": {w: {"accuracy": a} for w, a in accuracies.items()},
+        "num_examples": 200,
+        "task": "v1-12",
+        "protocol": "bifsmn",
+    }
+
+
+@pytest.mark.parametrize(
+    "teacher, student, within, monotone",
+    [
+        (0.95, {"8": 0.93, "4": 0.90, "2": 0.90}, True, True),
+        (0.95, {"8": 0.91, "4": 0.90, "2": 0.85}, False, True),
+        (0.95, {"8": 0.94, "4": 0.95, "2": 0.85}, True, False),
+    ],
+)
+def test_checks_apply_the_demo_bounds(teacher, student, within, monotone):
+    checks = demo.demo_checks(_evaluation({"8": teacher}), _evaluation(student))
+    assert checks["within_max_drop"] is within and checks["monotone_in_width"] is monotone
+    assert checks["drop_points_full_width"] == pytest.approx(100 * (teacher - student["8"]), abs=0.01)
+
+
+def test_results_table_lists_teacher_and_every_width():
+    teacher, student = _evaluation({"8": 0.95}), _evaluation({"8": 0.93, "4": 0.9, "2": 0.875})
+    results = {
+        "teacher": teacher,
+        "student": student,
+        "teacher_run": "/r/teacher",
+        "student_run": "/r/student",
+        "checks": demo.demo_checks(teacher, student),
+        "seconds": {"data": 10.0, "teacher": 20.0},
+    }
+    table = demo.format_results(results)
+    assert "| D-FSMN teacher | 8 | 32/32 | 95.00 | 0.00 |" in table
+    assert "| BiFSMN (HED) | 4 | 1/1 | 90.00 | -5.00 |" in table
+    assert "| BiFSMN (HED) | 2 | 1/1 | 87.50 | -7.50 |" in table
+    assert "Full-width drop: 2.00 points (within" in table
+
+
+@pytest.mark.slow
+def test_demo_from_scratch_meets_its_bounds(tmp_path, capsys):
+    """The README's first command, end to end: synthetic data, teacher, BiFSMN, evaluation."""
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    results = json.loads((tmp_path / "demo" / "results.json").read_text())
+    assert (tmp_path / "demo" / "results.md").read_text() in printed
+    assert set(results["student"]["widths"]) == {"8", "4", "2"}
+    assert results["checks"]["within_max_drop"], results["checks"]
+    assert results["checks"]["monotone_in_width"], results["checks"]

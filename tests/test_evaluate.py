@@ -1,0 +1,102 @@
+"""Evaluation of runs: metrics from confusion matrices, per-width results, files, the CLI verb."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+
+import bifsmn_tf  # noqa: F401  (Keras 2 before TensorFlow loads)
+
+from bifsmn_tf import evaluate
+from bifsmn_tf.cli import main
+from bifsmn_tf.data.labels import LABELS_12
+from bifsmn_tf.data.pipeline import make_dataset
+from bifsmn_tf.data.speech_commands import split_files
+from bifsmn_tf.models.dfsmn import width_model
+from bifsmn_tf.training import run
+
+SMALL_MODEL = {"frontend_channels": 4, "hidden_size": 32, "memory_size": 16}
+
+
+@pytest.fixture(scope="module")
+def runs(synth_dataset, tmp_path_factory):
+    """A one-epoch teacher and a one-epoch student (widths 8, 4) of it, narrow layers."""
+    root = tmp_path_factory.mktemp("eval-runs")
+    configs = run.teacher_configs(
+        synth_dataset, "v1-12", preset="demo", data_dir=str(root / "cache"), epochs=1, batch_size=8
+    )
+    configs = dataclasses.replace(configs, model=configs.model.replace(**SMALL_MODEL))
+    run.train(root / "teacher", configs, progress=False)
+    student = run.student_configs(root / "teacher", preset="demo", widths=(8, 4), epochs=1, batch_size=8)
+    run.train(root / "student", student, teacher_run=root / "teacher", progress=False)
+    return {"teacher": root / "teacher", "student": root / "student"}
+
+
+def test_confusion_matrix_and_metrics_match_hand_counts():
+    truth = np.array([0, 0, 1, 1, 1, 2])
+    predicted = np.array([0, 1, 1, 1, 0, 1])
+    confusion = evaluate.confusion_matrix(truth, predicted, 3)
+    np.testing.assert_array_equal(confusion, [[1, 1, 0], [1, 2, 0], [0, 1, 0]])
+    metrics = evaluate.width_metrics(confusion, ("a", "b", "c"))
+    assert metrics["accuracy"] == pytest.approx(3 / 6)
+    assert metrics["per_class"]["b"] == {"recall": pytest.approx(2 / 3), "precision": pytest.approx(2 / 4), "support": 3}
+    assert metrics["per_class"]["c"]["recall"] == 0.0 and metrics["per_class"]["c"]["precision"] is None
+    assert metrics["confusion_matrix"] == confusion.tolist()
+
+
+@pytest.mark.parametrize("kind, widths", [("teacher", ["8"]), ("student", ["8", "4"])])
+def test_evaluation_has_one_row_per_trained_width_and_agrees_with_the_model(runs, synth_dataset, kind, widths):
+    result = evaluate.evaluate_run(runs[kind], synth_dataset, split="test", progress=False)
+    assert list(result["widths"]) == widths
+    assert (result["task"], result["protocol"], result["split"], result["kind"]) == ("v1-12", "bifsmn", "test", kind)
+    files = split_files(synth_dataset, "test")
+    assert result["num_examples"] == len(files) + int(0.1 * len(files))  # bifsmn: + 10 % silence
+    assert result["labels"] == list(LABELS_12)
+
+    configs = run.RunConfigs.load(runs[kind])
+    model, _ = run.load_run_model(runs[kind])
+    features, labels = zip(*make_dataset(configs.data.replace(batch_size=64), configs.features, "test"))
+    features, labels = np.concatenate(features), np.concatenate(labels)
+    for width in widths:
+        entry = result["widths"][width]
+        logits = width_model(model, int(width))(features, training=False).numpy()
+        assert entry["accuracy"] == pytest.approx(np.mean(np.argmax(logits, -1) == labels))
+        confusion = np.array(entry["confusion_matrix"])
+        assert confusion.sum() == result["num_examples"]
+        assert entry["per_class"]["silence"]["support"] == int(0.1 * len(files))
+        with open(entry["confusion_png"], "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    out_dir = runs[kind] / evaluate.EVAL_DIR / "test-bifsmn"
+    assert json.loads((out_dir / "evaluation.json").read_text()) == result
+    assert "| width | accuracy (%) |" in (out_dir / "report.md").read_text()
+
+
+def test_standard_protocol_changes_the_composition(runs, synth_dataset):
+    result = evaluate.evaluate_run(runs["teacher"], synth_dataset, split="test", protocol="standard", progress=False)
+    assert result["protocol"] == "standard"
+    support = {label: v["support"] for label, v in result["widths"]["8"]["per_class"].items()}
+    keywords = sum(support[w] for w in LABELS_12[2:])
+    assert support["silence"] == math.ceil(0.1 * keywords)  # noise crops instead of 10 % zeros
+    assert 0 < support["unknown"] <= math.ceil(0.1 * keywords)
+
+
+def test_cli_evaluate_prints_the_table_and_writes_json(runs, synth_dataset, tmp_path, capsys):
+    path = tmp_path / "eval.json"
+    code = main(["evaluate", str(runs["student"]), "--data", str(synth_dataset), "--split", "validation",
+                 "--json", str(path), "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    result = json.loads(path.read_text())
+    assert set(result["widths"]) == {"8", "4"} and result["split"] == "validation"
+    for width, entry in result["widths"].items():
+        assert f"| {width} | {100 * entry['accuracy']:.2f} |" in printed
+    assert "| yes |" in printed
+
+
+def test_evaluating_a_directory_that_is_not_a_run_fails_clearly(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path), "--no-progress"]) == 2
+    assert "not a training run directory" in capsys.readouterr().err

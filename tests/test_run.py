@@ -1,0 +1,213 @@
+"""Training runs on disk: files, best-model selection, refusal of mixed runs, kill and resume."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import bifsmn_tf  # noqa: F401  (Keras 2 before TensorFlow loads)
+import tensorflow as tf
+
+from bifsmn_tf.cli import main
+from bifsmn_tf.models.dfsmn import model_kind
+from bifsmn_tf.training import run
+from bifsmn_tf.training.trainer import cosine_learning_rate
+
+#: Narrow layers (fast graph tracing) with the real depth, widths and block shapes.
+SMALL_MODEL = {"frontend_channels": 4, "hidden_size": 32, "memory_size": 16}
+
+
+def small(configs: run.RunConfigs) -> run.RunConfigs:
+    return dataclasses.replace(configs, model=configs.model.replace(**SMALL_MODEL))
+
+
+def teacher_configs(data: Path, cache: Path, **train) -> run.RunConfigs:
+    return small(run.teacher_configs(data, "v1-12", preset="demo", data_dir=str(cache), batch_size=8, **train))
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / run.METRICS, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def teacher_run(synth_dataset, cache, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("runs") / "teacher"
+    run.train(run_dir, teacher_configs(synth_dataset, cache, epochs=2), progress=False)
+    return run_dir
+
+
+def test_teacher_run_directory_holds_everything(teacher_run):
+    for name in (run.RUN_INFO, run.TRAIN_CONFIG, run.MODEL_CONFIG, run.DATA_CONFIG, run.FEATURE_CONFIG,
+                 run.METRICS, run.CURVES):
+        assert (teacher_run / name).is_file(), name
+    assert (teacher_run / run.CURVES).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list((teacher_run / run.LOGS).rglob("events.out.tfevents.*"))
+    rows = read_metrics(teacher_run)
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert {"learning_rate", "samples_per_second", "acc_8", "ce_8", "val_acc_8", "val_ce_8"} <= set(rows[0])
+    assert float(rows[1]["samples_per_second"]) > 0
+    info = json.loads((teacher_run / run.RUN_INFO).read_text())
+    assert info["kind"] == "teacher" and info["complete"] and info["epochs_done"] == 2
+    assert (teacher_run / run.MODEL).is_symlink()
+    model, config = run.load_run_model(teacher_run)
+    assert model_kind(model) == "teacher" and config.memory_size == SMALL_MODEL["memory_size"]
+    selection = json.loads((teacher_run / run.MODEL / run.SELECTION).read_text())
+    best = max(float(r["val_acc_8"]) for r in rows)
+    assert selection["val_accuracy"]["8"] == pytest.approx(best, abs=1e-6)
+
+
+def test_finished_run_is_not_trained_again(teacher_run, synth_dataset, cache, capsys):
+    before = (teacher_run / run.METRICS).read_text()
+    result = run.train(teacher_run, teacher_configs(synth_dataset, cache, epochs=2), progress=False)
+    assert "nothing to train" in capsys.readouterr().out
+    assert result.epochs == 2 and (teacher_run / run.METRICS).read_text() == before
+
+
+def test_a_run_with_other_settings_is_refused(teacher_run, synth_dataset, cache):
+    with pytest.raises(run.RunError, match=r"train\.epochs: 2 -> 3"):
+        run.train(teacher_run, teacher_configs(synth_dataset, cache, epochs=3), progress=False)
+
+
+def test_a_directory_that_is_not_a_run_is_refused(tmp_path, synth_dataset, cache):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(run.RunError, match="not a training run directory"):
+        run.train(tmp_path, teacher_configs(synth_dataset, cache, epochs=1), progress=False)
+
+
+def test_student_run_distils_every_width_and_saves_a_student(teacher_run, tmp_path):
+    configs = run.student_configs(teacher_run, preset="demo", widths=(8, 4), distill="hed", epochs=1)
+    assert configs.train.width_weights == (1.0, 0.5) and configs.model.widths == (8, 4)
+    result = run.train(tmp_path / "student", configs, teacher_run=teacher_run, progress=False)
+    assert result.kind == "student" and set(result.best_val_accuracy) == {"8", "4"}
+    row = read_metrics(tmp_path / "student")[0]
+    for width in (8, 4):
+        assert math.isfinite(float(row[f"distill_{width}"])) and f"val_acc_{width}" in row
+    model, config = run.load_run_model(tmp_path / "student")
+    assert model_kind(model) == "student" and config.widths == (8, 4)
+    info = run.read_run_info(tmp_path / "student")
+    assert info["teacher_run"] == str(teacher_run.resolve())
+
+
+def test_student_profile_must_match_the_teacher(teacher_run):
+    with pytest.raises(run.RunError, match="profile"):
+        run.student_configs(teacher_run, profile="lean")
+
+
+@pytest.mark.parametrize(
+    "history, expected",
+    [
+        ([{"8": 0.5, "4": 0.4, "2": 0.3}], 0),
+        ([{"8": 0.5, "4": 0.4, "2": 0.3}, {"8": 0.6, "4": 0.5, "2": 0.5}], 1),  # ties allowed
+        ([{"8": 0.5, "4": 0.4, "2": 0.3}, {"8": 0.9, "4": 0.95, "2": 0.3}], 0),  # not monotone
+        ([{"8": 0.5, "4": 0.6, "2": 0.3}, {"8": 0.4, "4": 0.3, "2": 0.2}], 1),  # monotone wins
+        ([{"8": 0.5, "4": 0.6, "2": 0.3}, {"8": 0.7, "4": 0.8, "2": 0.1}], 1),  # best of none monotone
+        ([{"8": 0.5, "4": 0.4, "2": 0.3}, {"8": 0.5, "4": 0.4, "2": 0.3}], 0),  # equal: keep first
+    ],
+)
+def test_best_model_rule(history, expected):
+    best = None
+    for epoch, accuracy in enumerate(history):
+        candidate = run.selection_record(epoch, accuracy)
+        if run.is_better(candidate, best):
+            best = candidate
+    assert best["epoch"] == expected
+
+
+TRAIN_SCRIPT = textwrap.dedent(
+    """
+    import dataclasses, json, sys
+    import bifsmn_tf
+    from bifsmn_tf.training import run
+    data, cache, out, epochs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    configs = run.teacher_configs(data, "v1-12", preset="demo", data_dir=cache, epochs=epochs, batch_size=8)
+    configs = dataclasses.replace(configs, model=configs.model.replace(**json.loads(sys.argv[5])))
+    result = run.train(out, configs, progress=False)
+    print(json.dumps({"first_epoch": result.first_epoch, "best_epoch": result.best_epoch}))
+    """
+)
+
+
+def _optimizer_iterations(run_dir: Path) -> int:
+    latest = tf.train.latest_checkpoint(str(run_dir / run.CHECKPOINTS))
+    return int(tf.train.load_variable(latest, "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"))
+
+
+def test_killed_run_resumes_with_its_epoch_count_and_optimizer_state(synth_dataset, cache, tmp_path):
+    """SIGKILL a real training process after its second epoch, rerun it, and check that the
+    epochs continue where the last checkpoint left them with the optimizer's step count."""
+    epochs = 10
+    script = tmp_path / "train.py"
+    script.write_text(TRAIN_SCRIPT)
+    out = tmp_path / "run"
+    command = [sys.executable, str(script), str(synth_dataset), str(cache), str(out), str(epochs), json.dumps(SMALL_MODEL)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if json.loads((out / run.RUN_INFO).read_text())["epochs_done"] >= 2:
+                break
+        except (FileNotFoundError, json.JSONDecodeError):
+            pass
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.communicate()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+
+    committed = run._committed_epoch(out / run.CHECKPOINTS)
+    assert 2 <= committed < epochs
+    assert not json.loads((out / run.RUN_INFO).read_text())["complete"]
+    rows_before = [r for r in read_metrics(out) if int(r["epoch"]) < committed]
+    steps_per_epoch = _optimizer_iterations(out) // committed
+    assert _optimizer_iterations(out) == committed * steps_per_epoch > 0
+
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming after epoch {committed} of {epochs}" in resumed.stdout
+    assert json.loads(resumed.stdout.strip().splitlines()[-1])["first_epoch"] == committed
+    rows = read_metrics(out)
+    assert [int(r["epoch"]) for r in rows] == list(range(epochs))
+    assert rows[:committed] == rows_before
+    schedule = run.RunConfigs.load(out).train
+    for row in rows:
+        assert float(row["learning_rate"]) == pytest.approx(cosine_learning_rate(int(row["epoch"]), schedule), rel=1e-5)
+    assert _optimizer_iterations(out) == epochs * steps_per_epoch
+    assert json.loads((out / run.RUN_INFO).read_text())["complete"]
+
+
+def test_cli_verbs_explain_their_flags(capsys):
+    for verb, flags in {
+        "train-teacher": ["--data", "--task", "--out", "--preset", "--epochs", "--lr", "--weight-decay"],
+        "train": ["--teacher", "--widths", "--distill", "--binarizer", "--profile", "--gamma"],
+        "evaluate": ["--data", "--split", "--protocol", "--json"],
+        "demo": ["--out"],
+    }.items():
+        with pytest.raises(SystemExit) as exit_info:
+            main([verb, "--help"])
+        assert exit_info.value.code == 0
+        text = capsys.readouterr().out
+        for flag in flags:
+            assert flag in text, (verb, flag)
+
+
+def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
+    assert main(["train", "--teacher", str(tmp_path / "absent"), "--out", str(tmp_path / "s")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+    assert main(["train", "--teacher", str(tmp_path), "--out", str(tmp_path / "s"), "--widths", "8,x"]) == 2
+    assert "--widths" in capsys.readouterr().err
