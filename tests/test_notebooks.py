@@ -1,0 +1,93 @@
+"""The notebooks run top to bottom at small scale, and are committed without outputs."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+CELL_TIMEOUT_S = 600
+
+
+def _load_strip_script():
+    spec = importlib.util.spec_from_file_location("strip_outputs", NOTEBOOKS_DIR / "strip_outputs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_all_five_notebooks_exist():
+    assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_committed_without_outputs(path: Path):
+    notebook = nbformat.read(path, as_version=4)
+    nbformat.validate(notebook)
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type == "code":
+            assert cell.outputs == [], f"{path.name} cell {index} has outputs: run notebooks/strip_outputs.py"
+            assert cell.execution_count is None, f"{path.name} cell {index} has an execution count"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_imports_bifsmn_tf_before_tensorflow(path: Path):
+    first_code = next(c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+    assert first_code.source.startswith("import bifsmn_tf"), path.name
+
+
+def test_strip_script_removes_outputs_and_counts(tmp_path: Path):
+    strip_outputs = _load_strip_script()
+    notebook = nbformat.read(NOTEBOOKS[0], as_version=4)
+    code = next(c for c in notebook.cells if c.cell_type == "code")
+    code.outputs = [nbformat.v4.new_output("stream", name="stdout", text="hello\n")]
+    code.execution_count = 3
+    code.metadata["execution"] = {"iopub.execute_input": "2026-01-01T00:00:00Z"}
+    path = tmp_path / "dirty.ipynb"
+    nbformat.write(notebook, path)
+
+    assert strip_outputs.main(["--check", str(path)]) == 1
+    assert nbformat.read(path, as_version=4) == notebook  # --check changes nothing
+    assert strip_outputs.main([str(path)]) == 0
+    assert strip_outputs.main(["--check", str(path)]) == 0
+    stripped = nbformat.read(path, as_version=4)
+    assert stripped == nbformat.read(NOTEBOOKS[0], as_version=4)
+
+
+@pytest.fixture(scope="module")
+def shared_work_dir(tmp_path_factory) -> Path:
+    """One work directory for all notebooks, so each reuses what the previous ones made."""
+    return tmp_path_factory.mktemp("notebook-work")
+
+
+# Together the five take longer than the default suite's share (see the report in the test output).
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_at_small_scale(path: Path, shared_work_dir: Path, tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("BIFSMN_NOTEBOOK_SCALE", "small")
+    monkeypatch.setenv("BIFSMN_NOTEBOOK_WORK", str(shared_work_dir))
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    notebook = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        notebook,
+        timeout=CELL_TIMEOUT_S,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    started = time.monotonic()
+    client.execute()  # raises CellExecutionError naming the failing cell
+    print(f"{path.name}: {time.monotonic() - started:.0f} s")
+    images = sum(
+        1
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if "image/png" in output.get("data", {})
+    )
+    assert images >= 1, f"{path.name} drew no figure"
