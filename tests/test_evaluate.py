@@ -27,11 +27,14 @@ def runs(synth_dataset, tmp_path_factory):
     """A one-epoch teacher and a one-epoch student (widths 8, 4) of it, narrow layers."""
     root = tmp_path_factory.mktemp("eval-runs")
     configs = run.teacher_configs(
-        synth_dataset, "v1-12", preset="demo", data_dir=str(root / "cache"), epochs=1, batch_size=8
+        synth_dataset, "v1-12", preset="demo", data_dir=str(root / "cache"), epochs=1, batch_size=8,
+        learning_rate=0.005,
     )
     configs = dataclasses.replace(configs, model=configs.model.replace(**SMALL_MODEL))
     run.train(root / "teacher", configs, progress=False)
-    student = run.student_configs(root / "teacher", preset="demo", widths=(8, 4), epochs=1, batch_size=8)
+    student = run.student_configs(
+        root / "teacher", preset="demo", widths=(8, 4), epochs=1, batch_size=8, learning_rate=0.005
+    )
     run.train(root / "student", student, teacher_run=root / "teacher", progress=False)
     return {"teacher": root / "teacher", "student": root / "student"}
 

@@ -33,7 +33,9 @@ def small(configs: run.RunConfigs) -> run.RunConfigs:
 
 
 def teacher_configs(data: Path, cache: Path, **train) -> run.RunConfigs:
-    return small(run.teacher_configs(data, "v1-12", preset="demo", data_dir=str(cache), batch_size=8, **train))
+    return small(
+        run.teacher_configs(data, "v1-12", preset="demo", data_dir=str(cache), batch_size=8, learning_rate=0.005, **train)
+    )
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, str]]:
@@ -92,7 +94,7 @@ def test_a_directory_that_is_not_a_run_is_refused(tmp_path, synth_dataset, cache
 
 
 def test_student_run_distils_every_width_and_saves_a_student(teacher_run, tmp_path):
-    configs = run.student_configs(teacher_run, preset="demo", widths=(8, 4), distill="hed", epochs=1)
+    configs = run.student_configs(teacher_run, preset="demo", widths=(8, 4), distill="hed", epochs=1, learning_rate=0.005)
     assert configs.train.width_weights == (1.0, 0.5) and configs.model.widths == (8, 4)
     result = run.train(tmp_path / "student", configs, teacher_run=teacher_run, progress=False)
     assert result.kind == "student" and set(result.best_val_accuracy) == {"8", "4"}
@@ -136,7 +138,9 @@ TRAIN_SCRIPT = textwrap.dedent(
     import bifsmn_tf
     from bifsmn_tf.training import run
     data, cache, out, epochs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-    configs = run.teacher_configs(data, "v1-12", preset="demo", data_dir=cache, epochs=epochs, batch_size=8)
+    configs = run.teacher_configs(
+        data, "v1-12", preset="demo", data_dir=cache, epochs=epochs, batch_size=8, learning_rate=0.005
+    )
     configs = dataclasses.replace(configs, model=configs.model.replace(**json.loads(sys.argv[5])))
     result = run.train(out, configs, progress=False)
     print(json.dumps({"first_epoch": result.first_epoch, "best_epoch": result.best_epoch}))
