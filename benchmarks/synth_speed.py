@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import sys
 import tempfile
 import time
@@ -34,11 +35,17 @@ PLAIN_INSTALL = ("espeak", "pico")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the generator's workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def time_generation(config: SynthConfig, jobs: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), cpu_seconds()
         result = generate(Path(tmp) / "set", config, jobs=jobs, progress=False)
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu_started
     clips = result.counts["clips"]
     return {
         "engines": list(result.engines),
@@ -47,6 +54,9 @@ def time_generation(config: SynthConfig, jobs: int) -> dict:
         "clips": clips,
         "seconds": round(seconds, 1),
         "clips_per_second": round(clips / seconds, 1),
+        "cpu_seconds": round(cpu, 1),
+        "clips_per_cpu_second": round(clips / cpu, 1),
+        "load_average": round(os.getloadavg()[0], 1),
     }
 
 
@@ -74,14 +84,18 @@ def main() -> None:
         f"Command: `{command.strip()}`",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores ({cores} used for the multi-process "
-        "rows), shared with other work. Time from the call to the finished set (start-up, "
-        "background recordings, clips, synth.json), v1 words.",
+        "rows), shared with other work (the 1-minute load average at the end of each row is "
+        "shown: above the number of cores, other work slowed the row). Time from the call to the "
+        "finished set (start-up, background recordings, clips, synth.json), v1 words. CPU "
+        "seconds add the worker processes; clips per CPU-second times the cores is the rate of "
+        "an otherwise idle machine.",
         "",
-        "| engines | clips per word | jobs | clips | seconds | clips/s |",
-        "|---|---|---|---|---|---|",
+        "| engines | clips per word | jobs | clips | seconds | clips/s | CPU s | clips/CPU-s | load |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {', '.join(r['engines'])} | {r['clips_per_word']} | {r['jobs']} | {r['clips']} | {r['seconds']} | {r['clips_per_second']} |"
+        f"| {', '.join(r['engines'])} | {r['clips_per_word']} | {r['jobs']} | {r['clips']} | {r['seconds']} "
+        f"| {r['clips_per_second']} | {r['cpu_seconds']} | {r['clips_per_cpu_second']} | {r['load_average']} |"
         for r in rows
     ]
     RESULTS.mkdir(exist_ok=True)
