@@ -161,11 +161,17 @@ def test_v2_words_for_both_v2_tasks(tmp_path: Path):
 # --- determinism and interruption ----------------------------------------------------------------
 
 
+#: Pico (py-nanotts 0.1.1) reads uninitialised memory, and in a full test run its bytes for the
+#: same clip differed between worker processes with different histories: a known bug, tracked by
+#: the xfail in test_tts.py. The resume logic is checked byte for byte with espeak-ng alone.
+RESUME_ENGINES = ("espeak",)
+
+
 def test_a_killed_run_resumes_to_the_same_bytes_as_an_uninterrupted_one(tmp_path: Path):
     """Kill a real CLI process mid-run (jobs 1), rerun it; compare with a fresh run on 2 jobs."""
     out = tmp_path / "killed"
     command = [sys.executable, "-m", "bifsmn_tf.cli", "data", "synth", str(out), "--clips-per-word", "6",
-               "--jobs", "1", "--engines", ",".join(DEFAULT_ENGINES), "--no-progress"]  # fmt: skip
+               "--jobs", "1", "--engines", ",".join(RESUME_ENGINES), "--no-progress"]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     journal = out / PARTIAL_DIR / "speakers.jsonl"
     deadline = time.monotonic() + 60
@@ -189,7 +195,7 @@ def test_a_killed_run_resumes_to_the_same_bytes_as_an_uninterrupted_one(tmp_path
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed" in resumed.stdout
 
-    fresh = generate(tmp_path / "fresh", SynthConfig(clips_per_word=6, engines=DEFAULT_ENGINES), jobs=2, progress=False)
+    fresh = generate(tmp_path / "fresh", SynthConfig(clips_per_word=6, engines=RESUME_ENGINES), jobs=2, progress=False)
     assert fresh.status == "created"
     assert tree_bytes(out) == tree_bytes(fresh.root)
 
