@@ -879,6 +879,8 @@ _worker_config: SynthConfig | None = None
 
 def _start_worker(config: dict) -> None:
     global _worker_config
+    # Before the worker's heap has a history: Pico's output depends on it otherwise.
+    tts.zeroed_large_allocations()
     _worker_config = SynthConfig.from_dict(config)
     # A worker whose parent was killed would wait for work forever: it holds its own task
     # queue's write end, so the queue never reports end of file.

@@ -109,7 +109,7 @@ def _seed_c_random(seed: int) -> None:
         libc.srand(ctypes.c_uint(seed))
 
 
-def _zeroed_large_allocations() -> bool:
+def zeroed_large_allocations() -> bool:
     """From now on, every large ``malloc`` in this process gets fresh, zeroed pages (glibc).
 
     py-nanotts 0.1.1 gives Pico a ``malloc``'d work area without clearing it, and Pico's output
@@ -302,7 +302,7 @@ class PicoEngine(SpeechEngine):
     def __init__(self) -> None:
         import py_nanotts
 
-        _zeroed_large_allocations()
+        zeroed_large_allocations()
         self._tts = py_nanotts.NanoTTS()
 
     def voices(self) -> tuple[str, ...]:
