@@ -161,9 +161,10 @@ def test_v2_words_for_both_v2_tasks(tmp_path: Path):
 # --- determinism and interruption ----------------------------------------------------------------
 
 
-#: Pico (py-nanotts 0.1.1) reads uninitialised memory, and in a full test run its bytes for the
-#: same clip differed between worker processes with different histories: a known bug, tracked by
-#: the xfail in test_tts.py. The resume logic is checked byte for byte with espeak-ng alone.
+#: Pico (py-nanotts 0.1.1) reads uninitialised memory: before the workers' mmap-threshold fix
+#: (f5d1819) a full test run gave other bytes for the same clip in workers with other histories.
+#: Until that fix has held in full runs, the resume logic is checked byte for byte with espeak-ng
+#: alone; Pico's own reproducibility is the xfail in test_tts.py.
 RESUME_ENGINES = ("espeak",)
 
 
