@@ -65,3 +65,14 @@ def test_atomic_path_leaves_target_untouched_on_error(tmp_path):
             raise RuntimeError("writer died")
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
+
+
+def test_atomic_writes_get_the_ordinary_file_mode(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        target = atomic_write_text(tmp_path / "file.txt", "x")
+    finally:
+        os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o644
