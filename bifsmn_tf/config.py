@@ -66,14 +66,19 @@ class JsonConfig:
 
     @classmethod
     def load(cls: type[T], path: str | Path) -> T:
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"{path}: not valid JSON ({err})") from None
-        return cls.from_dict(data)
+        return cls.from_dict(read_json(path, missing="config file not found"))
+
+
+def read_json(path: str | Path, missing: str = "not found") -> Any:
+    """The JSON content of ``path``; a missing or malformed file is a :class:`ConfigError`
+    naming the path (``missing`` says what a missing file means to the reader)."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {missing}") from None
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}: not valid JSON ({err})") from None
 
 
 def _plain(value: Any) -> Any:

@@ -50,7 +50,7 @@ from typing import Any
 import larq as lq
 import tensorflow as tf
 
-from bifsmn_tf.config import ConfigError, JsonConfig
+from bifsmn_tf.config import ConfigError, JsonConfig, read_json
 from bifsmn_tf.fileio import atomic_write_text
 from bifsmn_tf.models import quantizers
 from bifsmn_tf.models.layers import DFSMNBlock, activation_layer
@@ -481,12 +481,7 @@ def save_model(model: tf.keras.Model, directory: str | Path, config: ModelConfig
 def read_model_record(directory: str | Path) -> tuple[str, ModelConfig]:
     """``(kind, config)`` from a saved model's ``model_config.json``, without building it."""
     path = Path(directory) / MODEL_CONFIG_FILE
-    try:
-        record = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: not found; is {directory} a saved model directory?") from None
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{path}: not valid JSON ({err})") from None
+    record = read_json(path, missing=f"not found; is {directory} a saved model directory?")
     if not isinstance(record, dict) or record.get("format") != _FORMAT:
         raise ConfigError(f"{path}: not a bifsmn_tf model record (expected format {_FORMAT})")
     if record.get("kind") not in KINDS:
