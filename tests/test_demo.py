@@ -9,7 +9,7 @@ import pytest
 import bifsmn_tf  # noqa: F401  (Keras 2 before TensorFlow loads)
 
 from bifsmn_tf.cli import main
-from bifsmn_tf.training import demo
+from bifsmn_tf import demo
 
 
 def _evaluation(accuracies: dict[str, float]) -> dict:
@@ -43,9 +43,19 @@ def test_results_table_lists_teacher_and_every_width():
         "teacher_run": "/r/teacher",
         "student_run": "/r/student",
         "checks": demo.demo_checks(teacher, student),
+        "flatbuffers": "/r/student/flatbuffers",
+        "conversion": {
+            "storage": {"flatbuffer_ratio": 15.61, "parameter_count_ratio": 21.15},
+            "models": [
+                {"file": "student_w8.tflite", "kind": "student", "width": 8, "bytes": 152436,
+                 "binary_convs": 18, "float_ops": 60, "top1_agreement": 1.0},
+            ],
+        },
         "seconds": {"data": 10.0, "teacher": 20.0},
     }
     table = demo.format_results(results)
+    assert "| student_w8.tflite | 152,436 | 18 | 60 | 100.0 % |" in table
+    assert "15.61x by file bytes, 21.15x by parameter count" in table
     assert "| D-FSMN teacher | 8 | 32/32 | 95.00 | 0.00 |" in table
     assert "| BiFSMN (HED) | 4 | 1/1 | 90.00 | -5.00 |" in table
     assert "| BiFSMN (HED) | 2 | 1/1 | 87.50 | -7.50 |" in table
@@ -62,3 +72,6 @@ def test_demo_from_scratch_meets_its_bounds(tmp_path, capsys):
     assert set(results["student"]["widths"]) == {"8", "4", "2"}
     assert results["checks"]["within_max_drop"], results["checks"]
     assert results["checks"]["monotone_in_width"], results["checks"]
+    manifest = json.loads((tmp_path / "demo" / "student" / "flatbuffers" / "manifest.json").read_text())
+    assert manifest["storage"] == results["conversion"]["storage"]
+    assert {m["file"] for m in manifest["models"]} == {m["file"] for m in results["conversion"]["models"]}

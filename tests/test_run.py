@@ -20,6 +20,7 @@ import bifsmn_tf  # noqa: F401  (Keras 2 before TensorFlow loads)
 import tensorflow as tf
 
 from bifsmn_tf.cli import main
+from bifsmn_tf.models import quantizers
 from bifsmn_tf.models.dfsmn import model_kind
 from bifsmn_tf.training import run
 from bifsmn_tf.training.trainer import cosine_learning_rate
@@ -105,6 +106,18 @@ def test_student_run_distils_every_width_and_saves_a_student(teacher_run, tmp_pa
     assert model_kind(model) == "student" and config.widths == (8, 4)
     info = run.read_run_info(tmp_path / "student")
     assert info["teacher_run"] == str(teacher_run.resolve())
+
+
+def test_irnet_run_advances_the_ede_schedule_each_epoch(teacher_run, tmp_path):
+    configs = run.student_configs(
+        teacher_run, preset="demo", binarizer="irnet", widths=(8,), distill="none", epochs=2, learning_rate=0.005
+    )
+    run.train(tmp_path / "irnet", configs, teacher_run=teacher_run, progress=False)
+    model, _ = run.load_run_model(tmp_path / "irnet")
+    schedules = {float(q.progress.numpy()) for q in model.submodules if isinstance(q, quantizers.EDESign)}
+    # The saved model is the best epoch's: epoch 0 (progress 0) or epoch 1 (progress 1/2).
+    best_epoch = json.loads((tmp_path / "irnet" / run.MODEL / run.SELECTION).read_text())["epoch"]
+    assert schedules == {best_epoch / 2}
 
 
 def test_student_profile_must_match_the_teacher(teacher_run):

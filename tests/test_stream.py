@@ -447,7 +447,7 @@ KEYWORD_TOLERANCE_S = 0.25
 def _demo_student_run(tmp_path_factory) -> Path:
     """The student run of ``bifsmn-tf demo``: of $BIFSMN_DEMO_DIR (a finished demo's output
     directory) if set, else of a demo run here (about 20 minutes on 2 cores)."""
-    from bifsmn_tf.training.demo import run_demo
+    from bifsmn_tf.demo import run_demo
 
     given = os.environ.get("BIFSMN_DEMO_DIR")
     out = Path(given) if given else tmp_path_factory.mktemp("demo")

@@ -199,6 +199,7 @@ def test_train_config_presets_round_trip_and_validate(tmp_path):
         ({"distill": "kd"}, "distill must be"),
         ({"epochs": 0}, "epochs"),
         ({"momentum": 1.0}, "momentum"),
+        ({"optimizer": "rmsprop"}, "optimizer must be"),
     ],
 )
 def test_train_config_rejects_bad_values(changes, message):
@@ -213,6 +214,8 @@ def test_cosine_schedule_is_stepped_per_epoch_to_zero():
     assert all(a > b for a, b in zip(rates, rates[1:]))
     optimizer = build_optimizer(config)
     assert float(optimizer.learning_rate) == pytest.approx(0.1) and float(optimizer.momentum) == 0.9
+    adam = build_optimizer(config.replace(optimizer="adam"))
+    assert isinstance(adam, tf.keras.optimizers.Adam) and float(adam.learning_rate) == pytest.approx(0.1)
 
 
 MIRRORED_SCRIPT = textwrap.dedent(

@@ -53,6 +53,7 @@ from bifsmn_tf.models.dfsmn import (
     load_model,
     save_model,
 )
+from bifsmn_tf.models.quantizers import set_training_progress
 from bifsmn_tf.training.trainer import (
     PRESETS,
     Distiller,
@@ -160,11 +161,13 @@ def student_configs(
     widths: tuple[int, ...] = (8, 4, 2),
     distill: str = "hed",
     binarizer: str = "bifsmn",
+    weight_scale: str = "output_channel",
     profile: str | None = None,
     **train_overrides: Any,
 ) -> RunConfigs:
     """Configs of a BiFSMN student of ``teacher_run``: the teacher's task, features and
-    architecture, with ``binarizer``, the trained ``widths`` (λ_w = w/8) and ``distill``.
+    architecture, with ``binarizer`` and its ``weight_scale`` (``ModelConfig``), the trained
+    ``widths`` (λ_w = w/8) and ``distill``.
 
     ``profile`` defaults to the teacher's; a different one cannot be initialised from it.
     """
@@ -182,7 +185,7 @@ def student_configs(
         data = data.replace(root=str(Path(data_root).expanduser().resolve()))
     return RunConfigs(
         train=_override(train, train_overrides),
-        model=teacher.model.replace(binarizer=binarizer, widths=tuple(widths)),
+        model=teacher.model.replace(binarizer=binarizer, weight_scale=weight_scale, widths=tuple(widths)),
         data=data,
         features=teacher.features,
     )
@@ -296,6 +299,11 @@ def train(
     callbacks = [
         tf.keras.callbacks.TerminateOnNaN(),
         tf.keras.callbacks.LearningRateScheduler(lambda e, _: cosine_learning_rate(e, train_config)),
+        # IR-Net's EDE sharpens its backward pass as training advances; a resumed run picks the
+        # schedule up at its epoch because this runs at every epoch's start.
+        tf.keras.callbacks.LambdaCallback(
+            on_epoch_begin=lambda e, _: set_training_progress(model, e / train_config.epochs)
+        ),
         recorder,
         tf.keras.callbacks.TensorBoard(run_dir / LOGS, write_graph=False, profile_batch=0),
     ]

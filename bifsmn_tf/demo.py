@@ -8,8 +8,10 @@ Steps, each resumable (run the demo again with the same ``out_dir`` after an int
 3. ``OUT/student``: BiFSMN (``bifsmn`` binarizer) distilled with HED over widths 8/4/2 from the
    teacher, ``demo`` preset.
 4. Evaluation of the teacher and of every student width on the test split.
-5. ``OUT/results.md`` and ``OUT/results.json``: the table, the evaluations, the run directories
-   and how long each step took.
+5. ``OUT/student/flatbuffers``: one LCE flatbuffer per student width, the FP32 and int8 teachers,
+   each checked against Keras in LCE's interpreter (:func:`bifsmn_tf.convert.convert_run`).
+6. ``OUT/results.md`` and ``OUT/results.json``: the tables, the evaluations, the conversion
+   manifest's storage figures, the run directories and how long each step took.
 
 The bounds the demo is tuned for (2-core CPU, fresh clone): at most 20 minutes in total, the
 full-width binary student within 3 points of the FP teacher on the test split, and accuracy
@@ -23,19 +25,25 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bifsmn_tf import evaluate
+from bifsmn_tf import convert, evaluate
+from bifsmn_tf.data import tts
 from bifsmn_tf.data.synthetic import SynthConfig, generate
 from bifsmn_tf.fileio import atomic_write_text
 from bifsmn_tf.training import run
 
 TASK = "v1-12"
 WIDTHS = (8, 4, 2)
-#: Speakers per word (80 train / 10 validation / 10 test): about 3.5 minutes of synthesis on two
-#: cores, and test clips enough for the accuracies to mean something.
-SYNTH = SynthConfig(words="v1", clips_per_word=100)
-#: With ~80 training speakers per word, the ``bifsmn`` protocol (every non-keyword is unknown:
-#: two thirds of the clips) leaves the models at the class prior for most of a short budget; the
-#: ``standard`` protocol (10 % unknown, 10 % noise silence) puts the keywords first.
+#: Every installed speech engine but Kokoro, by far the slowest (about 2 clips per CPU-second
+#: against 24-82 for the others, benchmarks/synth_speed.py): with it, synthesis alone would take
+#: a quarter of the demo's 20 minutes. ``bifsmn-tf data synth`` still uses it.
+DEMO_ENGINES = tuple(name for name in tts.installed_engines() if name != "kokoro")
+#: 400 speakers per word (320 train / 40 validation / 40 test): about 2 minutes of synthesis on
+#: two cores, and enough training speakers for the binary student, which learns from few voices
+#: far more slowly than the FP teacher. (An empty ``engines`` would mean every installed one.)
+SYNTH = SynthConfig(words="v1", engines=DEMO_ENGINES)
+#: In a short budget the ``bifsmn`` protocol (every non-keyword is unknown: two thirds of the
+#: clips) keeps the models at the class prior for long; the ``standard`` protocol (10 % unknown,
+#: 10 % noise silence) puts the keywords first.
 PROTOCOL = "standard"
 #: The time-mean head is invariant to where the word sits in the second, which the synthetic set
 #: varies; it learns from few speakers much sooner than the flatten head of ``paper``.
@@ -72,8 +80,11 @@ def run_demo(out_dir: str | Path = "bifsmn-demo", *, progress: bool = True) -> d
     teacher_eval = evaluate.evaluate_run(teacher_run, split="test", progress=progress)
     student_eval = evaluate.evaluate_run(student_run, split="test", progress=progress)
     seconds["evaluation"] = time.monotonic() - started
-    # Conversion of the student widths to LCE flatbuffers belongs here, after evaluation, with
-    # its outputs added to `results`; it joins when the conversion stage lands.
+
+    started = time.monotonic()
+    flatbuffers = student_run / "flatbuffers"
+    manifest = convert.convert_run(student_run, flatbuffers)
+    seconds["conversion"] = time.monotonic() - started
 
     results = {
         "teacher_run": str(teacher_run.resolve()),
@@ -82,6 +93,15 @@ def run_demo(out_dir: str | Path = "bifsmn-demo", *, progress: bool = True) -> d
         "teacher": teacher_eval,
         "student": student_eval,
         "checks": demo_checks(teacher_eval, student_eval),
+        "flatbuffers": str(flatbuffers.resolve()),
+        "conversion": {
+            "storage": manifest["storage"],
+            "models": [
+                {key: entry[key] for key in ("file", "kind", "width", "bytes", "binary_convs", "float_ops")}
+                | {"top1_agreement": entry["verification"]["top1_agreement"]}
+                for entry in manifest["models"]
+            ],
+        },
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
     }
     table = format_results(results)
@@ -120,12 +140,27 @@ def format_results(results: dict[str, Any]) -> str:
         lines.append(
             f"| BiFSMN (HED) | {width} | 1/1 | {accuracy:.2f} | {accuracy - teacher_accuracy:+.2f} |"
         )
-    checks = results["checks"]
+    checks, storage = results["checks"], results["conversion"]["storage"]
     lines += [
         "",
         f"Full-width drop: {checks['drop_points_full_width']:.2f} points "
         f"({'within' if checks['within_max_drop'] else 'OUTSIDE'} the {MAX_DROP_POINTS:g}-point bound); "
         f"accuracy {'does not rise' if checks['monotone_in_width'] else 'RISES'} as the width shrinks.",
+        "",
+        f"## LCE flatbuffers (`{results['flatbuffers']}`)",
+        "",
+        "| file | bytes | LceBconv2d | float ops | top-1 agreement with Keras |",
+        "|---|---:|---:|---:|---:|",
+        *(
+            f"| {m['file']} | {m['bytes']:,} | {m['binary_convs']} | {m['float_ops']} | "
+            f"{100 * m['top1_agreement']:.1f} % |"
+            for m in results["conversion"]["models"]
+        ),
+        "",
+        f"Storage, full-width student vs the published FP32 D-FSMN: "
+        f"{storage['flatbuffer_ratio']:.2f}x by file bytes, {storage['parameter_count_ratio']:.2f}x by "
+        "parameter count (1 bit per binary weight, 32 per other parameter). Latency: "
+        "`bifsmn-tf bench` on this host, `deploy/pi_benchmark.py` on a Raspberry Pi.",
         "",
         "Time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in results["seconds"].items()),
         "",
