@@ -13,7 +13,7 @@ import larq as lq
 import tensorflow as tf
 
 from bifsmn_tf.models import quantizers
-from bifsmn_tf.models.layers import DFSMNBlock, MemoryBlock, RPReLU, activation_layer
+from bifsmn_tf.models.layers import DFSMNBlock, MemoryBlock, RPReLU, SlopeFloor, activation_layer
 
 RNG = np.random.default_rng(3)
 
@@ -209,3 +209,28 @@ def test_rprelu_shifts_around_a_per_channel_prelu():
     np.testing.assert_allclose(
         layer(x).numpy(), np.where(shifted >= 0, shifted, alpha * shifted) + zeta, rtol=1e-5
     )
+
+
+@pytest.mark.parametrize("kind", ["prelu", "rprelu"])
+def test_slopes_stay_positive_so_a_following_sign_keeps_its_information(kind):
+    layer = activation_layer(kind)
+    x = tf.constant(np.linspace(-2.0, 2.0, 16, dtype=np.float32).reshape(1, 4, 1, 4))
+    layer(x)
+    slope = layer.alpha if kind == "prelu" else layer.slope
+    # Adam-sized steps that push the slope down, as they did in the failing demo run.
+    optimizer = tf.keras.optimizers.Adam(0.1)
+    for _ in range(10):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(slope)
+        optimizer.apply_gradients([(tape.gradient(loss, slope), slope)])
+    assert float(tf.reduce_min(slope)) == pytest.approx(0.01)
+    signs = lq.math.sign(layer(x))
+    np.testing.assert_array_equal(signs.numpy(), np.sign(x.numpy()))
+
+
+def test_slope_floor_round_trips_and_rejects_a_non_positive_floor():
+    floor = SlopeFloor(0.05)
+    assert SlopeFloor.from_config(floor.get_config()).min_value == 0.05
+    np.testing.assert_allclose(floor(tf.constant([-1.0, 0.0, 0.3])).numpy(), [0.05, 0.05, 0.3])
+    with pytest.raises(ValueError, match="min_value"):
+        SlopeFloor(0.0)

@@ -25,6 +25,30 @@ _serializable = tf.keras.utils.register_keras_serializable(package="bifsmn_tf")
 
 
 @_serializable
+class SlopeFloor(tf.keras.constraints.Constraint):
+    """Keeps activation slopes at or above ``min_value`` (> 0).
+
+    In the binary network a PReLU's output often goes straight into a sign, and
+    ``sign(PReLU_a(x)) = sign(x)`` only while ``a > 0``: at ``a <= 0`` every negative input turns
+    non-negative, the sign is ``+1`` everywhere and the layers after it see a constant. The sign
+    hides the slope's effect, so its gradient carries no warning; with Adam, whose steps have
+    the size of the learning rate whatever the gradient, a front-end slope crossed zero within
+    seven epochs of the demo recipe and the student fell to chance for good.
+    """
+
+    def __init__(self, min_value: float = 0.01) -> None:
+        if min_value <= 0:
+            raise ValueError(f"SlopeFloor: min_value must be > 0, got {min_value}")
+        self.min_value = min_value
+
+    def __call__(self, w: tf.Tensor) -> tf.Tensor:
+        return tf.maximum(w, self.min_value)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"min_value": self.min_value}
+
+
+@_serializable
 class RPReLU(tf.keras.layers.Layer):
     """ReActNet's RPReLU on ``(..., C)``: ``PReLU(x - gamma) + zeta`` with per-channel shifts
     ``gamma``, ``zeta`` (initialised 0) and per-channel slopes (initialised 0.25). Shape kept."""
@@ -33,7 +57,8 @@ class RPReLU(tf.keras.layers.Layer):
         channels = (input_shape[-1],)
         self.shift_in = self.add_weight(name="gamma", shape=channels, initializer="zeros")
         self.slope = self.add_weight(
-            name="alpha", shape=channels, initializer=tf.keras.initializers.Constant(0.25)
+            name="alpha", shape=channels, initializer=tf.keras.initializers.Constant(0.25),
+            constraint=SlopeFloor(),
         )
         self.shift_out = self.add_weight(name="zeta", shape=channels, initializer="zeros")
         super().build(input_shape)
@@ -48,13 +73,17 @@ def activation_layer(kind: str, name: str | None = None) -> tf.keras.layers.Laye
 
     ``prelu`` has one slope per layer, initialised to 0.25, like PyTorch's ``nn.PReLU()`` of the
     official code (Keras's default ``PReLU`` has one per element: 32x the parameters of a block
-    output and ~140 KB more flatbuffer, lce-notes section 8).
+    output and ~140 KB more flatbuffer, lce-notes section 8). Slopes of ``prelu`` and ``rprelu``
+    stay positive (:class:`SlopeFloor`).
     """
     if kind == "relu":
         return tf.keras.layers.ReLU(name=name)
     if kind == "prelu":
         return tf.keras.layers.PReLU(
-            alpha_initializer=tf.keras.initializers.Constant(0.25), shared_axes=[1, 2, 3], name=name
+            alpha_initializer=tf.keras.initializers.Constant(0.25),
+            alpha_constraint=SlopeFloor(),
+            shared_axes=[1, 2, 3],
+            name=name,
         )
     if kind == "rprelu":
         return RPReLU(name=name)
