@@ -200,6 +200,7 @@ def test_train_config_presets_round_trip_and_validate(tmp_path):
         ({"epochs": 0}, "epochs"),
         ({"momentum": 1.0}, "momentum"),
         ({"optimizer": "rmsprop"}, "optimizer must be"),
+        ({"monotone_tolerance": -0.01}, "monotone_tolerance"),
     ],
 )
 def test_train_config_rejects_bad_values(changes, message):

@@ -431,7 +431,11 @@ class _RunRecorder(tf.keras.callbacks.Callback):
                 f"the last committed checkpoint is epoch {epoch}. Lower the learning rate "
                 "(--lr) and train into a new directory"
             )
-        candidate = selection_record(epoch, {str(w): logs[f"val_acc_{w}"] for w in self.widths})
+        candidate = selection_record(
+            epoch,
+            {str(w): logs[f"val_acc_{w}"] for w in self.widths},
+            self.configs.train.monotone_tolerance,
+        )
         if is_better(candidate, self.best):
             self._save_best(candidate)
         examples = logs.pop("examples", 0.0)
@@ -470,14 +474,17 @@ class _RunRecorder(tf.keras.callbacks.Callback):
         self.best = selection
 
 
-def selection_record(epoch: int, val_accuracy: dict[str, float]) -> dict[str, Any]:
+def selection_record(
+    epoch: int, val_accuracy: dict[str, float], tolerance: float = 0.0
+) -> dict[str, Any]:
     """What is recorded of a model: epoch, validation accuracy per width (widest first) and
-    whether the accuracy does not rise as the width shrinks (spec §5, ties allowed)."""
+    whether the accuracy does not rise as the width shrinks (spec §5, ties allowed) by more than
+    ``tolerance`` (``TrainConfig.monotone_tolerance``)."""
     accuracies = list(val_accuracy.values())
     return {
         "epoch": epoch,
         "val_accuracy": dict(val_accuracy),
-        "monotone": all(a >= b for a, b in zip(accuracies, accuracies[1:])),
+        "monotone": all(a >= b - tolerance for a, b in zip(accuracies, accuracies[1:])),
     }
 
 

@@ -69,6 +69,11 @@ class TrainConfig(JsonConfig):
         distill: ``"hed"`` (v1), ``"fid"`` (v2) or ``"none"`` (cross-entropy only).
         gamma: Weight of the distillation term.
         seed: Seed of initialisation, data order, augmentation and dropout.
+        monotone_tolerance: How far a thinner width's validation accuracy may exceed the next
+            wider one's for a checkpoint to still count as monotone in the best-model rule
+            (spec §5; the official code: 0, strictly decreasing). On a small validation split
+            the widths' accuracies differ by less than their noise, and a zero tolerance keeps
+            an early checkpoint: in one demo run, epoch 10 of 40 (69 %) over epoch 38 (82 %).
     """
 
     epochs: int = 300
@@ -82,6 +87,7 @@ class TrainConfig(JsonConfig):
     distill: str = "hed"
     gamma: float = 0.01
     seed: int = 0
+    monotone_tolerance: float = 0.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -97,6 +103,8 @@ class TrainConfig(JsonConfig):
             problems.append(f"one width weight per width: {self.widths} vs {self.width_weights}")
         if self.distill not in DISTILL_MODES:
             problems.append(f"distill must be one of {DISTILL_MODES}, got {self.distill!r}")
+        if not 0.0 <= self.monotone_tolerance < 1.0:
+            problems.append(f"monotone_tolerance must be in [0, 1), got {self.monotone_tolerance}")
         if self.optimizer not in OPTIMIZERS:
             problems.append(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if problems:
@@ -113,10 +121,18 @@ class TrainConfig(JsonConfig):
 #: paper's SGD at lr 0.01 the binary student stayed at chance (train accuracy 13 %) while the
 #: teacher learned; with Adam at 2e-3 the student reached 71 % validation accuracy and the
 #: teacher 89 %; Adam at 5e-3 left the student at chance for its first epochs. Those Adam runs had
-#: no weight decay, and neither has the preset.
+#: no weight decay, and neither has the preset. Its validation split (480 clips) has a binomial
+#: standard error of about 2 points at 80 %, hence the monotone tolerance of 2 points.
 PRESETS: dict[str, TrainConfig] = {
     "paper": TrainConfig(),
-    "demo": TrainConfig(epochs=40, batch_size=32, learning_rate=2e-3, optimizer="adam", weight_decay=0.0),
+    "demo": TrainConfig(
+        epochs=40,
+        batch_size=32,
+        learning_rate=2e-3,
+        optimizer="adam",
+        weight_decay=0.0,
+        monotone_tolerance=0.02,
+    ),
 }
 
 
