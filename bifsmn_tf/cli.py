@@ -369,9 +369,11 @@ def _register_demo(verbs) -> None:
         help="the whole pipeline on the built-in synthetic keyword set (about 15 minutes)",
         description=(
             "Synthesize the keyword set (if DIR/data is not complete yet), train the FP teacher, "
-            "train BiFSMN with HED over widths 8/4/2, evaluate every width on the test split, and "
-            "print a results table, saved as DIR/results.md and DIR/results.json. Interrupted, "
-            "it resumes where it stopped when run again with the same --out."
+            "train BiFSMN with HED over widths 8/4/2, evaluate every width on the test split, "
+            "convert every width to an LCE flatbuffer (plus the FP32 and int8 teachers, each "
+            "checked in LCE's interpreter; DIR/student/flatbuffers), and print the results "
+            "tables, saved as DIR/results.md and DIR/results.json. Interrupted, it resumes where "
+            "it stopped when run again with the same --out."
         ),
     )
     parser.add_argument("--out", default="bifsmn-demo", metavar="DIR",
