@@ -247,6 +247,16 @@ def test_init_student_from_teacher_carries_the_matching_weights():
     }
 
 
+def test_init_spreads_a_teacher_slope_over_reactnets_per_channel_slopes():
+    config = SMALL.replace(num_blocks=2, widths=(2, 1), binarizer="reactnet")
+    teacher, student = build_teacher(config), build_bifsmn(config)
+    teacher.get_layer("block_1").memory_act.alpha.assign([[[0.7]]])
+    report = init_student_from_teacher(student, teacher)
+    assert "block_1/memory_act/alpha" in report["carried"]
+    slopes = student.get_layer("block_1").memory_act.slope.numpy()
+    assert slopes.shape == (SMALL.memory_size,) and np.all(slopes == np.float32(0.7))
+
+
 def test_init_rejects_mismatched_or_swapped_models():
     teacher, student = build_teacher(SMALL), build_bifsmn(SMALL.replace(hidden_size=16))
     with pytest.raises(ValueError, match="differ in architecture"):

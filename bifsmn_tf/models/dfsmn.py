@@ -404,8 +404,8 @@ def init_student_from_teacher(
     """Copy a trained teacher's weights into the student where they play the same role (spec 5).
 
     Carried: the front end (conv kernels, BN), fc1, every block's memory / expand / project
-    kernels, memory BN and PReLU, hidden BN, the teacher's output BN/PReLU into the full-width
-    branch, and the classifier. Fresh: the other widths' output branches, the PReLU slopes that
+    kernels, memory BN and PReLU (its one slope copied to every channel of ReActNet's RPReLU),
+    hidden BN, the teacher's output BN/PReLU into the full-width branch, and the classifier. Fresh: the other widths' output branches, the PReLU slopes that
     replace the teacher's ReLUs, and quantizer parameters. Dropped: the teacher's conv biases
     before BN, which the student does not have. Returns ``{"carried", "fresh", "dropped"}``, each
     a sorted list of weight paths.
@@ -427,12 +427,15 @@ def init_student_from_teacher(
         if path not in source:
             fresh.append(path)
             continue
-        if tuple(source[path].shape) != tuple(weight.shape):
-            raise ValueError(
-                f"{path}: teacher shape {tuple(source[path].shape)} "
-                f"!= student {tuple(weight.shape)}"
-            )
-        weight.assign(source[path])
+        value = source[path]
+        if tuple(value.shape) != tuple(weight.shape):
+            # ReActNet's RPReLU has a slope per channel where the teacher's PReLU has one.
+            if not (path.endswith("/alpha") and value.shape.num_elements() == 1):
+                raise ValueError(
+                    f"{path}: teacher shape {tuple(value.shape)} != student {tuple(weight.shape)}"
+                )
+            value = tf.fill(weight.shape, tf.reshape(value, ()))
+        weight.assign(value)
         carried.append(path)
     dropped = [path for path in source if path not in target]
     return {"carried": sorted(carried), "fresh": sorted(fresh), "dropped": sorted(dropped)}
