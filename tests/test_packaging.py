@@ -99,3 +99,35 @@ def test_keras_3_loaded_first_is_a_clear_error(prelude):
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.startswith("bifsmn_tf.Keras3AlreadyImportedError: Keras 3."), result.stderr
     assert "import bifsmn_tf first" in last_line
+
+
+def _cli_commands() -> dict[str, str]:
+    """Every leaf command of ``bifsmn-tf`` with its one-line help, from the real parser."""
+    import argparse
+
+    from bifsmn_tf.cli import build_parser
+
+    commands = {}
+
+    def walk(parser: argparse.ArgumentParser, prefix: list[str]) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                helps = {choice.dest: choice.help for choice in action._choices_actions}
+                for name, sub in action.choices.items():
+                    if any(isinstance(a, argparse._SubParsersAction) for a in sub._actions):
+                        walk(sub, [*prefix, name])
+                    else:
+                        commands[" ".join([*prefix, name])] = helps[name]
+
+    walk(build_parser(), ["bifsmn-tf"])
+    return commands
+
+
+def test_readme_cli_reference_lists_every_command_with_its_help():
+    readme = (REPO / "README.md").read_text()
+    reference = readme.split("### CLI reference", 1)[1].split("\n\n", 2)[1]
+    rows = {
+        cells[1].strip().strip("`"): cells[2].strip()
+        for cells in (line.split("|") for line in reference.splitlines()[2:])
+    }
+    assert rows == _cli_commands()
