@@ -220,8 +220,8 @@ def _register_train_teacher(verbs) -> None:
         help="train the full-precision D-FSMN teacher",
         description=(
             "Train the FP D-FSMN teacher (the official DfsmnModel_pre) on a dataset in the Speech "
-            "Commands layout with the preset's optimizer (paper: SGD momentum 0.9), a per-epoch cosine schedule and L2 weight "
-            "decay. RUN_DIR receives the configs, checkpoints (resumable: rerun the same command "
+            "Commands layout with the preset's optimizer (paper: SGD momentum 0.9), a per-epoch "
+            "cosine schedule and L2 weight decay. RUN_DIR receives the configs, checkpoints (resumable: rerun the same command "
             "after an interruption), the best model by validation accuracy (RUN_DIR/model), "
             "metrics.csv, TensorBoard logs (RUN_DIR/logs) and training_curves.png."
         ),
@@ -263,8 +263,8 @@ def _register_train(verbs) -> None:
             "5), every step runs each width of --widths, adds cross-entropy and gamma x the "
             "distillation loss (HED: Haar high-pass enhanced teacher blocks; FID: BiFSMNv2's "
             "frequency-independent distillation) weighted 1, 0.5, 0.25 by width, and takes one "
-            "optimizer step. The best checkpoint has accuracies that do not rise as the width shrinks. "
-            "Task, features and data come from the teacher run. Rerun to resume."
+            "optimizer step. The best checkpoint has accuracies that do not rise as the width "
+            "shrinks. Task, features and data come from the teacher run. Rerun to resume."
         ),
     )
     parser.add_argument("--teacher", required=True, metavar="RUN_DIR", help="a finished train-teacher run")

@@ -405,8 +405,9 @@ def init_student_from_teacher(
 
     Carried: the front end (conv kernels, BN), fc1, every block's memory / expand / project
     kernels, memory BN and PReLU (its one slope copied to every channel of ReActNet's RPReLU),
-    hidden BN, the teacher's output BN/PReLU into the full-width branch, and the classifier. Fresh: the other widths' output branches, the PReLU slopes that
-    replace the teacher's ReLUs, and quantizer parameters. Dropped: the teacher's conv biases
+    hidden BN, the teacher's output BN/PReLU into the full-width branch, and the classifier.
+    Fresh: the other widths' output branches, the PReLU slopes that replace the teacher's ReLUs,
+    and quantizer parameters. Dropped: the teacher's conv biases
     before BN, which the student does not have. Returns ``{"carried", "fresh", "dropped"}``, each
     a sorted list of weight paths.
     """
