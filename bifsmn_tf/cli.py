@@ -191,9 +191,10 @@ def _add_train_flags(parser, *, student: bool) -> None:
                         help="run directory (created; if it holds this run, the run resumes)")
     parser.add_argument("--preset", choices=["paper", "demo"], default="paper",
                         help="recipe: 'paper' = 300 epochs, batch 96, SGD lr 5e-3 cosine, wd 1e-4 "
-                             "(spec section 6); 'demo' = 40 epochs, batch 32, Adam lr 2e-3 "
-                             "cosine, no weight decay: the short recipe of `bifsmn-tf demo` "
-                             "(default paper)")
+                             "(spec section 6); 'demo' = the short recipe of `bifsmn-tf demo`, "
+                             "Adam, cosine, no weight decay: teacher 40 epochs, batch 32, lr "
+                             "2e-3; student 120 epochs, batch 96, lr 4e-3, --gamma 0.1, "
+                             "--logit-distill 0.5 (default paper)")
     parser.add_argument("--epochs", type=int, help="override the preset's number of epochs")
     parser.add_argument("--batch-size", type=int, help="override the preset's batch size")
     parser.add_argument("--lr", type=float, dest="learning_rate",
@@ -204,13 +205,19 @@ def _add_train_flags(parser, *, student: bool) -> None:
                         help="override the preset's L2 weight decay (coupled, as torch SGD)")
     if student:
         parser.add_argument("--gamma", type=float,
-                            help="weight of the distillation loss (default 0.01, the paper's)")
+                            help="weight of the distillation loss (default: the preset's, "
+                                 "paper 0.01, demo 0.1)")
+        parser.add_argument("--logit-distill", type=float, metavar="ALPHA",
+                            help="weight of the teacher's soft labels in each width's "
+                                 "cross-entropy, (1-ALPHA) CE(labels) + ALPHA CE(teacher softmax) "
+                                 "(default: the preset's, paper 0, demo 0.5)")
     parser.add_argument("--seed", type=int, help="seed of init, data order, augmentation (default 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def _train_overrides(args) -> dict:
-    names = ("epochs", "batch_size", "learning_rate", "optimizer", "weight_decay", "gamma", "seed")
+    names = ("epochs", "batch_size", "learning_rate", "optimizer", "weight_decay", "gamma",
+             "logit_distill", "seed")
     return {name: getattr(args, name, None) for name in names}
 
 
@@ -278,6 +285,10 @@ def _register_train(verbs) -> None:
                         help=f"binarization method, one of {_BINARIZER_NAMES} (default bifsmn)")
     parser.add_argument("--profile", choices=["paper", "lean"],
                         help="network profile; must be the teacher's (default: the teacher's)")
+    parser.add_argument("--memory-input", choices=["binary", "float"], default="binary",
+                        help="what the memory convs see: binary = the sign of the residual stream "
+                             "(the paper's), float = the stream itself; LCE runs them as float "
+                             "depthwise convs either way, the 1x1 convs stay binary (default binary)")
     _add_train_flags(parser, student=True)
     parser.set_defaults(handler=_run_train)
 
@@ -292,7 +303,8 @@ def _run_train(args) -> int:
     try:
         configs = run.student_configs(
             args.teacher, args.data, preset=args.preset, widths=widths, distill=args.distill,
-            binarizer=args.binarizer, profile=args.profile, **_train_overrides(args),
+            binarizer=args.binarizer, memory_input=args.memory_input, profile=args.profile,
+            **_train_overrides(args),
         )
         result = run.train(args.out, configs, teacher_run=args.teacher, progress=not args.no_progress)
     except Exception as err:

@@ -43,6 +43,7 @@ def test_results_table_lists_teacher_and_every_width():
         "teacher_run": "/r/teacher",
         "student_run": "/r/student",
         "checks": demo.demo_checks(teacher, student),
+        "memory_input": "float",
         "flatbuffers": "/r/student/flatbuffers",
         "conversion": {
             "storage": {"flatbuffer_ratio": 15.61, "parameter_count_ratio": 21.15},
@@ -60,6 +61,7 @@ def test_results_table_lists_teacher_and_every_width():
     assert "| BiFSMN (HED) | 4 | 1/1 | 90.00 | -5.00 |" in table
     assert "| BiFSMN (HED) | 2 | 1/1 | 87.50 | -7.50 |" in table
     assert "Full-width drop: 2.00 points (within" in table
+    assert "memory convs fed the float residual stream" in table
 
 
 @pytest.mark.slow

@@ -93,6 +93,12 @@ def test_small_layers(make_layer, tmp_path):
             2,
             id="student-reactnet",
         ),
+        pytest.param(
+            lambda: DFSMNBlock(32, use_bias=False, hidden_activation="prelu", branches=(8,),
+                               quantize_memory_input=False, **_binary()),
+            8,
+            id="student-float-memory-input",
+        ),
     ],
 )
 def test_dfsmn_block(make_block, width, tmp_path):
@@ -181,6 +187,18 @@ def test_binary_block_convolutions_are_binary_with_their_own_quantizers():
             _assert_one_magnitude_per_channel(kernel)
     # ReActNet's thresholds: one per input channel of each convolution.
     assert [conv.input_quantizer.threshold.shape[0] for conv in convs] == [16, 16, 32]
+
+
+def test_float_memory_input_leaves_the_memory_weights_and_the_1x1_convs_binary():
+    block = DFSMNBlock(32, use_bias=False, branches=(8,), quantize_memory_input=False, **_binary())
+    x = RNG.normal(size=(1, 8, 1, 16)).astype("float32")
+    block(x, width=8)
+    assert block.memory.input_quantizer is None
+    assert block.memory.depthwise_quantizer is not None
+    assert all(conv.input_quantizer is not None for conv in (block.expand, block.project))
+    # The memory conv sees magnitudes now: scaling its input scales its output.
+    memory = block.memory(x).numpy()
+    np.testing.assert_allclose(block.memory(2 * x).numpy(), 2 * memory, rtol=1e-5, atol=1e-6)
 
 
 def test_dfsmn_block_rejects_bad_arguments():

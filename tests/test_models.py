@@ -303,7 +303,7 @@ def test_save_and_load_refuse_what_they_cannot_round_trip(tmp_path):
     ("changes", "message"),
     [({"widths": (4, 8)}, "widest first"), ({"widths": (3,)}, "does not divide"),
      ({"profile": "tiny"}, "profile"), ({"binarizer": "dorefa"}, "binarizer"),
-     ({"num_classes": 0}, "num_classes")],
+     ({"num_classes": 0}, "num_classes"), ({"memory_input": "ternary"}, "memory_input")],
 )
 def test_config_validation(changes, message):
     with pytest.raises(ConfigError, match=message):
@@ -356,6 +356,13 @@ def test_full_width_student_converts_to_18_binary_convolutions():
     # fe0 is the one float conv; the memory convs are float depthwise convs on +-1 inputs.
     assert (ops["CONV_2D"], ops["DEPTHWISE_CONV_2D"], ops["LceDequantize"]) == (1, 8, 8)
     assert ops["FULLY_CONNECTED"] == 1 and "PAD" not in ops and "PADV2" not in ops
+
+
+def test_float_memory_input_converts_with_the_same_binary_convolutions():
+    model = width_model(_trained_student(ModelConfig(memory_input="float", profile="lean")), 8)
+    ops = _check_conversion(model, expected_bconvs=18)
+    # The memory convs take the float residual stream: no dequantize in front of them.
+    assert ops["DEPTHWISE_CONV_2D"] == 8 and "LceDequantize" not in ops
 
 
 @pytest.mark.slow

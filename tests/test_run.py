@@ -108,6 +108,21 @@ def test_student_run_distils_every_width_and_saves_a_student(teacher_run, tmp_pa
     assert info["teacher_run"] == str(teacher_run.resolve())
 
 
+def test_cli_train_records_memory_input_and_logit_distillation(teacher_run, tmp_path, capsys):
+    out = tmp_path / "cli-student"
+    argv = ["train", "--teacher", str(teacher_run), "--out", str(out), "--preset", "demo",
+            "--widths", "8", "--distill", "none", "--memory-input", "float", "--logit-distill", "0.3",
+            "--epochs", "1", "--no-progress"]
+    assert main(argv) == 0, capsys.readouterr().err
+    configs = run.RunConfigs.load(out)
+    assert configs.train.logit_distill == 0.3 and configs.train.distill == "none"
+    assert configs.model.memory_input == "float"
+    model, config = run.load_run_model(out)
+    assert config.memory_input == "float"
+    block = model.get_layer("block_0")
+    assert block.memory.input_quantizer is None and block.expand.input_quantizer is not None
+
+
 def test_irnet_run_advances_the_ede_schedule_each_epoch(teacher_run, tmp_path):
     configs = run.student_configs(
         teacher_run, preset="demo", binarizer="irnet", widths=(8,), distill="none", epochs=2, learning_rate=0.005
@@ -221,7 +236,8 @@ def test_killed_run_resumes_with_its_epoch_count_and_optimizer_state(synth_datas
 def test_cli_verbs_explain_their_flags(capsys):
     for verb, flags in {
         "train-teacher": ["--data", "--task", "--out", "--preset", "--epochs", "--lr", "--weight-decay"],
-        "train": ["--teacher", "--widths", "--distill", "--binarizer", "--profile", "--gamma"],
+        "train": ["--teacher", "--widths", "--distill", "--binarizer", "--profile", "--gamma",
+                  "--memory-input", "--logit-distill"],
         "evaluate": ["--data", "--split", "--protocol", "--json"],
         "demo": ["--out"],
     }.items():

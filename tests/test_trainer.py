@@ -56,15 +56,20 @@ def _student(seed: int = 2) -> tf.keras.Model:
     return build_bifsmn(CONFIG)
 
 
-def _expected_objective(student, teacher, inputs, labels, widths, weights, distill, gamma):
-    """The objective of spec §4.5 written out with the public loss functions."""
+def _expected_objective(student, teacher, inputs, labels, widths, weights, distill, gamma, alpha=0.0):
+    """The objective of spec §4.5 written out with the public loss functions; ``alpha``: the
+    weight of the teacher's soft labels (Hinton's KD at T = 1, by its definition)."""
     total = 0.0
     teacher_outputs = feature_model(teacher)(inputs, training=False)
+    soft_labels = tf.nn.softmax(teacher_outputs[0]).numpy()
     for width, weight in zip(widths, weights):
         outputs = feature_model(student, width)(inputs, training=True)
         ce = tf.reduce_mean(
             tf.keras.losses.sparse_categorical_crossentropy(labels, outputs[0], from_logits=True)
         )
+        log_probs = tf.nn.log_softmax(outputs[0]).numpy()
+        soft_ce = float(np.mean(-np.sum(soft_labels * log_probs, axis=1)))
+        ce = (1 - alpha) * float(ce) + alpha * soft_ce
         blocks = [teacher_outputs[1 + j] for j in CONFIG.blocks(width)]
         if distill == "hed":
             extra = hed_loss(outputs[1:], [hed_target(b) for b in blocks])
@@ -90,6 +95,22 @@ def test_train_step_reports_the_weighted_objective_per_width(batch, teacher, dis
         assert 0.0 <= logs[f"acc_{width}"] <= 1.0 and math.isfinite(logs[f"ce_{width}"])
         assert (f"distill_{width}" in logs) == (distill != "none")
     assert logs["examples"] == BATCH
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0])
+def test_logit_distillation_mixes_the_teachers_soft_labels_into_each_width(batch, teacher, alpha):
+    inputs, labels = batch
+    student = _student()
+    expected = _expected_objective(
+        student, teacher, inputs, labels, (8, 4, 2), (1.0, 0.5, 0.25), "none", 0.0, alpha
+    )
+    plain = _expected_objective(student, teacher, inputs, labels, (8, 4, 2), (1.0, 0.5, 0.25), "none", 0.0)
+    distiller = Distiller(student, teacher, distill="none", logit_distill=alpha)
+    distiller.compile(optimizer=tf.keras.optimizers.SGD(0.0))
+    logs = distiller.train_on_batch(inputs, labels, return_dict=True)
+    assert logs["loss"] == pytest.approx(expected, rel=1e-4)
+    assert abs(expected - plain) > 1e-3, "the soft labels must change the objective"
+    assert "distill_8" not in logs
 
 
 def test_one_sgd_step_applies_the_gradient_of_the_summed_objective_with_l2(batch, teacher):
@@ -169,6 +190,7 @@ def test_test_step_evaluates_every_width_in_inference_mode(batch, teacher):
     "kwargs, message",
     [
         ({"teacher": None, "distill": "hed"}, "needs a teacher"),
+        ({"teacher": None, "distill": "none", "logit_distill": 0.5}, "needs a teacher"),
         ({"distill": "kd"}, "distill must be one of"),
         ({"widths": (8, 4), "width_weights": (1.0,)}, "one weight per width"),
     ],
@@ -180,13 +202,17 @@ def test_distiller_rejects_inconsistent_arguments(teacher, kwargs, message):
 
 
 def test_train_config_presets_round_trip_and_validate(tmp_path):
-    for name, config in PRESETS.items():
-        assert TrainConfig.load(config.save(tmp_path / f"{name}.json")) == config
-    paper = PRESETS["paper"]
+    for name, preset in PRESETS.items():
+        for kind, config in (("teacher", preset.teacher), ("student", preset.student)):
+            assert TrainConfig.load(config.save(tmp_path / f"{name}-{kind}.json")) == config
+        assert (preset.teacher.widths, preset.teacher.distill) == ((8,), "none")
+        assert preset.teacher.logit_distill == 0.0
+    paper = PRESETS["paper"].student
+    assert PRESETS["paper"].teacher == paper.for_teacher()
     assert (paper.epochs, paper.batch_size, paper.learning_rate, paper.weight_decay) == (300, 96, 5e-3, 1e-4)
     assert (paper.momentum, paper.width_weights, paper.gamma) == (0.9, (1.0, 0.5, 0.25), 0.01)
     teacher = paper.for_teacher()
-    assert (teacher.widths, teacher.distill) == ((8,), "none")
+    assert (teacher.widths, teacher.distill, teacher.logit_distill) == ((8,), "none", 0.0)
     assert default_width_weights((8, 4, 2, 1)) == (1.0, 0.5, 0.25, 0.125)
 
 
@@ -201,6 +227,7 @@ def test_train_config_presets_round_trip_and_validate(tmp_path):
         ({"momentum": 1.0}, "momentum"),
         ({"optimizer": "rmsprop"}, "optimizer must be"),
         ({"monotone_tolerance": -0.01}, "monotone_tolerance"),
+        ({"logit_distill": 1.5}, "logit_distill"),
     ],
 )
 def test_train_config_rejects_bad_values(changes, message):

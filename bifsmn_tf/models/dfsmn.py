@@ -56,6 +56,7 @@ from bifsmn_tf.models import quantizers
 from bifsmn_tf.models.layers import DFSMNBlock, activation_layer
 
 PROFILES = ("paper", "lean")
+MEMORY_INPUTS = ("binary", "float")
 KINDS = ("teacher", "student")
 MODEL_CONFIG_FILE = "model_config.json"
 WEIGHTS_PREFIX = "weights"
@@ -88,6 +89,14 @@ class ModelConfig(JsonConfig):
     ``binarizer`` is one of :data:`quantizers.BINARIZERS`; ``weight_scale`` one of
     :data:`quantizers.WEIGHT_SCALES`. The teacher ignores both, ``widths`` and
     ``student_dropout``; the student ignores ``teacher_dropout``.
+
+    ``memory_input`` is what the student's memory conv sees: ``"binary"``, the sign of the
+    residual stream (the paper's and the official code's), or ``"float"``, the residual stream
+    itself. LCE has no binary depthwise convolution, so after conversion the memory conv is a
+    float ``DEPTHWISE_CONV_2D`` either way (on the dequantized +-1 input, or on the float one):
+    the same kernel bytes and MACs, one ``LceQuantize``/``LceDequantize`` pair fewer per block.
+    Its weights stay binary. On the demo's data it is worth about 5 points at full width (see
+    BENCHMARKS.md); the 1x1 convolutions, fc1 and fe3 stay binary in both.
     """
 
     num_classes: int = 12
@@ -96,6 +105,7 @@ class ModelConfig(JsonConfig):
     profile: str = "paper"
     binarizer: str = "bifsmn"
     weight_scale: str = "output_channel"
+    memory_input: str = "binary"
     widths: tuple[int, ...] = (8, 4, 2, 1)
     frontend_channels: int = 16
     frontend_kernel_size: int = 5
@@ -116,6 +126,10 @@ class ModelConfig(JsonConfig):
         if self.binarizer not in quantizers.BINARIZERS:
             raise ConfigError(
                 f"ModelConfig.binarizer: unknown {self.binarizer!r}; choose {quantizers.BINARIZERS}"
+            )
+        if self.memory_input not in MEMORY_INPUTS:
+            raise ConfigError(
+                f"ModelConfig.memory_input: unknown {self.memory_input!r}; choose {MEMORY_INPUTS}"
             )
         if self.weight_scale not in quantizers.WEIGHT_SCALES:
             raise ConfigError(
@@ -155,7 +169,8 @@ class ModelConfig(JsonConfig):
 
     def same_architecture(self, other: "ModelConfig") -> bool:
         """Whether the shared layers of ``self`` and ``other`` have the same shapes."""
-        ignored = {"binarizer", "weight_scale", "widths", "teacher_dropout", "student_dropout"}
+        ignored = {"binarizer", "weight_scale", "memory_input", "widths", "teacher_dropout",
+                   "student_dropout"}
         return all(
             getattr(self, f.name) == getattr(other, f.name)
             for f in dataclasses.fields(self)
@@ -255,6 +270,7 @@ def _layers(config: ModelConfig, kind: str) -> dict[str, tf.keras.layers.Layer]:
                     binarizer, config.weight_scale, depthwise=True
                 ),
                 kernel_constraint="weight_clip",
+                quantize_memory_input=config.memory_input == "binary",
             )
         layers[f"block_{index}"] = DFSMNBlock(
             hidden_size=config.hidden_size,

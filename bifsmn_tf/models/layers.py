@@ -203,6 +203,8 @@ class DFSMNBlock(tf.keras.layers.Layer):
         left_order, right_order, dilation: the memory's look-back, look-ahead and stride.
         input_quantizer: activation quantizer for the three convolutions (name, config dict or
             instance; each conv gets its own copy), ``None`` for float.
+        quantize_memory_input: ``False`` feeds the memory conv the float input instead (the 1x1
+            convs keep ``input_quantizer``); see ``ModelConfig.memory_input``.
         kernel_quantizer: kernel quantizer of the 1x1 convs; ``depthwise_quantizer`` that of the
             memory conv (its output channel is axis -2 of the kernel).
         kernel_constraint: constraint of all three kernels (``"weight_clip"`` for binary ones).
@@ -223,6 +225,7 @@ class DFSMNBlock(tf.keras.layers.Layer):
         kernel_quantizer: QuantizerSpec = None,
         depthwise_quantizer: QuantizerSpec = None,
         kernel_constraint: str | None = None,
+        quantize_memory_input: bool = True,
         use_bias: bool = True,
         activation: str = "prelu",
         hidden_activation: str = "relu",
@@ -246,6 +249,7 @@ class DFSMNBlock(tf.keras.layers.Layer):
         self.kernel_quantizer = _QuantizerRecipe.of(kernel_quantizer)
         self.depthwise_quantizer = _QuantizerRecipe.of(depthwise_quantizer)
         self.kernel_constraint = kernel_constraint
+        self.quantize_memory_input = quantize_memory_input
         self.use_bias = use_bias
         self.activation = activation
         self.hidden_activation = hidden_activation
@@ -276,7 +280,7 @@ class DFSMNBlock(tf.keras.layers.Layer):
             self.left_order,
             self.right_order,
             self.dilation,
-            input_quantizer=_new_quantizer(self.input_quantizer),
+            input_quantizer=_new_quantizer(self.input_quantizer if self.quantize_memory_input else None),
             depthwise_quantizer=_new_quantizer(self.depthwise_quantizer),
             depthwise_constraint=self.kernel_constraint,
             use_bias=self.use_bias,
@@ -340,6 +344,7 @@ class DFSMNBlock(tf.keras.layers.Layer):
             "kernel_quantizer": _serialize(self.kernel_quantizer),
             "depthwise_quantizer": _serialize(self.depthwise_quantizer),
             "kernel_constraint": self.kernel_constraint,
+            "quantize_memory_input": self.quantize_memory_input,
             "use_bias": self.use_bias,
             "activation": self.activation,
             "hidden_activation": self.hidden_activation,

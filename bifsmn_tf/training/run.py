@@ -134,7 +134,7 @@ def teacher_configs(
     ``train_overrides`` replace fields of the preset's :class:`TrainConfig` (``None``: keep).
     """
     features = FeatureConfig()
-    train = _override(PRESETS[preset].for_teacher(), train_overrides)
+    train = _override(PRESETS[preset].teacher, train_overrides)
     return RunConfigs(
         train=train,
         model=ModelConfig(
@@ -162,12 +162,13 @@ def student_configs(
     distill: str = "hed",
     binarizer: str = "bifsmn",
     weight_scale: str = "output_channel",
+    memory_input: str = "binary",
     profile: str | None = None,
     **train_overrides: Any,
 ) -> RunConfigs:
     """Configs of a BiFSMN student of ``teacher_run``: the teacher's task, features and
-    architecture, with ``binarizer`` and its ``weight_scale`` (``ModelConfig``), the trained
-    ``widths`` (λ_w = w/8) and ``distill``.
+    architecture, with ``binarizer``, its ``weight_scale`` and ``memory_input``
+    (``ModelConfig``), the trained ``widths`` (λ_w = w/8) and ``distill``.
 
     ``profile`` defaults to the teacher's; a different one cannot be initialised from it.
     """
@@ -177,7 +178,7 @@ def student_configs(
             f"{teacher_run}: the teacher has profile {teacher.model.profile!r}; a {profile!r} "
             "student cannot be initialised from it (train a teacher with that profile)"
         )
-    train = PRESETS[preset].replace(
+    train = PRESETS[preset].student.replace(
         widths=tuple(widths), width_weights=default_width_weights(widths), distill=distill
     )
     data = teacher.data
@@ -185,7 +186,10 @@ def student_configs(
         data = data.replace(root=str(Path(data_root).expanduser().resolve()))
     return RunConfigs(
         train=_override(train, train_overrides),
-        model=teacher.model.replace(binarizer=binarizer, weight_scale=weight_scale, widths=tuple(widths)),
+        model=teacher.model.replace(
+            binarizer=binarizer, weight_scale=weight_scale, memory_input=memory_input,
+            widths=tuple(widths),
+        ),
         data=data,
         features=teacher.features,
     )
@@ -271,7 +275,7 @@ def train(
             model = build_bifsmn(configs.model)
             if first_epoch == 0:
                 init_student_from_teacher(model, teacher)
-            if train_config.distill == "none":
+            if train_config.distill == "none" and not train_config.logit_distill:
                 teacher = None
         distiller = Distiller(
             model,
@@ -280,6 +284,7 @@ def train(
             width_weights=train_config.width_weights,
             distill=train_config.distill,
             gamma=train_config.gamma,
+            logit_distill=train_config.logit_distill,
             weight_decay=train_config.weight_decay,
         )
         optimizer = build_optimizer(train_config)
