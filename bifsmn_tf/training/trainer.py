@@ -6,10 +6,11 @@ trained) and overrides ``train_step``/``test_step`` so that ``fit``/``evaluate``
     L = Σ_w λ_w · [ CE(z_w, y) + γ · D_w ]   (+ the L2 weight-decay term)
 
 (with ``logit_distill`` α > 0, ``CE(z_w, y)`` becomes ``(1 − α)·CE(z_w, y) + α·CE(z_w, p_T)``,
-``p_T`` the teacher's softmax), with ``D_w`` the HED loss of the executed student blocks against the enhanced teacher blocks
-``j(k)`` (or FID, or nothing), and one SGD step on the sum. Because the step is a plain Keras
-``train_step``, ``tf.distribute.MirroredStrategy`` runs it on every replica and all-reduces the
-gradients: build the models, the ``Distiller`` and ``compile`` inside ``strategy.scope()``.
+``p_T`` the teacher's softmax), with ``D_w`` the HED loss of the executed student blocks against
+the enhanced teacher blocks ``j(k)`` (or FID, or nothing), and one SGD step on the sum. Because
+the step is a plain Keras ``train_step``, ``tf.distribute.MirroredStrategy`` runs it on every
+replica and all-reduces the gradients: build the models, the ``Distiller`` and ``compile`` inside
+``strategy.scope()``.
 """
 
 from __future__ import annotations
@@ -141,8 +142,9 @@ class Preset:
 #: epoch for epoch at 1.6x the clips per second, and the teacher's soft labels (``logit_distill``
 #: 0.5) added about 2.5 points at 15 epochs. At 120 epochs (same data and teacher), HED at
 #: γ = 0.1 gave 87.9 / 86.3 / 84.0 % on test against 87.1 / 86.5 / 86.3 % at the paper's 0.01,
-#: and soft labels alone (α = 1) 86.5 / 86.3 / 84.4 %: within noise, γ = 0.1 kept. No weight decay. The validation split (480 clips)
-#: has a binomial standard error of about 2 points at 80 %, hence the monotone tolerance.
+#: and soft labels alone (α = 1) 86.5 / 86.3 / 84.4 %: within noise, γ = 0.1 kept. No weight
+#: decay. The validation split (480 clips) has a binomial standard error of about 2 points at
+#: 80 %, hence the monotone tolerance.
 PRESETS: dict[str, Preset] = {
     "paper": Preset(teacher=TrainConfig().for_teacher(), student=TrainConfig()),
     "demo": Preset(
