@@ -378,10 +378,11 @@ def _run_evaluate(args) -> int:
 def _register_demo(verbs) -> None:
     parser = verbs.add_parser(
         "demo",
-        help="the whole pipeline on the built-in synthetic keyword set (about 15 minutes)",
+        help="the whole pipeline on the built-in synthetic keyword set (about 16 minutes)",
         description=(
             "Synthesize the keyword set (if DIR/data is not complete yet), train the FP teacher, "
-            "train BiFSMN with HED over widths 8/4/2, evaluate every width on the test split, "
+            "train BiFSMN with HED and the teacher's soft labels over widths 8/4/2 (memory convs on "
+            "the float residual stream), evaluate every width on the test split, "
             "convert every width to an LCE flatbuffer (plus the FP32 and int8 teachers, each "
             "checked in LCE's interpreter; DIR/student/flatbuffers), and print the results "
             "tables, saved as DIR/results.md and DIR/results.json. Interrupted, it resumes where "
