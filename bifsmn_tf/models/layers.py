@@ -280,7 +280,9 @@ class DFSMNBlock(tf.keras.layers.Layer):
             self.left_order,
             self.right_order,
             self.dilation,
-            input_quantizer=_new_quantizer(self.input_quantizer if self.quantize_memory_input else None),
+            input_quantizer=(
+                _new_quantizer(self.input_quantizer) if self.quantize_memory_input else None
+            ),
             depthwise_quantizer=_new_quantizer(self.depthwise_quantizer),
             depthwise_constraint=self.kernel_constraint,
             use_bias=self.use_bias,

@@ -275,8 +275,6 @@ def train(
             model = build_bifsmn(configs.model)
             if first_epoch == 0:
                 init_student_from_teacher(model, teacher)
-            if train_config.distill == "none" and not train_config.logit_distill:
-                teacher = None
         distiller = Distiller(
             model,
             teacher,

@@ -194,8 +194,8 @@ class Distiller(tf.keras.Model):
     Args:
         student: A model of :mod:`bifsmn_tf.models.dfsmn` (``build_bifsmn`` or, to train the
             teacher itself, ``build_teacher`` with ``widths=(8,)``). Inputs ``(B, T, F)``.
-        teacher: The trained FP teacher, or ``None`` for ``distill="none"`` without
-            ``logit_distill``. It is frozen.
+        teacher: The trained FP teacher, frozen; may be ``None`` (and is ignored) for
+            ``distill="none"`` without ``logit_distill``.
         widths, width_weights, distill, gamma, logit_distill, weight_decay: as in
             :class:`TrainConfig`.
     """
@@ -216,12 +216,14 @@ class Distiller(tf.keras.Model):
         super().__init__(**kwargs)
         if distill not in DISTILL_MODES:
             raise ValueError(f"distill must be one of {DISTILL_MODES}, got {distill!r}")
-        if (distill != "none" or logit_distill) and teacher is None:
+        self._uses_teacher = distill != "none" or bool(logit_distill)
+        if self._uses_teacher and teacher is None:
             raise ValueError(f"distill={distill!r}, logit_distill={logit_distill} needs a teacher")
         if len(widths) != len(width_weights):
             raise ValueError(f"one weight per width: {tuple(widths)} vs {tuple(width_weights)}")
         self.student = student
-        self.teacher = teacher
+        # A teacher the objective does not use is not run, frozen or tracked.
+        self.teacher = teacher if self._uses_teacher else None
         self.widths = tuple(int(w) for w in widths)
         self.width_weights = tuple(float(w) for w in width_weights)
         self.distill = distill
@@ -236,7 +238,6 @@ class Distiller(tf.keras.Model):
                 w: [teacher_block_index(w, k) for k in range(len(WIDTH_BLOCKS[w]))]
                 for w in self.widths
             }
-        self._uses_teacher = distill != "none" or bool(logit_distill)
         if self._uses_teacher:
             teacher.trainable = False
             self._teacher_features = feature_model(teacher)
@@ -275,7 +276,8 @@ class Distiller(tf.keras.Model):
         inputs, labels = data
         if self._uses_teacher:
             teacher_logits, teacher_blocks = self._teacher_outputs(inputs)
-            soft_labels = tf.nn.softmax(teacher_logits)
+            if self.logit_distill:
+                soft_labels = tf.nn.softmax(teacher_logits)
         if self.distill != "none":
             needed = sorted({j for js in self._teacher_blocks.values() for j in js})
             targets = (
