@@ -7,9 +7,11 @@ widths 8/4/2 with the same recipe, then evaluates every width on the test split:
     BiFSMN                                   no distillation / HED (v1) / FID (v2)
     BiFSMN + HED, variants                   the official weight scale; a float memory input;
                                              and with the teacher's soft labels: the demo's student
+    the demo's student, variants             fe3's (and fc1's) inputs binarized at several
+                                             thresholds: accuracy against flatbuffer bytes
 
-Every row but the last trains without the teacher's soft labels (``logit_distill`` 0), whatever
-the preset says, so that the methods are compared as the paper compares them.
+The rows up to the demo's student train without the teacher's soft labels (``logit_distill`` 0),
+whatever the preset says, so that the methods are compared as the paper compares them.
 
 It also measures training throughput (samples/s, median over epochs after the first) per run and,
 on random batches, per set of trained widths. Writes ``benchmarks/results/ablation.md`` and
@@ -50,6 +52,8 @@ class Row(NamedTuple):
     weight_scale: str = "output_channel"
     memory_input: str = "binary"
     logit_distill: float = 0.0
+    fe3_input_thresholds: tuple[float, ...] = (0.0,)
+    fc1_input_thresholds: tuple[float, ...] = (0.0,)
 
     @property
     def run_name(self) -> str:
@@ -60,6 +64,9 @@ class Row(NamedTuple):
             parts.append("floatmem")
         if self.logit_distill:
             parts.append(f"soft{self.logit_distill:g}")
+        for layer, thresholds in (("fe3", self.fe3_input_thresholds), ("fc1", self.fc1_input_thresholds)):
+            if len(thresholds) > 1:
+                parts.append(f"{layer}x{len(thresholds)}")
         return "-".join(parts)
 
 
@@ -78,6 +85,18 @@ ROWS = (
     Row("BiFSMN + HED, float memory input", "bifsmn", "hed", memory_input="float"),
     Row("BiFSMN + HED, float memory input, soft labels 0.5 (the demo's student)", "bifsmn", "hed",
         memory_input="float", logit_distill=0.5),
+    # Thermometer-coded binary inputs (ModelConfig.fe3_input_thresholds / fc1_input_thresholds)
+    # on the demo's student: the binary front end is where it loses most against the teacher.
+    Row("the demo's student, fe3 input at 2 thresholds (±0.5; no more weight bytes)", "bifsmn", "hed",
+        memory_input="float", logit_distill=0.5, fe3_input_thresholds=(-0.5, 0.5)),
+    Row("the demo's student, fe3 input at 3 thresholds (0, ±0.67; +3.2 KB of weights)", "bifsmn", "hed",
+        memory_input="float", logit_distill=0.5, fe3_input_thresholds=(-0.67, 0.0, 0.67)),
+    Row("the demo's student, fe3 and fc1 inputs at 2 thresholds (±0.5; +4.0 KB of weights)", "bifsmn", "hed",
+        memory_input="float", logit_distill=0.5, fe3_input_thresholds=(-0.5, 0.5),
+        fc1_input_thresholds=(-0.5, 0.5)),
+    Row("the demo's student, fe3 and fc1 inputs at 3 thresholds (0, ±0.67; +11.4 KB of weights)", "bifsmn", "hed",
+        memory_input="float", logit_distill=0.5, fe3_input_thresholds=(-0.67, 0.0, 0.67),
+        fc1_input_thresholds=(-0.67, 0.0, 0.67)),
 )
 WIDTHS = (8, 4, 2)
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -117,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         configs = run.student_configs(
             teacher_run, preset=args.preset, widths=WIDTHS, distill=row.distill,
             binarizer=row.binarizer, weight_scale=row.weight_scale, memory_input=row.memory_input,
+            fe3_input_thresholds=row.fe3_input_thresholds, fc1_input_thresholds=row.fc1_input_thresholds,
             logit_distill=row.logit_distill, **overrides,
         )
         run.train(run_dir, configs, teacher_run=teacher_run)

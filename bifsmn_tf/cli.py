@@ -289,8 +289,24 @@ def _register_train(verbs) -> None:
                         help="what the memory convs see: binary = the sign of the residual stream "
                              "(the paper's), float = the stream itself; LCE runs them as float "
                              "depthwise convs either way, the 1x1 convs stay binary (default binary)")
+    for layer, cost in (("fe3", "free up to 2 (fe3's 16 input channels fill half of LCE's 32-bit "
+                                "words)"), ("fc1", "4 KB more flatbuffer per extra threshold")):
+        parser.add_argument(f"--{layer}-input-thresholds", type=_thresholds, default=(0.0,),
+                            metavar="T,T,...",
+                            help=f"where {layer}'s inputs are binarized: 0 = the sign (the paper's); "
+                                 f"several (write --{layer}-input-thresholds=-0.5,0.5) give each "
+                                 "input channel that many binary channels, a thermometer code; "
+                                 f"{layer} stays a binary conv with that many times the binary "
+                                 f"weights: {cost} (default 0)")
     _add_train_flags(parser, student=True)
     parser.set_defaults(handler=_run_train)
+
+
+def _thresholds(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated numbers, e.g. -0.67,0,0.67") from None
 
 
 def _run_train(args) -> int:
@@ -303,7 +319,9 @@ def _run_train(args) -> int:
     try:
         configs = run.student_configs(
             args.teacher, args.data, preset=args.preset, widths=widths, distill=args.distill,
-            binarizer=args.binarizer, memory_input=args.memory_input, profile=args.profile,
+            binarizer=args.binarizer, memory_input=args.memory_input,
+            fe3_input_thresholds=args.fe3_input_thresholds,
+            fc1_input_thresholds=args.fc1_input_thresholds, profile=args.profile,
             **_train_overrides(args),
         )
         result = run.train(args.out, configs, teacher_run=args.teacher, progress=not args.no_progress)

@@ -438,6 +438,72 @@ def spot_microphone(
             yield from spotter.push(blocks.get())
 
 
+@dataclasses.dataclass(frozen=True)
+class SpottingScore:
+    """Detections matched against the keywords of a recording (:func:`score_detections`).
+
+    ``timing_errors_s`` holds ``detection time - keyword time`` of every match; false alarms
+    are split by where they fall: among the keywords, or in the noise after them.
+    """
+
+    keywords: int
+    timing_errors_s: list[float]
+    false_alarms_in_speech: list[Detection]
+    false_alarms_in_noise: list[Detection]
+
+    @property
+    def found(self) -> int:
+        return len(self.timing_errors_s)
+
+    @property
+    def recall(self) -> float:
+        return self.found / self.keywords if self.keywords else 0.0
+
+    @property
+    def false_alarms(self) -> int:
+        return len(self.false_alarms_in_speech) + len(self.false_alarms_in_noise)
+
+    def __str__(self) -> str:
+        timing = ""
+        if self.timing_errors_s:
+            errors = np.asarray(self.timing_errors_s)
+            timing = f", timing error mean {errors.mean() * 1000:+.0f} ms (SD {errors.std() * 1000:.0f})"
+        return (
+            f"recall {self.recall:.0%} ({self.found}/{self.keywords}){timing}; false alarms "
+            f"{len(self.false_alarms_in_speech)} among the keywords, "
+            f"{len(self.false_alarms_in_noise)} in the noise"
+        )
+
+
+def score_detections(
+    detections: Iterable[Detection],
+    keywords: Iterable[tuple[float, str]],
+    speech_seconds: float,
+    tolerance_s: float = 0.25,
+) -> SpottingScore:
+    """Match each detection to the first unmatched keyword ``(time_s, label)`` with its label
+    within ``tolerance_s``; the rest are false alarms, in speech before ``speech_seconds`` or in
+    the noise after it."""
+    keywords = list(keywords)
+    matched: set[int] = set()
+    errors, in_speech, in_noise = [], [], []
+    for d in detections:
+        hit = next(
+            (
+                i
+                for i, (t, label) in enumerate(keywords)
+                if label == d.label and abs(d.time_s - t) <= tolerance_s and i not in matched
+            ),
+            None,
+        )
+        if hit is not None:
+            matched.add(hit)
+            errors.append(d.time_s - keywords[hit][0])
+        else:
+            (in_noise if d.time_s > speech_seconds else in_speech).append(d)
+    return SpottingScore(len(keywords), errors, in_speech, in_noise)
+
+
 def width_summary(hops: list[Hop]) -> str:
     """How many hops ran at each width, and their median latency."""
     parts = []

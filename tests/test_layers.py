@@ -13,7 +13,14 @@ import larq as lq
 import tensorflow as tf
 
 from bifsmn_tf.models import quantizers
-from bifsmn_tf.models.layers import DFSMNBlock, MemoryBlock, RPReLU, SlopeFloor, activation_layer
+from bifsmn_tf.models.layers import (
+    DFSMNBlock,
+    MemoryBlock,
+    RPReLU,
+    SlopeFloor,
+    ThresholdCopies,
+    activation_layer,
+)
 
 RNG = np.random.default_rng(3)
 
@@ -32,16 +39,19 @@ def run_layer_test(
     input_shape: tuple[int, ...],
     tmp_path: Path,
     call_kwargs: dict[str, Any] | None = None,
+    output_shape: tuple[int, ...] | None = None,
 ) -> np.ndarray:
     """Like Keras's ``layer_test``: build ``layer`` in a functional model, check that the output
-    keeps the input's shape, that ``from_config(get_config())`` reproduces the config, and that
-    the model survives a JSON round trip and a SavedModel save/load with identical outputs."""
+    has ``output_shape`` (default: the input's), that ``from_config(get_config())`` reproduces
+    the config, and that the model survives a JSON round trip and a SavedModel save/load with
+    identical outputs."""
     x = RNG.normal(size=input_shape).astype("float32")
     inputs = tf.keras.Input(input_shape[1:])
     model = tf.keras.Model(inputs, layer(inputs, **(call_kwargs or {})))
     model(x, training=True)  # moves the BN statistics away from their initial values
     expected = model.predict(x, verbose=0)
-    assert expected.shape == input_shape
+    assert expected.shape == (output_shape or input_shape)
+    assert tuple(model.output_shape[1:]) == expected.shape[1:]
 
     config = layer.get_config()
     assert type(layer).from_config(config).get_config() == config
@@ -75,6 +85,22 @@ def run_layer_test(
 )
 def test_small_layers(make_layer, tmp_path):
     run_layer_test(make_layer(), (2, 8, 1, 16), tmp_path)
+
+
+def test_threshold_copies_give_a_thermometer_code_under_the_sign(tmp_path):
+    layer = ThresholdCopies([-0.5, 0.0, 0.5])
+    out = run_layer_test(layer, (2, 8, 1, 16), tmp_path, output_shape=(2, 8, 1, 48))
+    x = np.array([[-0.7, -0.2, 0.3, 0.9]], "float32")
+    signs = np.sign(ThresholdCopies([-0.5, 0.0, 0.5])(x).numpy()).reshape(3, 4)
+    # Copy k of a value is x - t_k: its sign says whether x passed threshold k.
+    np.testing.assert_array_equal(signs, [[-1, 1, 1, 1], [-1, -1, 1, 1], [-1, -1, -1, 1]])
+    assert np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("thresholds", [[0.0], [0.5, -0.5], [0.0, 0.0]])
+def test_threshold_copies_need_several_increasing_thresholds(thresholds):
+    with pytest.raises(ValueError, match="distinct increasing"):
+        ThresholdCopies(thresholds)
 
 
 @pytest.mark.parametrize(

@@ -337,7 +337,8 @@ def _check_conversion(
     model: tf.keras.Model, expected_bconvs: int, compare: bool = True
 ) -> dict[str, int]:
     """Convert with LCE, check the binary convolution count and, with ``compare``, that LCE's
-    interpreter reproduces Keras (LCE's own end-to-end tolerance)."""
+    interpreter reproduces Keras (LCE's own end-to-end tolerance). Returns the op counts, with
+    the flatbuffer's size under ``"bytes"``."""
     flatbuffer = lce.convert_keras_model(model)
     ops = op_counts(flatbuffer)
     assert ops.get("LceBconv2d", 0) == expected_bconvs, ops
@@ -348,7 +349,7 @@ def _check_conversion(
         expected = model.predict(x, verbose=0)
         np.testing.assert_allclose(actual, expected, rtol=1e-3, atol=1e-3)
         np.testing.assert_array_equal(actual.argmax(axis=1), expected.argmax(axis=1))
-    return ops
+    return ops | {"bytes": len(flatbuffer)}
 
 
 def test_full_width_student_converts_to_18_binary_convolutions():
@@ -363,6 +364,42 @@ def test_float_memory_input_converts_with_the_same_binary_convolutions():
     ops = _check_conversion(model, expected_bconvs=18)
     # The memory convs take the float residual stream: no dequantize in front of them.
     assert ops["DEPTHWISE_CONV_2D"] == 8 and "LceDequantize" not in ops
+
+
+def test_threshold_copies_keep_fe3_and_fc1_binary_with_more_input_channels():
+    config = ModelConfig(
+        memory_input="float", profile="lean", fe3_input_thresholds=(-0.67, 0.0, 0.67),
+        fc1_input_thresholds=(-0.67, 0.0, 0.67),
+    )
+    model = width_model(_trained_student(config), 8)
+    assert model.get_layer("fe3").kernel.shape == (5, 5, 48, 32)
+    assert model.get_layer("fc1").kernel.shape == (1, 1, 3 * config.fc1_inputs, 128)
+    ops = _check_conversion(model, expected_bconvs=18)
+    assert ops["CONCATENATION"] == 2
+    plain = lce.convert_keras_model(
+        # Trained, as the other: the converter shares identical constants, such as fresh BN's.
+        width_model(_trained_student(ModelConfig(memory_input="float", profile="lean")), 8)
+    )
+    # LCE packs input channels 32 to a word: fe3's 48 take two words where 16 took one (half
+    # empty), fc1's 768 take three times the words of 256.
+    extra_bits = 5 * 5 * 32 * 32 + 2 * config.fc1_inputs * 128
+    growth = ops["bytes"] - len(plain)
+    assert extra_bits / 8 <= growth <= extra_bits / 8 + 1536  # + the copy ops, their constants
+
+
+def test_init_repeats_fe3_and_fc1_kernels_for_every_threshold_copy():
+    config = SMALL.replace(num_blocks=2, widths=(2, 1))
+    teacher = build_teacher(config)
+    student = build_bifsmn(
+        config.replace(fe3_input_thresholds=(-1.0, 0.0, 1.0), fc1_input_thresholds=(-1.0, 0.0, 1.0))
+    )
+    report = init_student_from_teacher(student, teacher)
+    assert {"fe3/kernel", "fc1/kernel"} <= set(report["carried"])
+    for name in ("fe3", "fc1"):
+        taught = teacher.get_layer(name).kernel.numpy()
+        np.testing.assert_array_equal(
+            student.get_layer(name).kernel.numpy(), np.concatenate([taught] * 3, axis=2)
+        )
 
 
 @pytest.mark.slow

@@ -123,6 +123,24 @@ def test_cli_train_records_memory_input_and_logit_distillation(teacher_run, tmp_
     assert block.memory.input_quantizer is None and block.expand.input_quantizer is not None
 
 
+def test_cli_train_records_input_thresholds_and_refuses_bad_ones(teacher_run, tmp_path, capsys):
+    out = tmp_path / "thresholds"
+    argv = ["train", "--teacher", str(teacher_run), "--out", str(out), "--preset", "demo",
+            "--widths", "8", "--distill", "none", "--fe3-input-thresholds=-0.5,0.5",
+            "--epochs", "1", "--no-progress"]
+    assert main(argv) == 0, capsys.readouterr().err
+    model, config = run.load_run_model(out)
+    assert config.fe3_input_thresholds == (-0.5, 0.5) and config.fc1_input_thresholds == (0.0,)
+    assert model.get_layer("fe3_copies").thresholds == (-0.5, 0.5)
+    assert "fc1_copies" not in [layer.name for layer in model.layers]
+    bad = [*argv[:-4], "--epochs", "1", "--no-progress", "--out", str(tmp_path / "bad")]
+    assert main([*bad, "--fc1-input-thresholds=0.5,-0.5"]) == 2
+    assert "distinct increasing" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*bad, "--fc1-input-thresholds=a,b"])
+    assert "comma-separated numbers" in capsys.readouterr().err
+
+
 def test_irnet_run_advances_the_ede_schedule_each_epoch(teacher_run, tmp_path):
     configs = run.student_configs(
         teacher_run, preset="demo", binarizer="irnet", widths=(8,), distill="none", epochs=2, learning_rate=0.005

@@ -26,6 +26,7 @@ from bifsmn_tf.config import ConfigError
 from bifsmn_tf.convert import MANIFEST, with_audio_frontend
 from bifsmn_tf.data.audio import write_wav
 from bifsmn_tf.data.labels import LABELS_12
+from bifsmn_tf.data.long_recording import keyword_recording
 from bifsmn_tf.features import FeatureConfig, build_frontend
 from bifsmn_tf.stream import (
     KeywordModel,
@@ -36,6 +37,7 @@ from bifsmn_tf.stream import (
     WidthSelector,
     build_spotter,
     read_converted,
+    score_detections,
     spot_file,
 )
 
@@ -438,6 +440,75 @@ def test_trained_tone_model_finds_every_keyword_in_time_and_stays_quiet_on_noise
     assert not [d for d in detections if d.time_s > speech_s]
 
 
+# --- long recordings with known keyword times, and scoring a spotter on them -----------------------
+
+
+def test_keyword_recording_places_each_test_keyword_at_the_asked_snr(synth_dataset):
+    from bifsmn_tf.data.audio import read_wav
+    from bifsmn_tf.data.labels import KEYWORDS
+    from bifsmn_tf.data.synthetic import rms
+
+    records = json.loads((synth_dataset / "synth.json").read_text())["clips"]
+    made = {  # a quiet background, so that no keyword at 10 dB above it clips
+        snr: keyword_recording(
+            synth_dataset, keywords_per_label=1, noise_minutes=0.1, snr_db=snr, noise_gain=0.05
+        )
+        for snr in (10.0, -300.0)  # -300 dB: the keywords vanish, leaving the background alone
+    }
+    recording, background = made[10.0], made[-300.0]
+    assert recording.keywords == background.keywords and recording.clips == background.clips
+    assert sorted(label for _, label in recording.keywords) == sorted(KEYWORDS)
+    assert all(records[clip]["split"] == "testing" for clip in recording.clips)
+    assert [c.split("/")[0] for c in recording.clips] == [label for _, label in recording.keywords]
+    times = [t for t, _ in recording.keywords]
+    assert times == sorted(times) and times[-1] < recording.speech_seconds
+    assert recording.noise_seconds == pytest.approx(6.0, abs=1e-3)
+    for (centre, _), clip in zip(recording.keywords, recording.clips):
+        onset, length = records[clip]["onset_seconds"], records[clip]["speech_seconds"]
+        offset = int((centre - onset - length / 2) * 16000)
+        speech = slice(int(onset * 16000), int((onset + length) * 16000))
+        region = slice(offset + speech.start, offset + speech.stop)
+        keyword = recording.samples[region] - background.samples[region]
+        snr = 20 * np.log10(rms(keyword) / rms(background.samples[region]))
+        assert snr == pytest.approx(10.0, abs=0.05)
+        # What was added is the clip itself, scaled, with its speech where the keyword's time says.
+        source = read_wav(synth_dataset / clip)[speech]
+        assert np.corrcoef(source, keyword)[0, 1] > 0.999
+    # Unset SNR: the clips at their synthesised level over the same background.
+    plain = keyword_recording(synth_dataset, keywords_per_label=1, noise_minutes=0.1)
+    assert plain.keywords == recording.keywords
+    assert not np.allclose(plain.samples, recording.samples)
+
+
+def test_keyword_recording_refuses_what_it_cannot_build(synth_dataset, tmp_path):
+    from bifsmn_tf.data.synthetic import SynthError
+
+    with pytest.raises(SynthError, match="no synth.json"):
+        keyword_recording(tmp_path, keywords_per_label=1, noise_minutes=0.1)
+    with pytest.raises(SynthError, match="fewer than the 2 asked for"):
+        keyword_recording(synth_dataset, keywords_per_label=2, noise_minutes=0.1)
+
+
+def test_score_detections_matches_each_keyword_once_within_the_tolerance():
+    from bifsmn_tf.stream import Detection
+
+    keywords = [(2.0, "yes"), (5.0, "no"), (8.0, "yes")]
+    detections = [
+        Detection(2.1, "yes", 0.9, 8),  # hit, +100 ms
+        Detection(2.2, "yes", 0.9, 8),  # the same keyword again: a false alarm
+        Detection(4.6, "no", 0.8, 8),  # 400 ms early: outside the tolerance
+        Detection(7.8, "yes", 0.9, 8),  # hit, -200 ms
+        Detection(12.0, "off", 0.9, 8),  # in the noise after the keywords
+    ]
+    score = score_detections(detections, keywords, speech_seconds=10.0, tolerance_s=0.25)
+    assert (score.keywords, score.found, score.recall) == (3, 2, pytest.approx(2 / 3))
+    assert score.timing_errors_s == pytest.approx([0.1, -0.2])
+    assert [d.time_s for d in score.false_alarms_in_speech] == [2.2, 4.6]
+    assert [d.time_s for d in score.false_alarms_in_noise] == [12.0]
+    assert score.false_alarms == 3
+    assert "recall 67% (2/3)" in str(score) and "-50 ms" in str(score)
+
+
 # --- a trained model on a long recording ----------------------------------------------------------
 
 
@@ -460,45 +531,6 @@ def _demo_student_run(tmp_path_factory) -> Path:
     return out / "student"
 
 
-def _long_recording(root: Path, keywords_per_label: int, noise_minutes: float, seed: int = 0):
-    """Test-split keyword clips of the synthetic set placed 2-4 s apart over its background noise,
-    then `noise_minutes` of noise alone. Returns (samples, [(time_s, label)], noise seconds).
-
-    A keyword's time is the middle of its speech, from the per-clip record in synth.json.
-    """
-    from bifsmn_tf.data.audio import read_wav
-    from bifsmn_tf.data.labels import KEYWORDS
-
-    rng = np.random.default_rng(seed)
-    records = json.loads((root / "synth.json").read_text())["clips"]
-    noise = np.concatenate(
-        [read_wav(p) for p in sorted((root / "_background_noise_").glob("*.wav"))]
-    )
-    chosen = []
-    for label in KEYWORDS:
-        clips = sorted(
-            path
-            for path, r in records.items()
-            if path.startswith(f"{label}/") and r["split"] == "testing"
-        )
-        chosen += [(path, label) for path in rng.permutation(clips)[:keywords_per_label]]
-    chosen = [chosen[i] for i in rng.permutation(len(chosen))]
-    gaps = rng.uniform(2.0, 4.0, size=len(chosen) + 1)
-    speech_s = float(gaps.sum() + len(chosen))
-    total = int((speech_s + 60 * noise_minutes) * 16000)
-    start = int(rng.integers(0, len(noise) - total)) if len(noise) > total else 0
-    background = np.resize(noise[start:], total) * 0.3
-    samples = background.copy()
-    truth, at = [], gaps[0]
-    for (path, label), gap in zip(chosen, gaps[1:]):
-        offset = int(at * 16000)
-        samples[offset : offset + 16000] += read_wav(root / path)
-        record = records[path]
-        truth.append((at + record["onset_seconds"] + record["speech_seconds"] / 2, label))
-        at += 1.0 + gap
-    return np.clip(samples, -1, 1).astype(np.float32), truth, speech_s
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
 def test_trained_model_finds_keywords_in_a_long_recording(tmp_path_factory, tmp_path):
@@ -511,35 +543,16 @@ def test_trained_model_finds_keywords_in_a_long_recording(tmp_path_factory, tmp_
         pytest.skip(f"{root} is not the synthetic set: keyword positions are unknown")
     converted = tmp_path / "flatbuffers"
     convert_run(run_dir, converted, ConvertConfig(verify_clips=300))
-    samples, truth, speech_s = _long_recording(root, keywords_per_label=3, noise_minutes=2.0)
+    recording = keyword_recording(root, keywords_per_label=3, noise_minutes=2.0)
     wav = tmp_path / "long.wav"
-    write_wav(wav, samples)
+    write_wav(wav, recording.samples)
 
     spotter = build_spotter(read_converted(converted), StreamConfig(width=8))
-    detections = list(spot_file(wav, spotter))
-    matched, false_in_speech, false_in_noise = set(), [], []
-    for d in detections:
-        hit = next(
-            (
-                i
-                for i, (t, label) in enumerate(truth)
-                if label == d.label
-                and abs(d.time_s - t) <= KEYWORD_TOLERANCE_S
-                and i not in matched
-            ),
-            None,
-        )
-        if hit is not None:
-            matched.add(hit)
-        else:
-            (false_in_noise if d.time_s > speech_s else false_in_speech).append(d)
-    recall = len(matched) / len(truth)
-    report = (
-        f"recall {recall:.0%} of {len(truth)}; false alarms {false_in_speech} / {false_in_noise}"
+    score = score_detections(
+        spot_file(wav, spotter), recording.keywords, recording.speech_seconds, KEYWORD_TOLERANCE_S
     )
-    assert recall >= 0.8, report
+    assert score.recall >= 0.8, str(score)
     # No more than one false alarm per minute of noise: over the whole recording, and in the
     # stretch of noise alone.
-    minutes = len(samples) / 16000 / 60
-    assert len(false_in_speech) + len(false_in_noise) <= minutes, report
-    assert len(false_in_noise) <= (len(samples) / 16000 - speech_s) / 60, report
+    assert score.false_alarms <= recording.seconds / 60, str(score)
+    assert len(score.false_alarms_in_noise) <= recording.noise_seconds / 60, str(score)

@@ -353,7 +353,8 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int = SAMPLE_RATE) ->
     return resample_poly(samples, to_rate // common, from_rate // common).astype(np.float32)
 
 
-def _rms(x: np.ndarray) -> float:
+def rms(x: np.ndarray) -> float:
+    """Root mean square of ``x`` (0 for an empty array)."""
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
 
 
@@ -383,7 +384,7 @@ def coloured_noise(n: int, exponent: float, rng: np.random.Generator) -> np.ndar
     freqs[0] = freqs[1]
     spectrum *= freqs ** (exponent / 2)
     noise = np.fft.irfft(spectrum, n)
-    return (noise / _rms(noise)).astype(np.float32)
+    return (noise / rms(noise)).astype(np.float32)
 
 
 def _butter(order: int, hz: float | Sequence[float], kind: str) -> np.ndarray:
@@ -425,7 +426,7 @@ def room_impulse_response(room: dict[str, float], rng: np.random.Generator) -> n
     for _ in range(6):
         at = int(rng.uniform(0.002, 0.04) * SAMPLE_RATE)
         tail[at] += rng.choice((-1, 1)) * rng.uniform(0.2, 0.6)
-    reverberant = _rms(tail) * math.sqrt(n)
+    reverberant = rms(tail) * math.sqrt(n)
     tail *= 1.0 / (reverberant * _db(room["direct_to_reverberant_db"]))
     delay = int(room["predelay_ms"] * SAMPLE_RATE / 1000)
     response = np.zeros(n + delay)
@@ -472,16 +473,16 @@ def background_noise(
         mains = rng.choice((50.0, 60.0)) * (1 + 0.002 * np.sin(2 * np.pi * 0.1 * t))
         phase = 2 * np.pi * np.cumsum(mains) / SAMPLE_RATE
         noise = sum(np.sin(k * phase + rng.uniform(0, 2 * np.pi)) / k ** rng.uniform(0.5, 1.5) for k in range(1, 12))
-        noise = noise / _rms(noise) + 0.1 * coloured_noise(n, -1.0, rng)
+        noise = noise / rms(noise) + 0.1 * coloured_noise(n, -1.0, rng)
     elif kind == "fan":
         blade = rng.uniform(80.0, 220.0)
         body = sosfilt(_butter(2, rng.uniform(600.0, 2000.0), "lowpass"), coloured_noise(n, -1.0, rng))
         tone = sum(np.sin(2 * np.pi * k * blade * t) / k for k in range(1, 4))
         swell = 1 + 0.2 * np.sin(2 * np.pi * rng.uniform(0.1, 0.8) * t)
-        noise = (body / _rms(body) + 0.3 * tone / _rms(tone)) * swell
+        noise = (body / rms(body) + 0.3 * tone / rms(tone)) * swell
     elif kind == "rain":
         drops = _bursts(n, rng.uniform(300.0, 2000.0), (0.001, 0.004), (1000.0, 7000.0), rng)
-        noise = drops / _rms(drops) + 0.3 * coloured_noise(n, -1.0, rng)
+        noise = drops / rms(drops) + 0.3 * coloured_noise(n, -1.0, rng)
     elif kind == "clicks":
         clicks = _bursts(n, rng.uniform(2.0, 8.0), (0.005, 0.03), (800.0, 6000.0), rng)
         noise = clicks / max(np.abs(clicks).max(), 1e-9) + 0.01 * coloured_noise(n, -1.0, rng)
@@ -533,7 +534,7 @@ def _talker_stream(engine: tts.SpeechEngine, voice: str, n: int, rng: np.random.
     while at < n:
         phrase = phrases[int(rng.integers(len(phrases)))]
         end = min(n, at + len(phrase))
-        stream[at:end] += phrase[: end - at] / max(_rms(phrase), 1e-9)
+        stream[at:end] += phrase[: end - at] / max(rms(phrase), 1e-9)
         at = end + int(rng.uniform(0.05, 0.6) * SAMPLE_RATE)
     return stream
 
@@ -577,14 +578,14 @@ class ClipRenderer:
             self.engines[speaker.engine], text, speaker.voice, rate=rate, pitch=pitch,
             intonation=speaker.intonation, vocal_tract=speaker.vocal_tract,
         )
-        canvas, active, placement = self._place(speech / max(_rms(speech), 1e-9), rng)
+        canvas, active, placement = self._place(speech / max(rms(speech), 1e-9), rng)
         if room is not None:
             canvas = fftconvolve(canvas, room)[:_CLIP_SAMPLES]
         noise = None
         if rng.random() < pert.noise_probability:
             crop, noise = self._noise_crop(rng)
             noise["snr_db"] = _uniform(rng, pert.snr_db)
-            canvas = canvas + crop * _rms(canvas[active]) / _db(noise["snr_db"])
+            canvas = canvas + crop * rms(canvas[active]) / _db(noise["snr_db"])
         if microphone is not None:
             canvas = sosfilt(microphone, canvas)
         samples, finish = self._finish(canvas, active, rng)
@@ -638,7 +639,7 @@ class ClipRenderer:
         recording = self.noise_bank[kind]
         offset = int(rng.integers(0, len(recording) - _CLIP_SAMPLES + 1))
         crop = recording[offset : offset + _CLIP_SAMPLES].astype(np.float64)
-        return crop / max(_rms(crop), 1e-9), {"kind": kind, "offset_samples": offset}
+        return crop / max(rms(crop), 1e-9), {"kind": kind, "offset_samples": offset}
 
     def _finish(self, samples: np.ndarray, active: slice, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
         """Set the level of the speech, add the electrical noise floor, maybe clip."""
@@ -650,7 +651,7 @@ class ClipRenderer:
             gain = _db(clipping["drive_db"]) / peak
         else:
             # A take without a clipping draw must not clip: a loud draw is turned down instead.
-            gain = min(_db(_uniform(rng, pert.level_dbfs)) / max(_rms(samples[active]), 1e-9), 0.98 / peak)
+            gain = min(_db(_uniform(rng, pert.level_dbfs)) / max(rms(samples[active]), 1e-9), 0.98 / peak)
         samples = samples * gain
         crop, floor = self._noise_crop(rng)
         floor["level_dbfs"] = _uniform(rng, pert.noise_floor_dbfs)
@@ -658,7 +659,7 @@ class ClipRenderer:
         if clipping is not None:
             samples = np.tanh(samples) if clipping["soft"] else np.clip(samples, -1.0, 1.0)
         return samples.astype(np.float32), {
-            "level_dbfs": round(20 * math.log10(max(_rms(samples[active]), 1e-9)), 2),
+            "level_dbfs": round(20 * math.log10(max(rms(samples[active]), 1e-9)), 2),
             "noise_floor": floor,
             "clipping": clipping,
         }
@@ -676,7 +677,7 @@ def _breath(seconds: float, rng: np.random.Generator) -> np.ndarray:
         [np.sin(np.linspace(0, np.pi / 2, rise)) ** 2, np.cos(np.linspace(0, np.pi / 2, n - rise)) ** 2]
     )
     breath = noise * envelope
-    return breath / max(_rms(breath), 1e-9)
+    return breath / max(rms(breath), 1e-9)
 
 
 # --- the set on disk -------------------------------------------------------------------------

@@ -53,7 +53,7 @@ import tensorflow as tf
 from bifsmn_tf.config import ConfigError, JsonConfig, read_json
 from bifsmn_tf.fileio import atomic_write_text
 from bifsmn_tf.models import quantizers
-from bifsmn_tf.models.layers import DFSMNBlock, activation_layer
+from bifsmn_tf.models.layers import DFSMNBlock, ThresholdCopies, activation_layer
 
 PROFILES = ("paper", "lean")
 MEMORY_INPUTS = ("binary", "float")
@@ -97,6 +97,15 @@ class ModelConfig(JsonConfig):
     the same kernel bytes and MACs, one ``LceQuantize``/``LceDequantize`` pair fewer per block.
     Its weights stay binary. On the demo's data it is worth about 5 points at full width (see
     BENCHMARKS.md); the 1x1 convolutions, fc1 and fe3 stay binary in both.
+
+    ``fe3_input_thresholds`` and ``fc1_input_thresholds`` are where the student binarizes those
+    layers' inputs: ``(0.0,)`` is the sign (paper, official code); ``K`` thresholds give each input
+    channel ``K`` binary channels, a thermometer code of its value
+    (:class:`~bifsmn_tf.models.layers.ThresholdCopies`). The layer stays an ``LceBconv2d`` with
+    ``K`` times the input channels, so its packed binary weights grow with ``K`` -- except that LCE
+    packs input channels 32 to a word, and fe3's 16 fill half a word: a second fe3 threshold
+    costs no weight bytes; each extra fc1 threshold costs 4 KB. The binary front end is where
+    the student loses most against the teacher (BENCHMARKS.md).
     """
 
     num_classes: int = 12
@@ -106,6 +115,8 @@ class ModelConfig(JsonConfig):
     binarizer: str = "bifsmn"
     weight_scale: str = "output_channel"
     memory_input: str = "binary"
+    fe3_input_thresholds: tuple[float, ...] = (0.0,)
+    fc1_input_thresholds: tuple[float, ...] = (0.0,)
     widths: tuple[int, ...] = (8, 4, 2, 1)
     frontend_channels: int = 16
     frontend_kernel_size: int = 5
@@ -131,6 +142,12 @@ class ModelConfig(JsonConfig):
             raise ConfigError(
                 f"ModelConfig.memory_input: unknown {self.memory_input!r}; choose {MEMORY_INPUTS}"
             )
+        for name in ("fe3_input_thresholds", "fc1_input_thresholds"):
+            thresholds = getattr(self, name)
+            if not thresholds or list(thresholds) != sorted(set(thresholds)):
+                raise ConfigError(
+                    f"ModelConfig.{name}: one or more distinct increasing values, got {thresholds}"
+                )
         if self.weight_scale not in quantizers.WEIGHT_SCALES:
             raise ConfigError(
                 f"ModelConfig.weight_scale: unknown {self.weight_scale!r}; "
@@ -169,8 +186,8 @@ class ModelConfig(JsonConfig):
 
     def same_architecture(self, other: "ModelConfig") -> bool:
         """Whether the shared layers of ``self`` and ``other`` have the same shapes."""
-        ignored = {"binarizer", "weight_scale", "memory_input", "widths", "teacher_dropout",
-                   "student_dropout"}
+        ignored = {"binarizer", "weight_scale", "memory_input", "fe3_input_thresholds",
+                   "fc1_input_thresholds", "widths", "teacher_dropout", "student_dropout"}
         return all(
             getattr(self, f.name) == getattr(other, f.name)
             for f in dataclasses.fields(self)
@@ -243,6 +260,9 @@ def _layers(config: ModelConfig, kind: str) -> dict[str, tf.keras.layers.Layer]:
     )
     layers["fe0_bn"] = batch_norm("fe0_bn")
     layers["fe0_act"] = activation_layer(act, "fe0_act")
+    for name, thresholds in (("fe3", config.fe3_input_thresholds), ("fc1", config.fc1_input_thresholds)):
+        if student and len(thresholds) > 1:
+            layers[f"{name}_copies"] = ThresholdCopies(thresholds, name=f"{name}_copies")
     # A bias before BN is redundant; the teacher keeps it only to match the official count.
     layers["fe3"] = binary_conv(2 * config.frontend_channels, config.frontend_kernel_size, 2,
                                 use_bias=False, name="fe3")
@@ -302,8 +322,13 @@ def _layers(config: ModelConfig, kind: str) -> dict[str, tf.keras.layers.Layer]:
 def _frontend(layers: Mapping[str, tf.keras.layers.Layer], features: tf.Tensor) -> tf.Tensor:
     x = layers["add_channel"](features)
     x = layers["fe0_act"](layers["fe0_bn"](layers["fe0"](x)))
+    if "fe3_copies" in layers:
+        x = layers["fe3_copies"](x)
     x = layers["fe3_act"](layers["fe3_bn"](layers["fe3"](x)))
-    return layers["fc1_act"](layers["fc1"](layers["to_sequence"](x)))
+    sequence = layers["to_sequence"](x)
+    if "fc1_copies" in layers:
+        sequence = layers["fc1_copies"](sequence)
+    return layers["fc1_act"](layers["fc1"](sequence))
 
 
 def _backbone(
@@ -419,8 +444,9 @@ def init_student_from_teacher(
 ) -> dict[str, list[str]]:
     """Copy a trained teacher's weights into the student where they play the same role (spec 5).
 
-    Carried: the front end (conv kernels, BN), fc1, every block's memory / expand / project
-    kernels, memory BN and PReLU (its one slope copied to every channel of ReActNet's RPReLU),
+    Carried: the front end (conv kernels, BN), fc1 (fe3's and fc1's kernels repeated for every
+    threshold copy of their inputs, see ``ModelConfig.fe3_input_thresholds``), every block's
+    memory / expand / project kernels, memory BN and PReLU (its one slope copied to every channel of ReActNet's RPReLU),
     hidden BN, the teacher's output BN/PReLU into the full-width branch, and the classifier.
     Fresh: the other widths' output branches, the PReLU slopes that replace the teacher's ReLUs,
     and quantizer parameters. Dropped: the teacher's conv biases
@@ -446,16 +472,23 @@ def init_student_from_teacher(
             continue
         value = source[path]
         if tuple(value.shape) != tuple(weight.shape):
-            # ReActNet's RPReLU has a slope per channel where the teacher's PReLU has one.
-            if not (path.endswith("/alpha") and value.shape.num_elements() == 1):
-                raise ValueError(
-                    f"{path}: teacher shape {tuple(value.shape)} != student {tuple(weight.shape)}"
-                )
-            value = tf.fill(weight.shape, tf.reshape(value, ()))
+            value = _adapted(path, value, weight.shape)
         weight.assign(value)
         carried.append(path)
     dropped = [path for path in source if path not in target]
     return {"carried": sorted(carried), "fresh": sorted(fresh), "dropped": sorted(dropped)}
+
+
+def _adapted(path: str, value: tf.Tensor, shape: tf.TensorShape) -> tf.Tensor:
+    """A teacher weight fitted to the student's different ``shape`` where the roles match."""
+    if path.endswith("/alpha") and value.shape.num_elements() == 1:
+        # ReActNet's RPReLU has a slope per channel where the teacher's PReLU has one.
+        return tf.fill(shape, tf.reshape(value, ()))
+    copies = shape[-2] // value.shape[-2] if value.shape.rank == 4 == shape.rank else 0
+    if path.endswith("/kernel") and copies > 1 and value.shape[-2] * copies == shape[-2]:
+        # fe3/fc1 behind ThresholdCopies: every copy of an input channel starts with its weight.
+        return tf.tile(value, [1, 1, copies, 1])
+    raise ValueError(f"{path}: teacher shape {tuple(value.shape)} != student {tuple(shape)}")
 
 
 def build_model(config: ModelConfig, kind: str) -> tf.keras.Model:

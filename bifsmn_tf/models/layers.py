@@ -68,6 +68,36 @@ class RPReLU(tf.keras.layers.Layer):
         return tf.where(shifted >= 0, shifted, self.slope * shifted) + self.shift_out
 
 
+@_serializable
+class ThresholdCopies(tf.keras.layers.Layer):
+    """``(..., C) -> (..., K*C)``: the input minus each of ``K`` thresholds, copies concatenated
+    along channels (copy ``k`` of channel ``c`` at ``k*C + c``).
+
+    In front of a binary convolution, whose input quantizer takes the sign, this binarizes every
+    channel at ``K`` thresholds instead of at 0 alone: a thermometer code of the value with
+    ``K + 1`` levels, still read by a 1-bit convolution (``LceBconv2d``) that has ``K`` times the
+    input channels and binary weights. The thresholds are constants; the BN and RPReLU before
+    the layer learn where the values sit relative to them.
+    """
+
+    def __init__(self, thresholds: Sequence[float], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        thresholds = tuple(float(t) for t in thresholds)
+        if len(thresholds) < 2 or list(thresholds) != sorted(set(thresholds)):
+            raise ValueError(f"ThresholdCopies: need 2+ distinct increasing thresholds, got {thresholds}")
+        self.thresholds = thresholds
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        return tf.concat([inputs - t for t in self.thresholds], axis=-1)
+
+    def compute_output_shape(self, input_shape: tf.TensorShape) -> tf.TensorShape:
+        shape = tf.TensorShape(input_shape).as_list()
+        return tf.TensorShape(shape[:-1] + [None if shape[-1] is None else shape[-1] * len(self.thresholds)])
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "thresholds": list(self.thresholds)}
+
+
 def activation_layer(kind: str, name: str | None = None) -> tf.keras.layers.Layer:
     """The activation ``kind`` for 4-D ``(B, H, W, C)`` inputs.
 

@@ -163,12 +163,14 @@ def student_configs(
     binarizer: str = "bifsmn",
     weight_scale: str = "output_channel",
     memory_input: str = "binary",
+    fe3_input_thresholds: tuple[float, ...] = (0.0,),
+    fc1_input_thresholds: tuple[float, ...] = (0.0,),
     profile: str | None = None,
     **train_overrides: Any,
 ) -> RunConfigs:
     """Configs of a BiFSMN student of ``teacher_run``: the teacher's task, features and
-    architecture, with ``binarizer``, its ``weight_scale`` and ``memory_input``
-    (``ModelConfig``), the trained ``widths`` (λ_w = w/8) and ``distill``.
+    architecture, with ``binarizer``, its ``weight_scale``, ``memory_input`` and the fe3/fc1
+    input thresholds (``ModelConfig``), the trained ``widths`` (λ_w = w/8) and ``distill``.
 
     ``profile`` defaults to the teacher's; a different one cannot be initialised from it.
     """
@@ -188,6 +190,8 @@ def student_configs(
         train=_override(train, train_overrides),
         model=teacher.model.replace(
             binarizer=binarizer, weight_scale=weight_scale, memory_input=memory_input,
+            fe3_input_thresholds=tuple(fe3_input_thresholds),
+            fc1_input_thresholds=tuple(fc1_input_thresholds),
             widths=tuple(widths),
         ),
         data=data,

@@ -1,0 +1,154 @@
+"""Streaming keyword spotting on long recordings: recall, timing and false alarms per width and SNR.
+
+For a finished ``bifsmn-tf demo`` output directory, builds long recordings from its synthetic
+test split (:func:`bifsmn_tf.data.long_recording.keyword_recording`: every keyword
+``--keywords-per-label`` times, 2-4 s apart over the set's background noise, then
+``--noise-minutes`` of noise alone), runs the converted student of every width (``--widths``)
+over them with the spotter's default settings (``bifsmn-tf listen``) or with each combination of
+``--threshold`` and ``--smoothing-ms``, and scores the detections
+(:func:`bifsmn_tf.stream.score_detections`, ±250 ms).
+
+Conditions (``--snr``): ``as-made`` adds each clip at the level it was synthesised at over the
+noise at gain 0.3 (the slow test ``test_trained_model_finds_keywords_in_a_long_recording``;
+quiet takes sit below the noise there), a number puts every keyword's speech that many dB above
+the noise under it. Each condition is run on ``--recordings`` recordings (seeds 0, 1, ...), whose
+counts are summed.
+
+    python benchmarks/streaming.py --demo bifsmn-demo [--snr as-made,20,10,5,0] [--recordings 2]
+    python benchmarks/streaming.py --demo bifsmn-demo --snr as-made --widths 8 \
+        --threshold 0.5,0.6,0.7,0.8 --smoothing-ms 100,300,500 --out /tmp/sweep.md
+
+Uses the demo's ``student/flatbuffers`` (converted by the demo). Writes
+``benchmarks/results/streaming.md`` and ``.json``. Runs on this host's CPU with LCE's
+interpreter: accuracy figures, not latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from bifsmn_tf.data.audio import write_wav
+from bifsmn_tf.data.long_recording import keyword_recording
+from bifsmn_tf.fileio import atomic_write_text
+from bifsmn_tf.stream import StreamConfig, build_spotter, read_converted, score_detections, spot_file
+from bifsmn_tf.training.run import RunConfigs
+
+RESULTS = Path(__file__).resolve().parent / "results"
+AS_MADE = "as-made"
+TOLERANCE_S = 0.25
+
+
+def parse_snrs(text: str) -> list[float | None]:
+    snrs: list[float | None] = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            snrs.append(None if part == AS_MADE else float(part))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--snr: {part!r} is neither {AS_MADE!r} nor a number of dB") from None
+    return snrs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--demo", required=True, type=Path, help="a finished `bifsmn-tf demo --out` directory")
+    parser.add_argument("--snr", type=parse_snrs, default=parse_snrs(f"{AS_MADE},20,10,5,0"),
+                        help=f"comma-separated conditions: {AS_MADE!r} or dB of speech over noise")
+    parser.add_argument("--recordings", type=int, default=2, help="recordings per condition (seeds 0..N-1)")
+    parser.add_argument("--keywords-per-label", type=int, default=3)
+    parser.add_argument("--noise-minutes", type=float, default=2.0)
+    parser.add_argument("--widths", help="comma-separated widths (default: every converted one)")
+    parser.add_argument("--threshold", default=str(StreamConfig.threshold),
+                        help="comma-separated spotter thresholds to try (default the spotter's)")
+    parser.add_argument("--smoothing-ms", default=f"{StreamConfig.smoothing_ms:g}",
+                        help="comma-separated posterior smoothing spans to try (default the spotter's)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "streaming.md")
+    args = parser.parse_args(argv)
+
+    run_dir = args.demo / "student"
+    converted = read_converted(run_dir / "flatbuffers")
+    root = Path(RunConfigs.load(run_dir).data.root)
+    widths = [int(w) for w in args.widths.split(",")] if args.widths else list(converted.widths)
+    thresholds = [float(t) for t in args.threshold.split(",")]
+    smoothings = [float(m) for m in args.smoothing_ms.split(",")]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for snr in args.snr:
+            recordings = []
+            for seed in range(args.recordings):
+                recording = keyword_recording(
+                    root, keywords_per_label=args.keywords_per_label, noise_minutes=args.noise_minutes,
+                    snr_db=snr, seed=seed,
+                )
+                wav = Path(tmp) / f"{snr}-{seed}.wav"
+                write_wav(wav, recording.samples)
+                recordings.append((recording, wav))
+            for width, threshold, smoothing_ms in itertools.product(widths, thresholds, smoothings):
+                config = StreamConfig(width=width, threshold=threshold, smoothing_ms=smoothing_ms)
+                # A spotter carries its stream's clock and history: a fresh one per recording.
+                scores = [
+                    score_detections(
+                        spot_file(wav, build_spotter(converted, config)),
+                        r.keywords, r.speech_seconds, TOLERANCE_S,
+                    )
+                    for r, wav in recordings
+                ]
+                errors = np.concatenate([s.timing_errors_s for s in scores] + [[]])
+                row = {
+                    "snr_db": AS_MADE if snr is None else snr,
+                    "width": width,
+                    "threshold": threshold,
+                    "smoothing_ms": smoothing_ms,
+                    "keywords": sum(s.keywords for s in scores),
+                    "found": sum(s.found for s in scores),
+                    "timing_mean_ms": round(float(errors.mean()) * 1000, 1) if errors.size else None,
+                    "timing_sd_ms": round(float(errors.std()) * 1000, 1) if errors.size else None,
+                    "false_alarms_in_speech": sum(len(s.false_alarms_in_speech) for s in scores),
+                    "false_alarms_in_noise": sum(len(s.false_alarms_in_noise) for s in scores),
+                    "minutes": round(sum(r.seconds for r, _ in recordings) / 60, 2),
+                    "noise_minutes": round(sum(r.noise_seconds for r, _ in recordings) / 60, 2),
+                }
+                rows.append(row)
+                print(row, flush=True)
+
+    header = (
+        f"Demo: `{args.demo}` (student flatbuffers, LCE interpreter on {platform.machine()}). "
+        f"Recordings: {args.recordings} per condition, each with every keyword "
+        f"{args.keywords_per_label} times from the test split and {args.noise_minutes:g} min of noise "
+        f"alone. Spotter: hop {StreamConfig.hop_ms:g} ms, smoothing and threshold as listed; a "
+        f"detection counts within ±{TOLERANCE_S * 1000:.0f} ms of the keyword's speech centre."
+    )
+    lines = [
+        header, "",
+        "| speech over noise | width | threshold | smoothing (ms) | recall | timing error, mean (SD) | false alarms among keywords | false alarms in noise alone | per minute of recording |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        snr = "as made (noise gain 0.3)" if r["snr_db"] == AS_MADE else f"{r['snr_db']:g} dB"
+        timing = "–" if r["timing_mean_ms"] is None else f"{r['timing_mean_ms']:+.0f} ms ({r['timing_sd_ms']:.0f})"
+        false_alarms = r["false_alarms_in_speech"] + r["false_alarms_in_noise"]
+        lines.append(
+            f"| {snr} | {r['width']} | {r['threshold']:g} | {r['smoothing_ms']:g} | "
+            f"{100 * r['found'] / r['keywords']:.0f} % ({r['found']}/{r['keywords']}) | "
+            f"{timing} | {r['false_alarms_in_speech']} | {r['false_alarms_in_noise']} "
+            f"(in {r['noise_minutes']:g} min) | {false_alarms / r['minutes']:.2f} |"
+        )
+    command = "python benchmarks/streaming.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    lines += ["", f"Command: `{command}`"]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out, "\n".join(lines) + "\n")
+    atomic_write_text(args.out.with_suffix(".json"), json.dumps({"command": command, "rows": rows}, indent=2) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
