@@ -303,7 +303,9 @@ def test_save_and_load_refuse_what_they_cannot_round_trip(tmp_path):
     ("changes", "message"),
     [({"widths": (4, 8)}, "widest first"), ({"widths": (3,)}, "does not divide"),
      ({"profile": "tiny"}, "profile"), ({"binarizer": "dorefa"}, "binarizer"),
-     ({"num_classes": 0}, "num_classes"), ({"memory_input": "ternary"}, "memory_input")],
+     ({"num_classes": 0}, "num_classes"), ({"memory_input": "ternary"}, "memory_input"),
+     ({"fe3_input_thresholds": (0.5, -0.5)}, "distinct increasing"),
+     ({"fc1_input_thresholds": (0.5,)}, "single threshold must be 0")],
 )
 def test_config_validation(changes, message):
     with pytest.raises(ConfigError, match=message):

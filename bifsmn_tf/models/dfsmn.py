@@ -148,6 +148,10 @@ class ModelConfig(JsonConfig):
                 raise ConfigError(
                     f"ModelConfig.{name}: one or more distinct increasing values, got {thresholds}"
                 )
+            if len(thresholds) == 1 and thresholds[0] != 0.0:
+                # One threshold builds no copies, so anything but 0 would be silently ignored;
+                # a shifted sign is what the BN and RPReLU before the layer learn anyway.
+                raise ConfigError(f"ModelConfig.{name}: a single threshold must be 0, got {thresholds}")
         if self.weight_scale not in quantizers.WEIGHT_SCALES:
             raise ConfigError(
                 f"ModelConfig.weight_scale: unknown {self.weight_scale!r}; "
