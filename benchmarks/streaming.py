@@ -4,8 +4,9 @@ For a finished ``bifsmn-tf demo`` output directory, builds long recordings from 
 test split (:func:`bifsmn_tf.data.long_recording.keyword_recording`: every keyword
 ``--keywords-per-label`` times, 2-4 s apart over the set's background noise, then
 ``--noise-minutes`` of noise alone), runs the converted student of every width (``--widths``)
-over them with the spotter's default settings (``bifsmn-tf listen``) or with each combination of
-``--threshold`` and ``--smoothing-ms``, and scores the detections
+over them once (``bifsmn-tf listen``'s spotter), replays the recorded posteriors through the
+detector with the spotter's default settings or each combination of ``--threshold`` and
+``--smoothing-ms`` (:func:`bifsmn_tf.stream.replay`), and scores the detections
 (:func:`bifsmn_tf.stream.score_detections`, ±250 ms).
 
 Conditions (``--snr``): ``as-made`` adds each clip at the level it was synthesised at over the
@@ -36,9 +37,9 @@ from pathlib import Path
 import numpy as np
 
 from bifsmn_tf.data.audio import write_wav
-from bifsmn_tf.data.long_recording import keyword_recording
+from bifsmn_tf.data.long_recording import KeywordRecording, keyword_recording
 from bifsmn_tf.fileio import atomic_write_text
-from bifsmn_tf.stream import StreamConfig, build_spotter, read_converted, score_detections, spot_file
+from bifsmn_tf.stream import Hop, StreamConfig, build_spotter, read_converted, replay, score_detections, spot_file
 from bifsmn_tf.training.run import RunConfigs
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -55,6 +56,29 @@ def parse_snrs(text: str) -> list[float | None]:
         except ValueError:
             raise argparse.ArgumentTypeError(f"--snr: {part!r} is neither {AS_MADE!r} nor a number of dB") from None
     return snrs
+
+
+def score_row(runs: list[tuple[KeywordRecording, list[Hop]]], labels: tuple[str, ...], config: StreamConfig, snr: float | None) -> dict:
+    """Recall, timing and false alarms of ``config`` summed over ``(recording, hops)`` runs."""
+    scores = [
+        score_detections(replay(hops, labels, config), r.keywords, r.speech_seconds, TOLERANCE_S)
+        for r, hops in runs
+    ]
+    errors = np.concatenate([s.timing_errors_s for s in scores] + [[]])
+    return {
+        "snr_db": AS_MADE if snr is None else snr,
+        "width": config.width,
+        "threshold": config.threshold,
+        "smoothing_ms": config.smoothing_ms,
+        "keywords": sum(s.keywords for s in scores),
+        "found": sum(s.found for s in scores),
+        "timing_mean_ms": round(float(errors.mean()) * 1000, 1) if errors.size else None,
+        "timing_sd_ms": round(float(errors.std()) * 1000, 1) if errors.size else None,
+        "false_alarms_in_speech": sum(len(s.false_alarms_in_speech) for s in scores),
+        "false_alarms_in_noise": sum(len(s.false_alarms_in_noise) for s in scores),
+        "minutes": round(sum(r.seconds for r, _ in runs) / 60, 2),
+        "noise_minutes": round(sum(r.noise_seconds for r, _ in runs) / 60, 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,33 +115,19 @@ def main(argv: list[str] | None = None) -> int:
                 wav = Path(tmp) / f"{snr}-{seed}.wav"
                 write_wav(wav, recording.samples)
                 recordings.append((recording, wav))
-            for width, threshold, smoothing_ms in itertools.product(widths, thresholds, smoothings):
-                config = StreamConfig(width=width, threshold=threshold, smoothing_ms=smoothing_ms)
-                # A spotter carries its stream's clock and history: a fresh one per recording.
-                scores = [
-                    score_detections(
-                        spot_file(wav, build_spotter(converted, config)),
-                        r.keywords, r.speech_seconds, TOLERANCE_S,
-                    )
-                    for r, wav in recordings
-                ]
-                errors = np.concatenate([s.timing_errors_s for s in scores] + [[]])
-                row = {
-                    "snr_db": AS_MADE if snr is None else snr,
-                    "width": width,
-                    "threshold": threshold,
-                    "smoothing_ms": smoothing_ms,
-                    "keywords": sum(s.keywords for s in scores),
-                    "found": sum(s.found for s in scores),
-                    "timing_mean_ms": round(float(errors.mean()) * 1000, 1) if errors.size else None,
-                    "timing_sd_ms": round(float(errors.std()) * 1000, 1) if errors.size else None,
-                    "false_alarms_in_speech": sum(len(s.false_alarms_in_speech) for s in scores),
-                    "false_alarms_in_noise": sum(len(s.false_alarms_in_noise) for s in scores),
-                    "minutes": round(sum(r.seconds for r, _ in recordings) / 60, 2),
-                    "noise_minutes": round(sum(r.noise_seconds for r, _ in recordings) / 60, 2),
-                }
-                rows.append(row)
-                print(row, flush=True)
+            for width in widths:
+                # One pass of the model per recording; each setting replays its posteriors. A
+                # spotter carries its stream's clock and history: a fresh one per recording.
+                runs = []
+                for recording, wav in recordings:
+                    spotter = build_spotter(converted, StreamConfig(width=width))
+                    for _ in spot_file(wav, spotter):
+                        pass
+                    runs.append((recording, spotter.hops))
+                for threshold, smoothing_ms in itertools.product(thresholds, smoothings):
+                    config = StreamConfig(width=width, threshold=threshold, smoothing_ms=smoothing_ms)
+                    rows.append(score_row(runs, converted.labels, config, snr))
+                    print(rows[-1], flush=True)
 
     header = (
         f"Demo: `{args.demo}` (student flatbuffers, LCE interpreter on {platform.machine()}). "

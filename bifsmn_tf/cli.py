@@ -491,7 +491,7 @@ def _register_listen(verbs) -> None:
     parser.add_argument("--width", default="auto", help="student width to run, or auto (default)")
     parser.add_argument("--latency-budget-ms", type=float, metavar="MS",
                         help="time per hop the auto width must fit (default: --hop-ms)")
-    parser.add_argument("--json", metavar="FILE", help="also write the detections and per-hop widths as JSON")
+    parser.add_argument("--json", metavar="FILE", help="also write the detections and, per hop, the width, latency and class posteriors as JSON")
     parser.set_defaults(handler=_run_listen)
 
 
@@ -532,7 +532,7 @@ def _run_listen(args) -> int:
         report = {
             "config": config.to_dict(),
             "detections": [dataclasses.asdict(d) for d in detections],
-            "hops": [dataclasses.asdict(h) for h in spotter.hops],
+            "hops": [h.to_dict() for h in spotter.hops],
         }
         atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
     return 0

@@ -346,37 +346,46 @@ def convert_models(
     verify_inputs, verify_labels = to_inputs(verification[0]), np.asarray(verification[1])
     probe = verify_inputs[:16]
 
-    jobs: list[tuple[str, str, int | None, tf.keras.Model, Callable[[tf.keras.Model], bytes]]] = [
+    # Each job: the file, its kind and width, the Keras model the check compares with, the graph
+    # handed to the converter (same logits), and the converter.
+    Converter = Callable[[tf.keras.Model], bytes]
+    jobs: list[tuple[str, str, int | None, tf.keras.Model, tf.keras.Model, Converter]] = [
         (
             f"student_w{width}.tflite",
             KIND_STUDENT,
             width,
             wrap(width_model(student, width)),
+            wrap(width_model(student, width, for_lce=True)),
             convert_binary,
         )
         for width in widths
     ]
     teacher_model = wrap(width_model(teacher))
-    jobs.append(("teacher_fp32.tflite", KIND_FP32, None, teacher_model, convert_float))
+    jobs.append(
+        ("teacher_fp32.tflite", KIND_FP32, None, teacher_model, teacher_model, convert_float)
+    )
     jobs.append(
         (
             "teacher_int8.tflite",
             KIND_INT8,
             None,
             teacher_model,
+            teacher_model,
             lambda model: convert_int8(model, calibration_inputs, integer_io=not audio),
         )
     )
 
     entries = []
-    for file, kind, width, keras_model, converter in tqdm(jobs, desc="convert", unit="file"):
+    for file, kind, width, keras_model, exported, converter in tqdm(
+        jobs, desc="convert", unit="file"
+    ):
         keras_logits = keras_model.predict(verify_inputs, batch_size=256, verbose=0)
         if not np.isfinite(keras_logits).all():
             raise ConversionError(
                 f"{file}: the Keras model's own logits are not finite (NaN/inf) on the "
                 "verification clips: its weights are broken (a diverged run?); nothing converted"
             )
-        flatbuffer = converter(keras_model)
+        flatbuffer = converter(exported)
         stripped = False
         if config.strip_names:
             flatbuffer, stripped = strip_tensor_names(flatbuffer, probe)

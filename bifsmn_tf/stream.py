@@ -103,11 +103,15 @@ class Detection:
 
 @dataclasses.dataclass(frozen=True)
 class Hop:
-    """One evaluation: window centre, the width that ran, and the time it took."""
+    """One evaluation: window centre, the width that ran, the time it took, and its posteriors."""
 
     time_s: float
     width: int
     latency_ms: float
+    posteriors: np.ndarray
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "posteriors": np.round(self.posteriors, 5).tolist()}
 
 
 class KeywordModel:
@@ -331,7 +335,9 @@ class KeywordSpotter:
         posteriors = self.models[width](self._window)
         latency_ms = (time.perf_counter() - start) * 1000.0
         centre_s = (self._samples_seen - len(self._window) / 2) / self.sample_rate
-        self.hops.append(Hop(time_s=centre_s, width=width, latency_ms=latency_ms))
+        self.hops.append(
+            Hop(time_s=centre_s, width=width, latency_ms=latency_ms, posteriors=posteriors)
+        )
         if self.selector is not None:
             self.selector.update(latency_ms)
         return self.detector.update(centre_s, posteriors, width)
@@ -502,6 +508,24 @@ def score_detections(
         else:
             (in_noise if d.time_s > speech_seconds else in_speech).append(d)
     return SpottingScore(len(keywords), errors, in_speech, in_noise)
+
+
+def replay(hops: Iterable[Hop], labels: Iterable[str], config: StreamConfig) -> list[Detection]:
+    """The detections a spotter with ``config`` makes from the posteriors of ``hops`` (recorded
+    by a :class:`KeywordSpotter` at the same ``hop_ms``): threshold, smoothing and refractory
+    period can be tried without running the model again."""
+    hops = list(hops)
+    steps = np.diff([h.time_s for h in hops])
+    if steps.size and not np.allclose(steps, config.hop_ms / 1000.0, atol=1e-6):
+        raise StreamError(
+            f"the hops were recorded {steps.mean() * 1000:g} ms apart, the config's hop_ms is "
+            f"{config.hop_ms:g}"
+        )
+    detector = PosteriorDetector(labels, config)
+    detections = []
+    for hop in hops:
+        detections += detector.update(hop.time_s, hop.posteriors, hop.width)
+    return detections + detector.flush()
 
 
 def width_summary(hops: list[Hop]) -> str:

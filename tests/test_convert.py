@@ -136,6 +136,10 @@ def test_every_fc_transform_fc1_and_fe3_is_a_binary_convolution(lean, width):
     assert entry["op_counts"]["DEPTHWISE_CONV_2D"] == width
     # fe0 is the only float convolution; the classifier the only dense layer.
     assert entry["op_counts"]["CONV_2D"] == 1 and entry["op_counts"]["FULLY_CONNECTED"] == 1
+    # PReLUs after fe0, fe3, fc1 and each block's memory and output: the hidden one before
+    # project's sign is left out (it cannot change a sign), so expand hands project bitpacked
+    # bits (width_model(for_lce=True)); the agreement check still runs the full Keras model.
+    assert entry["op_counts"]["PRELU"] == 3 + 2 * width
 
 
 def test_full_width_census(lean):

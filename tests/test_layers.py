@@ -227,6 +227,23 @@ def test_float_memory_input_leaves_the_memory_weights_and_the_1x1_convs_binary()
     np.testing.assert_allclose(block.memory(2 * x).numpy(), 2 * memory, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("slope", [0.01, 0.6, 1.7])
+def test_skipping_a_hidden_prelu_before_the_sign_keeps_the_blocks_output(slope):
+    x = RNG.normal(size=(4, 8, 1, 16)).astype("float32")
+    block = DFSMNBlock(32, branches=(8,), hidden_activation="prelu", **_binary())
+    block(x, width=8)
+    block.hidden_act.alpha.assign(tf.fill(block.hidden_act.alpha.shape, slope))
+    np.testing.assert_allclose(
+        block(x, width=8, skip_hidden_activation=True).numpy(), block(x, width=8).numpy(),
+        atol=1e-6,
+    )
+    # Not a sign-preserving step: the float block's ReLU, or a PReLU with no sign after it.
+    for other in (DFSMNBlock(32, branches=(8,)), DFSMNBlock(32, branches=(8,), hidden_activation="prelu")):
+        other(x, width=8)
+        with pytest.raises(ValueError, match="only a PReLU read by a sign quantizer"):
+            other(x, width=8, skip_hidden_activation=True)
+
+
 def test_dfsmn_block_rejects_bad_arguments():
     with pytest.raises(ValueError, match="at least one width"):
         DFSMNBlock(32, branches=())

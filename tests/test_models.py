@@ -368,6 +368,34 @@ def test_float_memory_input_converts_with_the_same_binary_convolutions():
     assert ops["DEPTHWISE_CONV_2D"] == 8 and "LceDequantize" not in ops
 
 
+def test_the_lce_graph_hands_each_expand_to_its_project_bitpacked_with_the_same_logits():
+    model = _trained_student(ModelConfig(memory_input="float", profile="lean"))
+    x = _features(16)
+    exported = width_model(model, 8, for_lce=True)
+    np.testing.assert_allclose(
+        exported.predict(x, verbose=0), width_model(model, 8).predict(x, verbose=0), atol=1e-5
+    )
+    plain = _check_conversion(width_model(model, 8), expected_bconvs=18)
+    fused = _check_conversion(exported, expected_bconvs=18)
+    # Per block: no PReLU and no quantize between expand and project, and expand keeps 256
+    # int32 thresholds instead of a float multiplier and bias per channel (1 KB less).
+    assert fused["PRELU"] == plain["PRELU"] - 8
+    assert fused["LceQuantize"] == plain["LceQuantize"] - 8
+    assert plain["bytes"] - fused["bytes"] >= 8 * 256 * 4
+
+
+@pytest.mark.parametrize("binarizer", ["reactnet", "xnor"])
+def test_the_lce_graph_keeps_activations_the_quantizer_would_see(binarizer):
+    # ReActNet shifts before its sign (RPReLU), XNOR scales by the magnitude: nothing to skip.
+    model = _trained_student(SMALL.replace(binarizer=binarizer))
+    x = _features(4, SMALL)
+    np.testing.assert_allclose(
+        width_model(model, 2, for_lce=True).predict(x, verbose=0),
+        width_model(model, 2).predict(x, verbose=0),
+        atol=1e-5,
+    )
+
+
 def test_threshold_copies_keep_fe3_and_fc1_binary_with_more_input_channels():
     config = ModelConfig(
         memory_input="float", profile="lean", fe3_input_thresholds=(-0.67, 0.0, 0.67),

@@ -37,6 +37,7 @@ from bifsmn_tf.stream import (
     WidthSelector,
     build_spotter,
     read_converted,
+    replay,
     score_detections,
     spot_file,
 )
@@ -256,6 +257,23 @@ def test_chunk_size_does_not_change_the_result(converted):
     assert results[0] == results[1] == results[2]
 
 
+def test_replaying_the_recorded_hops_gives_the_spotters_detections(converted):
+    converted_models = read_converted(converted["dir"])
+    config = StreamConfig(width=8, threshold=0.2, smoothing_ms=100.0)
+    spotter = build_spotter(converted_models, config)
+    detections = spotter.push(_noise(6.0, seed=11)) + spotter.finish()
+    assert detections, "the test needs a stream that raises detections at this threshold"
+    assert replay(spotter.hops, converted_models.labels, config) == detections
+    # Another threshold on the same posteriors: what a spotter with it would have found.
+    stricter = config.replace(threshold=0.4)
+    rerun = build_spotter(converted_models, stricter)
+    assert replay(spotter.hops, converted_models.labels, stricter) == (
+        rerun.push(_noise(6.0, seed=11)) + rerun.finish()
+    )
+    with pytest.raises(StreamError, match="hop_ms"):
+        replay(spotter.hops, converted_models.labels, config.replace(hop_ms=200.0))
+
+
 @pytest.mark.parametrize("budget_ms, expected", [(1e6, 8), (1e-6, 2)])
 def test_auto_width_starts_at_the_widest_that_fits_the_measured_latency(
     converted, budget_ms, expected
@@ -313,6 +331,7 @@ def test_cli_listen_on_a_wav_file(converted, tmp_path, capsys):
     report = json.loads(report_path.read_text())
     # 2 s of audio plus the half window of trailing silence, every 200 ms.
     assert len(report["hops"]) == 12 and {h["width"] for h in report["hops"]} == {2}
+    assert all(sum(h["posteriors"]) == pytest.approx(1.0, abs=1e-3) for h in report["hops"])
     printed = capsys.readouterr().out
     assert f"{len(report['detections'])} detection(s); width 2: 12 hops" in printed
 

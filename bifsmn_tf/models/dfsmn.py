@@ -340,10 +340,13 @@ def _backbone(
     config: ModelConfig,
     sequence: tf.Tensor,
     width: int | None,
+    skip_hidden_activation: bool = False,
 ) -> tuple[tf.Tensor, list[tf.Tensor]]:
     block_outputs = []
     for index in config.blocks(width):
-        sequence = layers[f"block_{index}"](sequence, width=width)
+        sequence = layers[f"block_{index}"](
+            sequence, width=width, skip_hidden_activation=skip_hidden_activation
+        )
         block_outputs.append(sequence)
     x = layers["head"](sequence)
     if "dropout" in layers:
@@ -386,24 +389,37 @@ def _check_width(model: tf.keras.Model, width: int | None) -> tuple[ModelConfig,
     return info.config, info.kind
 
 
-def _wire(model: tf.keras.Model, width: int | None) -> tuple[tf.Tensor, tf.Tensor, list[tf.Tensor]]:
+def _wire(
+    model: tf.keras.Model, width: int | None, for_lce: bool = False
+) -> tuple[tf.Tensor, tf.Tensor, list[tf.Tensor]]:
     config, kind = _check_width(model, width)
     layers = {layer.name: layer for layer in model.layers}
     layers["head"] = layers["flatten" if config.profile == "paper" else "time_mean"]
     features = _features_input(config)
+    skip = (
+        for_lce and kind == "student" and config.binarizer in quantizers.SIGN_INPUT_BINARIZERS
+    )
     logits, block_outputs = _backbone(
-        layers, config, _frontend(layers, features), None if kind == "teacher" else width
+        layers, config, _frontend(layers, features), None if kind == "teacher" else width, skip
     )
     return features, logits, block_outputs
 
 
-def width_model(model: tf.keras.Model, width: int | None = None) -> tf.keras.Model:
+def width_model(
+    model: tf.keras.Model, width: int | None = None, *, for_lce: bool = False
+) -> tf.keras.Model:
     """The model at one width, ``(B, T, F) -> (B, C)`` logits, sharing ``model``'s weights.
 
     For the student ``width`` is one of ``config.widths``; for the teacher ``None``. The student's
     width models are what LCE converts (one flatbuffer per width).
+
+    ``for_lce=True`` gives the same logits through the graph LCE converts best: where a
+    student block's hidden PReLU only feeds a plain sign quantizer it is left out
+    (``DFSMNBlock.call(skip_hidden_activation=True)``), so that the expand convolution hands
+    its output to the project convolution bitpacked, with per-channel thresholds in place of a
+    float multiplier and bias, and one PReLU and one quantize op fewer per block.
     """
-    features, logits, _ = _wire(model, width)
+    features, logits, _ = _wire(model, width, for_lce)
     config, kind = model_config(model), model_kind(model)
     name = f"{model.name}_w{width}" if width else model.name
     return _tag(tf.keras.Model(features, logits, name=name), config, kind, False)

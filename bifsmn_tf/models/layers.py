@@ -332,8 +332,29 @@ class DFSMNBlock(tf.keras.layers.Layer):
         super().build(input_shape)
 
     def call(
-        self, inputs: tf.Tensor, width: int | None = None, training: bool | None = None
+        self,
+        inputs: tf.Tensor,
+        width: int | None = None,
+        training: bool | None = None,
+        skip_hidden_activation: bool = False,
     ) -> tf.Tensor:
+        """``width``: the branch to run (required when there are several).
+
+        ``skip_hidden_activation`` leaves ``act_h`` out, for inference graphs handed to LCE: with
+        a ``prelu`` (slope kept positive by :class:`SlopeFloor`) feeding ``project``'s sign
+        quantizer it does not change the sign, and without it LCE fuses ``expand`` -> ``BN_h`` ->
+        sign into one binary convolution that writes bitpacked output. The caller vouches that
+        the input quantizer's forward pass is the plain sign
+        (:data:`~bifsmn_tf.models.quantizers.SIGN_INPUT_BINARIZERS`).
+        """
+        if skip_hidden_activation and (
+            self.hidden_activation != "prelu" or self.input_quantizer is None
+        ):
+            raise ValueError(
+                f"{self.name}: only a PReLU read by a sign quantizer can be skipped; this block "
+                f"has {self.hidden_activation!r} and "
+                f"{'a' if self.input_quantizer else 'no'} input quantizer"
+            )
         if width is None:
             if len(self.branches) != 1:
                 raise ValueError(f"{self.name}: pass width=, one of {self.branches}")
@@ -345,7 +366,9 @@ class DFSMNBlock(tf.keras.layers.Layer):
                 f"{self.name}: does not run at width {width}; it runs at {self.branches}"
             )
         memory = self.memory_act(self.memory_bn(self.memory(inputs), training=training)) + inputs
-        hidden = self.hidden_act(self.hidden_bn(self.expand(memory), training=training))
+        hidden = self.hidden_bn(self.expand(memory), training=training)
+        if not skip_hidden_activation:
+            hidden = self.hidden_act(hidden)
         if self.hidden_dropout is not None:
             hidden = self.hidden_dropout(hidden, training=training)
         projected = self.output_bns[branch](self.project(hidden), training=training)

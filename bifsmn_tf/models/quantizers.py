@@ -47,6 +47,11 @@ import tensorflow as tf
 BINARIZERS = ("bifsmn", "bnn", "xnor", "bireal", "irnet", "reactnet", "lpb")
 """Binarization methods selectable by ``ModelConfig.binarizer``."""
 
+SIGN_INPUT_BINARIZERS = ("bifsmn", "bnn", "bireal", "irnet")
+"""Binarizers whose activation quantizer outputs exactly ``sign(x)`` in the forward pass (only
+their gradients differ). In front of such a quantizer, a PReLU whose slope stays positive changes
+nothing at inference: ``sign(PReLU(x)) = sign(x)``."""
+
 WEIGHT_SCALES = ("output_channel", "official")
 """``output_channel``: one scale per output channel (folds into BN; LCE-convertible).
 ``official``: the released v1 code's scheme, one scale per (output, input) channel pair after
