@@ -193,7 +193,7 @@ def _add_train_flags(parser, *, student: bool) -> None:
                         help="recipe: 'paper' = 300 epochs, batch 96, SGD lr 5e-3 cosine, wd 1e-4 "
                              "(spec section 6); 'demo' = the short recipe of `bifsmn-tf demo`, "
                              "Adam, cosine, no weight decay: teacher 40 epochs, batch 32, lr "
-                             "2e-3; student 120 epochs, batch 96, lr 4e-3, --gamma 0.1, "
+                             "2e-3; student 100 epochs, batch 96, lr 4e-3, --gamma 0.1, "
                              "--logit-distill 0.5 (default paper)")
     parser.add_argument("--epochs", type=int, help="override the preset's number of epochs")
     parser.add_argument("--batch-size", type=int, help="override the preset's batch size")
@@ -400,7 +400,8 @@ def _register_demo(verbs) -> None:
         description=(
             "Synthesize the keyword set (if DIR/data is not complete yet), train the FP teacher, "
             "train BiFSMN with HED and the teacher's soft labels over widths 8/4/2 (memory convs on "
-            "the float residual stream), evaluate every width on the test split, "
+            "the float residual stream, fe3's and fc1's inputs binarized at three thresholds), "
+            "evaluate every width on the test split, "
             "convert every width to an LCE flatbuffer (plus the FP32 and int8 teachers, each "
             "checked in LCE's interpreter; DIR/student/flatbuffers), and print the results "
             "tables, saved as DIR/results.md and DIR/results.json. Interrupted, it resumes where "
