@@ -12,8 +12,8 @@ detector with the spotter's default settings or each combination of ``--threshol
 Conditions (``--snr``): ``as-made`` adds each clip at the level it was synthesised at over the
 noise at gain 0.3 (the slow test ``test_trained_model_finds_keywords_in_a_long_recording``;
 quiet takes sit below the noise there), a number puts every keyword's speech that many dB above
-the noise under it. Each condition is run on ``--recordings`` recordings (seeds 0, 1, ...), whose
-counts are summed.
+the noise under it. Each condition is run on ``--recordings`` recordings (seeds ``--first-seed``,
+``--first-seed`` + 1, ...), whose counts are summed.
 
     python benchmarks/streaming.py --demo bifsmn-demo [--snr as-made,20,10,5,0] [--recordings 2]
     python benchmarks/streaming.py --demo bifsmn-demo --snr as-made --widths 8 \
@@ -86,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--demo", required=True, type=Path, help="a finished `bifsmn-tf demo --out` directory")
     parser.add_argument("--snr", type=parse_snrs, default=parse_snrs(f"{AS_MADE},20,10,5,0"),
                         help=f"comma-separated conditions: {AS_MADE!r} or dB of speech over noise")
-    parser.add_argument("--recordings", type=int, default=2, help="recordings per condition (seeds 0..N-1)")
+    parser.add_argument("--recordings", type=int, default=2, help="recordings per condition (seeds S..S+N-1)")
+    parser.add_argument("--first-seed", type=int, default=0, metavar="S",
+                        help="seed of the first recording (the slow test's recording is seed 0)")
     parser.add_argument("--keywords-per-label", type=int, default=3)
     parser.add_argument("--noise-minutes", type=float, default=2.0)
     parser.add_argument("--widths", help="comma-separated widths (default: every converted one)")
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for snr in args.snr:
             recordings = []
-            for seed in range(args.recordings):
+            for seed in range(args.first_seed, args.first_seed + args.recordings):
                 recording = keyword_recording(
                     root, keywords_per_label=args.keywords_per_label, noise_minutes=args.noise_minutes,
                     snr_db=snr, seed=seed,
@@ -131,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
 
     header = (
         f"Demo: `{args.demo}` (student flatbuffers, LCE interpreter on {platform.machine()}). "
-        f"Recordings: {args.recordings} per condition, each with every keyword "
+        f"Recordings: {args.recordings} per condition (seeds {args.first_seed}-"
+        f"{args.first_seed + args.recordings - 1}), each with every keyword "
         f"{args.keywords_per_label} times from the test split and {args.noise_minutes:g} min of noise "
         f"alone. Spotter: hop {StreamConfig.hop_ms:g} ms, smoothing and threshold as listed; a "
         f"detection counts within ±{TOLERANCE_S * 1000:.0f} ms of the keyword's speech centre."

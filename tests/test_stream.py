@@ -309,6 +309,16 @@ def test_unknown_width_and_missing_manifest_are_named(converted, tmp_path):
 # --- bifsmn-tf listen ---------------------------------------------------------------------------
 
 
+def test_cli_listen_defaults_are_the_spotters():
+    from bifsmn_tf.cli import build_parser
+
+    args = build_parser().parse_args(["listen", "models", "--wav", "x.wav"])
+    defaults = StreamConfig()
+    assert (args.hop_ms, args.threshold, args.smoothing_ms, args.refractory_ms) == (
+        defaults.hop_ms, defaults.threshold, defaults.smoothing_ms, defaults.refractory_ms
+    )
+
+
 def test_cli_listen_on_a_wav_file(converted, tmp_path, capsys):
     wav = tmp_path / "noise.wav"
     write_wav(wav, _noise(2.0, seed=7))
