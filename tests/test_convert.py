@@ -13,6 +13,7 @@ import bifsmn_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow load
 import tensorflow as tf
 from tensorflow.lite.tools import flatbuffer_utils
 
+from bifsmn_tf import convert
 from bifsmn_tf.config import ConfigError
 from bifsmn_tf.convert import (
     KIND_FP32,
@@ -230,10 +231,14 @@ def test_storage_bits_count_binarized_weights_at_one_bit(lean):
     assert storage_bits(lean["teacher"]) == 32 * sum(weight_counts(lean["teacher"]).values())
 
 
-def test_untrained_student_disagrees_and_no_manifest_is_written(data, tmp_path):
-    # Freshly built, fc1's zero biases leave pre-activations exactly 0 where the binary sums tie;
-    # LCE's fused output transform lands a rounding error either side of 0 and the next sign
-    # flips. A real failure mode, so the check must catch it.
+def test_a_flatbuffer_that_disagrees_with_keras_is_refused_and_no_manifest_is_written(
+    data, lean, tmp_path, monkeypatch
+):
+    # A conversion gone wrong, made real: the converter hands back the flatbuffer of another
+    # model (the lean fixture's trained student), which LCE runs fine and which computes
+    # something else than the freshly built student being converted.
+    other = (lean["out"] / "student_w2.tflite").read_bytes()
+    monkeypatch.setattr(convert, "convert_binary", lambda model: other)
     config = ModelConfig(profile="lean", widths=WIDTHS)
     (tmp_path / MANIFEST).write_text("{}")  # a stale manifest from an earlier run
     with pytest.raises(ConversionError, match="agrees with Keras"):
