@@ -509,6 +509,30 @@ def test_keyword_recording_places_each_test_keyword_at_the_asked_snr(synth_datas
     assert not np.allclose(plain.samples, recording.samples)
 
 
+def test_keyword_recording_at_a_high_snr_over_loud_noise_is_scaled_down_not_clipped(synth_dataset):
+    from bifsmn_tf.data.synthetic import rms
+
+    records = json.loads((synth_dataset / "synth.json").read_text())["clips"]
+    made = {  # the default, loud background: quiet takes need far more gain than full scale allows
+        snr: keyword_recording(synth_dataset, keywords_per_label=1, noise_minutes=0.1, snr_db=snr)
+        for snr in (20.0, -300.0)
+    }
+    recording, background = made[20.0], made[-300.0]
+    assert np.abs(recording.samples).max() == pytest.approx(1.0, abs=1e-6)
+    assert np.count_nonzero(np.abs(recording.samples) >= 1.0 - 1e-6) <= 2, "clipped, not scaled"
+    # One gain for the whole recording: the noise alone at the end says which.
+    tail = slice(-16000, None)
+    gain = rms(recording.samples[tail]) / rms(background.samples[tail])
+    assert gain < 0.5
+    for (centre, _), clip in zip(recording.keywords, recording.clips):
+        onset, length = records[clip]["onset_seconds"], records[clip]["speech_seconds"]
+        start = int((centre - length / 2) * 16000)
+        region = slice(start, start + int(length * 16000))
+        noise = gain * background.samples[region]
+        snr = 20 * np.log10(rms(recording.samples[region] - noise) / rms(noise))
+        assert snr == pytest.approx(20.0, abs=0.1)
+
+
 def test_keyword_recording_refuses_what_it_cannot_build(synth_dataset, tmp_path):
     from bifsmn_tf.data.synthetic import SynthError
 

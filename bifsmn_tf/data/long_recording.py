@@ -10,7 +10,10 @@ Loudness: the background is the set's noise recording times ``noise_gain``. With
 unset, each clip is added at the level it was synthesised at (speech -36 to -14 dBFS over a
 background of about -30 to -17 dBFS at the default gain, so quiet takes sit below the noise);
 with ``snr_db`` set, each clip is scaled so that the RMS of its speech is ``snr_db`` above the
-RMS of the background under it, which makes the recording's difficulty a number.
+RMS of the background under it, which makes the recording's difficulty a number. A quiet take
+over loud noise then needs tens of dB of gain; rather than clip it (which distorts the very
+keyword being measured), the whole recording is scaled down until its peak is at full scale,
+which leaves every SNR as asked. As made, a loud take may still clip, as it would in a recorder.
 """
 
 from __future__ import annotations
@@ -102,6 +105,8 @@ def keyword_recording(
         samples[offset : offset + len(clip)] += clip
         keywords.append((at + record["onset_seconds"] + record["speech_seconds"] / 2, label))
         at += 1.0 + gap
+    if snr_db is not None:
+        samples /= max(1.0, float(np.abs(samples).max()))
     return KeywordRecording(
         np.clip(samples, -1, 1).astype(np.float32), keywords, [path for path, _ in chosen], speech_seconds
     )
