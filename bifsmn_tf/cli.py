@@ -194,10 +194,7 @@ def _add_train_flags(parser, *, student: bool) -> None:
                              "(spec section 6); 'demo' = the short recipe of `bifsmn-tf demo`, "
                              "Adam, cosine, no weight decay: teacher 40 epochs, batch 32, lr "
                              "2e-3; student 100 epochs, batch 96, lr 4e-3, --gamma 0.1, "
-                             "--logit-distill 0.5; and more augmentation: noise mixed into 80%% "
-                             "of the clips at weight up to 0.4, levels scaled by 0.25-1.5 "
-                             "(paper: 30%% up to 0.3, 0.7-1.1). A student trains with its "
-                             "teacher's augmentation (default paper)")
+                             "--logit-distill 0.5 (default paper)")
     parser.add_argument("--epochs", type=int, help="override the preset's number of epochs")
     parser.add_argument("--batch-size", type=int, help="override the preset's batch size")
     parser.add_argument("--lr", type=float, dest="learning_rate",

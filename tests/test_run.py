@@ -23,8 +23,7 @@ from bifsmn_tf.cli import main
 from bifsmn_tf.models import quantizers
 from bifsmn_tf.models.dfsmn import model_kind
 from bifsmn_tf.training import run
-from bifsmn_tf.data.pipeline import DataConfig
-from bifsmn_tf.training.trainer import PRESETS, cosine_learning_rate
+from bifsmn_tf.training.trainer import cosine_learning_rate
 
 #: Narrow layers (fast graph tracing) with the real depth, widths and block shapes.
 SMALL_MODEL = {"frontend_channels": 4, "hidden_size": 32, "memory_size": 16}
@@ -75,10 +74,6 @@ def test_teacher_run_directory_holds_everything(teacher_run):
     selection = json.loads((teacher_run / run.MODEL / run.SELECTION).read_text())
     best = max(float(r["val_acc_8"]) for r in rows)
     assert selection["val_accuracy"]["8"] == pytest.approx(best, abs=1e-6)
-    # The preset's augmentation is part of the run's data config, and a student inherits it.
-    saved = DataConfig.load(teacher_run / run.DATA_CONFIG)
-    assert saved.augment == PRESETS["demo"].augment != PRESETS["paper"].augment
-    assert run.student_configs(teacher_run, preset="paper").data.augment == saved.augment
 
 
 def test_finished_run_is_not_trained_again(teacher_run, synth_dataset, cache, capsys):

@@ -130,14 +130,11 @@ def teacher_configs(
 ) -> RunConfigs:
     """Configs of an FP teacher run on the dataset at ``data_root`` (Speech Commands layout).
 
-    ``preset`` gives the teacher's :class:`TrainConfig` and the augmentation (which its students
-    inherit with the rest of the data config); ``data_dir`` is where decoded-audio caches go
-    (default ``$BIFSMN_DATA`` or the user cache); ``train_overrides`` replace fields of the
-    preset's :class:`TrainConfig` (``None``: keep).
+    ``data_dir`` is where decoded-audio caches go (default ``$BIFSMN_DATA`` or the user cache);
+    ``train_overrides`` replace fields of the preset's :class:`TrainConfig` (``None``: keep).
     """
     features = FeatureConfig()
-    recipe = PRESETS[preset]
-    train = _override(recipe.teacher, train_overrides)
+    train = _override(PRESETS[preset].teacher, train_overrides)
     return RunConfigs(
         train=train,
         model=ModelConfig(
@@ -151,7 +148,6 @@ def teacher_configs(
             protocol=protocol,
             data_dir=data_dir,
             root=str(Path(data_root).expanduser().resolve()),
-            augment=recipe.augment,
         ),
         features=features,
     )

@@ -23,7 +23,6 @@ from typing import Any
 import tensorflow as tf
 
 from bifsmn_tf.config import ConfigError, JsonConfig
-from bifsmn_tf.data.augment import AugmentConfig
 from bifsmn_tf.models.dfsmn import WIDTH_BLOCKS, feature_model, teacher_block_index, width_model
 from bifsmn_tf.training.distill import DISTILL_MODES, fid_loss, hed_loss, hed_target
 
@@ -127,12 +126,10 @@ class TrainConfig(JsonConfig):
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
-    """A named recipe: the teacher's :class:`TrainConfig` and the student's, and the training
-    augmentation of the teacher's data (a student trains on its teacher's data config)."""
+    """A named recipe: the teacher's :class:`TrainConfig` and the student's."""
 
     teacher: TrainConfig
     student: TrainConfig
-    augment: AugmentConfig = AugmentConfig()
 
 
 #: Named recipes. ``paper``: spec §6 (see :class:`TrainConfig`), the same for both models.
@@ -149,13 +146,7 @@ class Preset:
 #: decay. The validation split (480 clips) has a binomial standard error of about 2 points at
 #: 80 %, hence the monotone tolerance. 100 student epochs, not 120: with fe3 and fc1 read at three
 #: thresholds (the demo's student) an epoch costs about 20 % more, and 120 took the whole demo to
-#: 18 min 40 s, too close to its 20 minutes. Augmentation: the official kinds with more noise and
-#: a wider level range (noise mixed into 80 % of the clips at a weight up to 0.4, gains 0.25-1.5
-#: on 80 %, against 30 % up to 0.3 and 0.7-1.1 on half): the spotter meets speech under noise
-#: and at levels a clip test does not. With the same data it left the test accuracy where it
-#: was (student 89.9 / 89.4 / 88.0 % against 89.6 / 89.2 / 87.9 %) and took the full-width
-#: spotter from 81 % to 84 % of 150 keywords as made over noise (five recordings), from 83 % to
-#: 87 % at 10 dB and from 72 % to 77 % at 5 dB (BENCHMARKS.md, streaming).
+#: 18 min 40 s, too close to its 20 minutes.
 PRESETS: dict[str, Preset] = {
     "paper": Preset(teacher=TrainConfig().for_teacher(), student=TrainConfig()),
     "demo": Preset(
@@ -171,9 +162,6 @@ PRESETS: dict[str, Preset] = {
             gamma=0.1,
             logit_distill=0.5,
             monotone_tolerance=0.02,
-        ),
-        augment=AugmentConfig(
-            noise_prob=0.8, noise_max_scale=0.4, amplitude_prob=0.8, amplitude_range=(0.25, 1.5)
         ),
     ),
 }
