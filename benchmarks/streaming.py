@@ -12,14 +12,16 @@ detector with the spotter's default settings or each combination of ``--threshol
 Conditions (``--snr``): ``as-made`` adds each clip at the level it was synthesised at over the
 noise at gain 0.3 (the slow test ``test_trained_model_finds_keywords_in_a_long_recording``;
 quiet takes sit below the noise there), a number puts every keyword's speech that many dB above
-the noise under it. Each condition is run on ``--recordings`` recordings (seeds ``--first-seed``,
+the noise under it (the keyword stays at its made level; the noise among the keywords is set). Each condition is run on ``--recordings`` recordings (seeds ``--first-seed``,
 ``--first-seed`` + 1, ...), whose counts are summed.
 
     python benchmarks/streaming.py --demo bifsmn-demo [--snr as-made,20,10,5,0] [--recordings 2]
     python benchmarks/streaming.py --demo bifsmn-demo --snr as-made --widths 8 \
         --threshold 0.5,0.6,0.7,0.8 --smoothing-ms 100,300,500 --out /tmp/sweep.md
 
-Uses the demo's ``student/flatbuffers`` (converted by the demo). Writes
+Uses the demo's ``student/flatbuffers`` (converted by the demo); ``--teacher`` also runs the FP32
+teacher's flatbuffer from there through the same spotter (rows with width "FP32 teacher"), to
+show what the students are up against. Writes
 ``benchmarks/results/streaming.md`` and ``.json``. Runs on this host's CPU with LCE's
 interpreter: accuracy figures, not latency.
 """
@@ -27,6 +29,7 @@ interpreter: accuracy figures, not latency.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import platform
@@ -37,14 +40,26 @@ from pathlib import Path
 import numpy as np
 
 from bifsmn_tf.data.audio import write_wav
+from bifsmn_tf.convert import KIND_FP32, MANIFEST
 from bifsmn_tf.data.long_recording import KeywordRecording, keyword_recording
 from bifsmn_tf.fileio import atomic_write_text
-from bifsmn_tf.stream import Hop, StreamConfig, build_spotter, read_converted, replay, score_detections, spot_file
+from bifsmn_tf.stream import (
+    ConvertedModels, Hop, StreamConfig, build_spotter, read_converted, replay, score_detections, spot_file,
+)
 from bifsmn_tf.training.run import RunConfigs
 
 RESULTS = Path(__file__).resolve().parent / "results"
 AS_MADE = "as-made"
 TOLERANCE_S = 0.25
+#: The width under which ``--teacher`` runs the FP32 teacher (it has all 8 blocks).
+TEACHER = "FP32 teacher"
+
+
+def with_teacher_as_width_8(converted: ConvertedModels) -> ConvertedModels:
+    """``converted`` whose only width, 8, is its FP32 teacher's flatbuffer (same input and labels)."""
+    manifest = json.loads((converted.directory / MANIFEST).read_text())
+    (entry,) = [e for e in manifest["models"] if e["kind"] == KIND_FP32]
+    return dataclasses.replace(converted, widths={8: converted.directory / entry["file"]})
 
 
 def parse_snrs(text: str) -> list[float | None]:
@@ -58,8 +73,12 @@ def parse_snrs(text: str) -> list[float | None]:
     return snrs
 
 
-def score_row(runs: list[tuple[KeywordRecording, list[Hop]]], labels: tuple[str, ...], config: StreamConfig, snr: float | None) -> dict:
-    """Recall, timing and false alarms of ``config`` summed over ``(recording, hops)`` runs."""
+def score_row(
+    runs: list[tuple[KeywordRecording, list[Hop]]], labels: tuple[str, ...], config: StreamConfig, snr: float | None,
+    model: str,
+) -> dict:
+    """Recall, timing and false alarms of ``config`` summed over ``(recording, hops)`` runs of
+    ``model`` (a student width, or the teacher)."""
     scores = [
         score_detections(replay(hops, labels, config), r.keywords, r.speech_seconds, TOLERANCE_S)
         for r, hops in runs
@@ -67,7 +86,7 @@ def score_row(runs: list[tuple[KeywordRecording, list[Hop]]], labels: tuple[str,
     errors = np.concatenate([s.timing_errors_s for s in scores] + [[]])
     return {
         "snr_db": AS_MADE if snr is None else snr,
-        "width": config.width,
+        "width": model,
         "threshold": config.threshold,
         "smoothing_ms": config.smoothing_ms,
         "keywords": sum(s.keywords for s in scores),
@@ -92,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keywords-per-label", type=int, default=3)
     parser.add_argument("--noise-minutes", type=float, default=2.0)
     parser.add_argument("--widths", help="comma-separated widths (default: every converted one)")
+    parser.add_argument("--teacher", action="store_true",
+                        help="also run the FP32 teacher's flatbuffer through the same spotter")
     parser.add_argument("--threshold", default=str(StreamConfig.threshold),
                         help="comma-separated spotter thresholds to try (default the spotter's)")
     parser.add_argument("--smoothing-ms", default=f"{StreamConfig.smoothing_ms:g}",
@@ -117,18 +138,21 @@ def main(argv: list[str] | None = None) -> int:
                 wav = Path(tmp) / f"{snr}-{seed}.wav"
                 write_wav(wav, recording.samples)
                 recordings.append((recording, wav))
-            for width in widths:
+            models = [(width, converted, width) for width in widths]
+            if args.teacher:
+                models.append((TEACHER, with_teacher_as_width_8(converted), 8))
+            for model, source, width in models:
                 # One pass of the model per recording; each setting replays its posteriors. A
                 # spotter carries its stream's clock and history: a fresh one per recording.
                 runs = []
                 for recording, wav in recordings:
-                    spotter = build_spotter(converted, StreamConfig(width=width))
+                    spotter = build_spotter(source, StreamConfig(width=width))
                     for _ in spot_file(wav, spotter):
                         pass
                     runs.append((recording, spotter.hops))
                 for threshold, smoothing_ms in itertools.product(thresholds, smoothings):
                     config = StreamConfig(width=width, threshold=threshold, smoothing_ms=smoothing_ms)
-                    rows.append(score_row(runs, converted.labels, config, snr))
+                    rows.append(score_row(runs, converted.labels, config, snr, model))
                     print(rows[-1], flush=True)
 
     header = (
