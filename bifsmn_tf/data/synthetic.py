@@ -60,7 +60,7 @@ from bifsmn_tf.data.labels import WORDS
 from bifsmn_tf.fileio import atomic_write_text
 
 #: Bump whenever the same config would produce different files.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: no espeak-ng variants with breath noise (not reproducible)
 #: 400 speakers x 30 words = 12,000 clips, made in 1-2 minutes on 2 cores with the engines of a
 #: plain install (about 5 with every extra engine). Its 10,560 training examples a pass (9,600
 #: clips + 10 % silence) cost a teacher epoch about 7 s and a 3-width student epoch about 21 s at
