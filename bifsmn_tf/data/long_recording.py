@@ -9,7 +9,7 @@ each keyword was spoken: the middle of its speech, from the clip's record in ``s
 Loudness: the background is the set's noise recording times ``noise_gain``, and each clip is
 added at the level it was synthesised at (speech -36 to -14 dBFS, the range the models were
 trained on). With ``snr_db`` unset, that is all: over a background of about -30 to -17 dBFS at the
-default gain, quiet takes sit below the noise (28 % of keywords under 0 dB in five recordings of the
+default gain, quiet takes sit below the noise (24 % of keywords under 0 dB in five recordings of the
 demo's set). With ``snr_db`` set, the background under each keyword is scaled so that the RMS of
 its speech is ``snr_db`` above the RMS of the noise under it, which makes the recording's
 difficulty a number without moving the speech out of its trained range: scaling the speech
