@@ -39,8 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bifsmn_tf.data.audio import write_wav
 from bifsmn_tf.convert import KIND_FP32, MANIFEST
+from bifsmn_tf.data.audio import write_wav
 from bifsmn_tf.data.long_recording import KeywordRecording, keyword_recording
 from bifsmn_tf.fileio import atomic_write_text
 from bifsmn_tf.stream import (

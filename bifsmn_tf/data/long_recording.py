@@ -124,23 +124,23 @@ def _noise_gain_envelope(
 ) -> np.ndarray:
     """Per-sample gain for ``background`` that puts each placed clip's speech ``snr_db`` above
     the noise under it; 1 after the last keyword's gap midpoint."""
-    levels, boundaries = [], []
-    for (offset, clip, record), gap_before in zip(placed, gaps):
+    levels = []
+    for offset, clip, record in placed:
         speech = slice(
             int(record["onset_seconds"] * SAMPLE_RATE),
             int((record["onset_seconds"] + record["speech_seconds"]) * SAMPLE_RATE),
         )
         under = background[offset + speech.start : offset + speech.stop]
         levels.append(rms(clip[speech]) / (10 ** (snr_db / 20) * max(rms(under), 1e-9)))
-        boundaries.append(offset - gap_before / 2 * SAMPLE_RATE)
-    boundaries.append(placed[-1][0] + (1.0 + gaps[-1] / 2) * SAMPLE_RATE)
     levels.append(1.0)
-    # Piecewise constant, with linear ramps centred on the boundaries (the first one, in the lead-in
-    # before any speech, has nothing before it).
+    # Each keyword's level holds from the middle of the gap before it (``gaps[k]`` precedes clip
+    # k) to the middle of the gap after it; linear ramps centred on those midpoints.
+    boundaries = [offset - gap / 2 * SAMPLE_RATE for (offset, _, _), gap in zip(placed[1:], gaps[1:])]
+    boundaries.append(placed[-1][0] + (1.0 + gaps[-1] / 2) * SAMPLE_RATE)
     half_ramp = GAIN_RAMP_SECONDS / 2 * SAMPLE_RATE
     times = [0.0]
     values = [levels[0]]
-    for boundary, before, after in zip(boundaries[1:], levels, levels[1:]):
+    for boundary, before, after in zip(boundaries, levels, levels[1:]):
         times += [boundary - half_ramp, boundary + half_ramp]
         values += [before, after]
     return np.interp(np.arange(len(background)), times, values).astype(np.float32)
