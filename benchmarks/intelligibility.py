@@ -72,10 +72,11 @@ def engine_rates(name: str, recognize: Recognizer, voices: int) -> dict[str, dic
     rows = {}
     for word in KEYWORDS:
         heard = Counter(recognize(speak(engine, word, voice, rate=rate)[0]) for voice in chosen for rate in RATES)
+        takes = sum(heard.values())
         others = [w or "nothing" for w, _ in heard.most_common() if w != word]
         rows[word] = {
-            "heard": heard[word] / sum(heard.values()),
-            "takes": sum(heard.values()),
+            "heard": heard[word] / takes,
+            "takes": takes,
             "most_often_instead": others[0] if others else None,
         }
     return {"voices": chosen, "words": rows}
