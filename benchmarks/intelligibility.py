@@ -12,7 +12,7 @@ absolute measure of a take's quality; what it gives is *which* engine-word pairs
 speech does not accept. With ``--transfer`` (a ``synth_transfer.json``), the rates are set beside
 the held-out-engine recall of the same pairs, with their correlation over every pair.
 
-    pip install 'bifsmn-tf[bench]'
+    pip install 'bifsmn-tf[check]'
     python benchmarks/intelligibility.py [--voices 6] [--transfer benchmarks/results/synth_transfer.json]
 
 Writes ``benchmarks/results/intelligibility.md`` and ``.json``.
@@ -25,47 +25,21 @@ import bifsmn_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 import argparse
 import json
 import sys
-import tempfile
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from bifsmn_tf.data import tts
-from bifsmn_tf.data.audio import SAMPLE_RATE
 from bifsmn_tf.data.labels import KEYWORDS, WORDS
+from bifsmn_tf.data.recognizer import RecognizerError, WordRecognizer
 from bifsmn_tf.data.synthetic import speak
 
 RATES = (0.85, 1.0, 1.2)
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-class Recognizer:
-    """pocketsphinx held to a closed vocabulary: one word per utterance."""
-
-    def __init__(self, words: tuple[str, ...]) -> None:
-        try:
-            from pocketsphinx import Decoder
-        except ImportError:
-            sys.exit("pocketsphinx is not installed: pip install 'bifsmn-tf[bench]'")
-        grammar = "#JSGF V1.0;\ngrammar words;\npublic <word> = " + " | ".join(words) + " ;\n"
-        with tempfile.TemporaryDirectory(prefix="intelligibility_") as folder:
-            path = Path(folder) / "words.gram"
-            path.write_text(grammar)  # read once, when the decoder is made
-            self._decoder = Decoder(jsgf=str(path), lm=None, samprate=SAMPLE_RATE, loglevel="FATAL")
-
-    def __call__(self, samples: np.ndarray) -> str:
-        # Padded with 0.2 s of silence each side and peak-normalised to half scale.
-        padding = np.zeros(SAMPLE_RATE // 5)
-        audio = np.concatenate([padding, samples / max(np.abs(samples).max(), 1e-9) * 0.5, padding])
-        self._decoder.start_utt()
-        self._decoder.process_raw((audio * 32767).astype(np.int16).tobytes(), full_utt=True)
-        self._decoder.end_utt()
-        hypothesis = self._decoder.hyp()
-        return hypothesis.hypstr if hypothesis else ""
-
-
-def engine_rates(name: str, recognize: Recognizer, voices: int) -> dict[str, dict]:
+def engine_rates(name: str, recognize: WordRecognizer, voices: int) -> dict[str, dict]:
     engine = tts.load_engine(name)
     names = engine.voices()
     chosen = [names[int(i)] for i in np.unique(np.linspace(0, len(names) - 1, min(voices, len(names))).round())]
@@ -143,7 +117,10 @@ def main() -> None:
         parser.error("--voices must be at least 1")
     engines = args.engines.split(",") if args.engines else list(tts.installed_engines())
     transfer = json.loads(args.transfer.read_text()) if args.transfer else None
-    recognize = Recognizer(WORDS["v1"])
+    try:
+        recognize = WordRecognizer(WORDS["v1"])
+    except RecognizerError as err:
+        sys.exit(str(err))
     rates = {}
     for name in engines:
         rates[name] = engine_rates(name, recognize, args.voices)

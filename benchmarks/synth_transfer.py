@@ -23,7 +23,15 @@ band is gone before the model sees it. Adam with a cosine schedule; nothing is a
 training to what the set holds unless ``--mel-warp`` asks :class:`RandomMelWarp` to stretch each
 clip's mel axis (vocal tracts beyond the set's; within run-to-run noise so far).
 
+``--check-words`` makes the set with ``bifsmn-tf data synth --check-words``: takes that
+pocketsphinx does not hear as their word are retaken or left out, in training and in the held-out
+engine's test clips alike. ``--also-score-on DIR`` scores every held-out engine a second time on
+all of its clips in another set (the same seed without the check: the takes the check left out
+or retook are there as they were first spoken), which separates what cleaner training labels do
+from what an easier test does.
+
     python benchmarks/synth_transfer.py [--clips-per-word 400] [--epochs 10] [--data DIR]
+        [--check-words [--also-score-on UNCHECKED_DIR]]
 
 ``--data`` keeps (or reuses) the generated set; by default it goes to a temporary directory.
 Writes ``benchmarks/results/synth_transfer.md`` and ``.json``.
@@ -78,6 +86,9 @@ class ClipFeatures:
         self.labels = np.array([label_of(p.split("/")[0]) for p in paths], np.int32)
         self.features = features_of(np.stack([read_wav(root / p) for p in paths]), frontend)
         self.noise = [read_wav(f) for f in sorted((root / BACKGROUND_NOISE_DIR).glob("*.wav"))]
+        rejected = [r["engine"] for r in manifest.get("rejected", {}).values()]
+        #: Takes left out by --check-words, per engine.
+        self.rejected = {e: rejected.count(e) for e in sorted(set(rejected))}
 
 
 def features_of(waveforms: np.ndarray, frontend: tf.keras.layers.Layer) -> np.ndarray:
@@ -163,6 +174,7 @@ def scores(model: tf.keras.Model, x: np.ndarray, y: np.ndarray) -> dict:
         wrong = np.bincount(predictions[(y == c) & ~correct], minlength=len(LABELS))
         per_class[LABELS[c]] = {
             "recall": float(correct[y == c].mean()),
+            "clips": int((y == c).sum()),
             "mistaken_for": LABELS[int(wrong.argmax())] if wrong.any() else None,
         }
     return {
@@ -174,7 +186,9 @@ def scores(model: tf.keras.Model, x: np.ndarray, y: np.ndarray) -> dict:
     }
 
 
-def run_fold(data: ClipFeatures, held_out: str | None, engines: list[str], args, frontend) -> tuple[dict, tf.keras.Model]:
+def run_fold(
+    data: ClipFeatures, held_out: str | None, engines: list[str], args, frontend, other: ClipFeatures | None
+) -> tuple[dict, tf.keras.Model]:
     trained = data.engine != held_out
     train = trained & (data.split == "training")
     val = trained & (data.split == "validation")
@@ -195,6 +209,9 @@ def run_fold(data: ClipFeatures, held_out: str | None, engines: list[str], args,
     if held_out is not None:
         unseen = data.engine == held_out
         row["held_out_engine"] = scores(model, data.features[unseen], data.labels[unseen])
+        if other is not None:
+            unseen = other.engine == held_out
+            row["held_out_engine_other_set"] = scores(model, other.features[unseen], other.labels[unseen])
     return row, model
 
 
@@ -222,15 +239,20 @@ def percent(value: float) -> str:
 
 
 def write_report(
-    config: SynthConfig, folds: list[dict], real: list[dict] | None, args, command: str, generation: str
+    config: SynthConfig, data: ClipFeatures, folds: list[dict], real: list[dict] | None, args, command: str,
+    generation: str,
 ) -> None:
     lines = [
         "# Synthetic set: transfer to unseen speech engines",
         "",
         f"Command: `{command}`",
         "",
-        f"Set: `bifsmn-tf data synth --clips-per-word {config.clips_per_word} --seed {config.seed}` "
-        f"(v1 words, engines {', '.join(config.engines)}). Model: the FP teacher "
+        f"Set: `bifsmn-tf data synth --clips-per-word {config.clips_per_word} --seed {config.seed}"
+        f"{' --check-words' if config.check_words else ''}` "
+        f"(v1 words, engines {', '.join(config.engines)}"
+        + (f"; takes left out by the check: {', '.join(f'{e} {n}' for e, n in data.rejected.items()) or 'none'}"
+           if config.check_words else "")
+        + "). Model: the FP teacher "
         f"(`build_teacher`, profile `{args.profile}`, 12 classes, log-mel), {args.epochs} epochs, "
         f"Adam 2e-3 cosine, batch 64, classes weighted equally; per-bin mean removal: "
         f"{'yes' if args.per_bin_mean_removal else 'no'}; training mel warp up to ×{args.mel_warp:g}. "
@@ -244,8 +266,9 @@ def write_report(
         "20 other words.",
         "",
         "| held-out engine | trained on | training clips | held-out: balanced | keywords | unknown "
-        "| seen engines, new voices: balanced | keywords | unknown |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| seen engines, new voices: balanced | keywords | unknown |"
+        + (" held-out, every take of the other set: balanced |" if args.also_score_on else ""),
+        "|---|---|---|---|---|---|---|---|---|" + ("---|" if args.also_score_on else ""),
     ]
     blank = {"balanced": float("nan"), "keywords": float("nan"), "unknown": float("nan")}
     for f in folds:
@@ -254,12 +277,18 @@ def write_report(
             f"| {f['held_out'] or '(none)'} | {', '.join(f['trained_on'])} | {f['training_clips']} | "
             + " | ".join(percent(held[k]) for k in ("balanced", "keywords", "unknown")) + " | "
             + " | ".join(percent(seen[k]) for k in ("balanced", "keywords", "unknown")) + " |"
+            + (f" {percent(f.get('held_out_engine_other_set', blank)['balanced'])} |" if args.also_score_on else "")
         )
     held_out = [f["held_out_engine"] for f in folds if "held_out_engine" in f]
     if held_out:
         lines += ["", "Mean over held-out engines: balanced "
                       f"{percent(float(np.mean([h['balanced'] for h in held_out])))}, keywords "
                       f"{percent(float(np.mean([h['keywords'] for h in held_out])))} (aim: at least 80 %)."]
+    other = [f["held_out_engine_other_set"] for f in folds if "held_out_engine_other_set" in f]
+    if other:
+        lines += ["", f"The same models on every clip of the held-out engine in `{args.also_score_on}`: "
+                      f"balanced {percent(float(np.mean([h['balanced'] for h in other])))}, keywords "
+                      f"{percent(float(np.mean([h['keywords'] for h in other])))}."]
     if held_out:
         spoken = [label for label in LABELS if label != SILENCE]
         lines += ["", "Recall per class on each held-out engine (in brackets: the label most often "
@@ -282,7 +311,8 @@ def write_report(
     (RESULTS / "synth_transfer.json").write_text(
         json.dumps({"command": command, "synth_config": config.to_dict(), "epochs": args.epochs,
                     "profile": args.profile, "per_bin_mean_removal": args.per_bin_mean_removal,
-                    "mel_warp": args.mel_warp,
+                    "mel_warp": args.mel_warp, "rejected": data.rejected,
+                    "also_score_on": str(args.also_score_on) if args.also_score_on else None,
                     "generation": generation, "folds": folds, "real_speech": real},
                    indent=2) + "\n"  # fmt: skip
     )
@@ -307,25 +337,39 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=None, help="generation processes (default: every core)")
     parser.add_argument("--engines", help="comma-separated (default: every installed engine)")
     parser.add_argument("--data", type=Path, help="keep or reuse the generated set here")
+    parser.add_argument(
+        "--check-words", action="store_true",
+        help="make the set with `data synth --check-words` (pip install 'bifsmn-tf[check]')",
+    )  # fmt: skip
+    parser.add_argument(
+        "--also-score-on", type=Path, metavar="DIR",
+        help="a complete synthetic set with the same engines (say, the same seed without --check-words): "
+             "each held-out engine is also scored on every clip of it there",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.mel_warp < 1:
         parser.error(f"--mel-warp must be at least 1, got {args.mel_warp}")
+    if args.also_score_on and not (args.also_score_on / SYNTH_JSON).is_file():
+        parser.error(f"--also-score-on {args.also_score_on}: not a complete synthetic set (no {SYNTH_JSON})")
     engines = tuple(args.engines.split(",")) if args.engines else ()
-    config = SynthConfig(clips_per_word=args.clips_per_word, seed=args.seed, engines=engines).resolve()
+    config = SynthConfig(
+        clips_per_word=args.clips_per_word, seed=args.seed, engines=engines, check_words=args.check_words
+    ).resolve()
     root = args.data or Path(tempfile.mkdtemp(prefix="synth_transfer_")) / "data"
     started = time.perf_counter()
     made = generate(root, config, jobs=args.jobs)
     generation = f"{made.status} in {time.perf_counter() - started:.0f} s"
     frontend = build_frontend(FeatureConfig())
     data = ClipFeatures(root, frontend)
+    other = ClipFeatures(args.also_score_on, frontend) if args.also_score_on else None
     folds = []
     for held_out in [*config.engines, None]:
-        row, model = run_fold(data, held_out, list(config.engines), args, frontend)
+        row, model = run_fold(data, held_out, list(config.engines), args, frontend, other)
         folds.append(row)
         print(json.dumps(row), flush=True)
     real = real_speech(model, frontend)
     command = "python benchmarks/synth_transfer.py " + " ".join(sys.argv[1:])
-    write_report(config, folds, real, args, command.strip(), generation)
+    write_report(config, data, folds, real, args, command.strip(), generation)
     print((RESULTS / "synth_transfer.md").read_text())
 
 

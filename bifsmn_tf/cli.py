@@ -160,6 +160,13 @@ def _register_data_synth(sub) -> None:
     parser.add_argument("--jobs", type=int, help="worker processes (default: every core)")
     parser.add_argument("--engines", help="comma-separated engines to use, from espeak, pico, "
                                           "piper, hibari, kokoro (default: every installed one)")
+    parser.add_argument("--check-words", action="store_true",
+                        help="keep only takes that an offline recognizer of real speech (pocketsphinx: "
+                             "pip install 'bifsmn-tf[check]') hears as their word; a take it does not "
+                             "hear is spoken again with a new rate, pitch and intonation, up to three "
+                             "times, then left out and listed under 'rejected' in synth.json. Engines "
+                             "say some words badly (Piper 'off', hibari 'up'); expect espeak-ng to lose "
+                             "most of its takes")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=_run_data_synth)
 
@@ -170,14 +177,15 @@ def _run_data_synth(args) -> int:
     engines = tuple(e.strip() for e in args.engines.split(",") if e.strip()) if args.engines else ()
     try:
         config = SynthConfig(words=args.words, clips_per_word=args.clips_per_word, seed=args.seed,
-                             engines=engines)
+                             engines=engines, check_words=args.check_words)
         result = generate(args.out_dir, config, jobs=args.jobs, progress=not args.no_progress)
     except SynthError as err:
         raise CliError(str(err)) from None
     counts = result.counts
     print(f"{result.root}: {result.status}; {counts['clips']} clips from {counts['speakers']} speakers "
           f"({counts['training']} training, {counts['validation']} validation, "
-          f"{counts['testing']} testing); engines {', '.join(result.engines)}")
+          f"{counts['testing']} testing); engines {', '.join(result.engines)}"
+          + (f"; {counts['rejected']} takes left out by --check-words" if args.check_words else ""))
     return 0
 
 

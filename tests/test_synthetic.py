@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -142,8 +144,61 @@ def test_synth_json_records_every_clip(synth_dataset: Path):
         assert {"rate", "pitch", "vocal_tract", "intonation", "breath", "clipping", "level_dbfs"} <= set(record)
     assert made["counts"] == {
         "clips": len(wavs), "speakers": SMALL_SYNTH.clips_per_word, "testing": len(testing),
-        "validation": len(validation), "training": len(wavs) - len(testing) - len(validation),
+        "validation": len(validation), "training": len(wavs) - len(testing) - len(validation), "rejected": 0,
     }  # fmt: skip
+    assert made["rejected"] == {}
+
+
+def test_check_words_keeps_only_heard_takes_and_lists_the_rest(tmp_path: Path, synth_dataset: Path):
+    pytest.importorskip("pocketsphinx")
+    config = SMALL_SYNTH.replace(check_words=True)
+    result = generate(tmp_path / "checked", config, jobs=1, progress=False)
+    made = manifest(result.root)
+    clips, rejected = made["clips"], made["rejected"]
+    assert result.counts["rejected"] == len(rejected) > 0 and result.counts["clips"] == len(clips) > 0
+    every_take = {f"{w}/{s}_nohash_0.wav" for w in WORDS_V1 for s in made["speakers"]}
+    assert set(clips) | set(rejected) == every_take and not set(clips) & set(rejected)
+    checked, plain = tree_bytes(result.root), tree_bytes(synth_dataset)
+    for path, record in clips.items():
+        word = path.split("/")[0]
+        assert 1 <= len(record["check"]) <= 3 and record["check"][-1] == word
+        assert word not in record["check"][:-1]
+        # A take heard at once is the clip made without the check; a retake is another take.
+        assert (checked[path] == plain[path]) == (len(record["check"]) == 1)
+    for path, record in rejected.items():
+        assert len(record["check"]) == 3 and path.split("/")[0] not in record["check"]
+        assert path not in checked and record["split"] == made["speakers"][speaker_of(path)]["split"]
+    listed = (result.root / "testing_list.txt").read_text().split()
+    assert set(listed) == {p for p, r in clips.items() if r["split"] == "testing"}
+    assert {e.path for e in speech_commands.examples(result.root, "v1-12", "train", "bifsmn") if e.path} == {
+        p for p, r in clips.items() if r["split"] == "training"
+    }
+
+
+def test_check_words_without_pocketsphinx_is_refused_by_name(tmp_path: Path):
+    """A real CLI run whose workers cannot import pocketsphinx (a shadowing package raises
+    ImportError, as a missing one does): exit 2, the extra named, nothing written."""
+    shadow = tmp_path / "shadow" / "pocketsphinx"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('no pocketsphinx here')\n")
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(shadow.parent), *sys.path])}
+    run = subprocess.run([sys.executable, "-m", "bifsmn_tf.cli", "data", "synth", str(out), "--clips-per-word",
+                          "3", "--engines", "pico", "--check-words", "--no-progress"],
+                         capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
+    assert run.returncode == 2, run.stderr
+    assert "pocketsphinx is not installed (pip install 'bifsmn-tf[check]')" in run.stderr
+    assert "Traceback" not in run.stderr and not out.exists()
+
+
+def test_a_set_made_before_a_setting_existed_reads_as_its_default(tmp_path: Path, synth_dataset: Path):
+    copy = tmp_path / "older"
+    shutil.copytree(synth_dataset, copy)
+    made = manifest(copy)
+    del made["config"]["check_words"]
+    (copy / SYNTH_JSON).write_text(json.dumps(made))
+    assert generate(copy, SMALL_SYNTH, jobs=1, progress=False).status == "already complete"
+    refused(copy, SMALL_SYNTH.replace(check_words=True), "differs in check_words")
 
 
 def test_v2_words_for_both_v2_tasks(tmp_path: Path):
