@@ -18,8 +18,8 @@ on each held-out engine (which words an engine says in a way the others never di
 
 The teacher has the demo's ``lean`` profile (time-mean head: it does not care where the word
 sits in the second) and reads the log-mel with each bin's mean over the clip removed
-(:class:`PerBinMeanRemoval`): what an engine's timbre or a microphone adds as a fixed gain per
-band is gone before the model sees it. Adam with a cosine schedule; nothing is added in
+(``FeatureConfig(per_bin_mean_removal=True)``, ``train-teacher --per-bin-mean-removal``): what
+an engine's timbre or a microphone adds as a fixed gain per band is gone before the model sees it. Adam with a cosine schedule; nothing is added in
 training to what the set holds unless ``--mel-warp`` asks :class:`RandomMelWarp` to stretch each
 clip's mel axis (vocal tracts beyond the set's; within run-to-run noise so far).
 
@@ -106,15 +106,6 @@ def silence(count: int, noise: list[np.ndarray], frontend, rng: np.random.Genera
     return features_of(clips, frontend)
 
 
-class PerBinMeanRemoval(tf.keras.layers.Layer):
-    """Subtracts from each log-mel clip ``(B, T, F)`` (dB) its mean over the ``T`` frames, bin by
-    bin: a fixed gain per band (a microphone's or a vocal tract's colouring, a level) becomes
-    zero, so only how the spectrum moves within the second is left."""
-
-    def call(self, features: tf.Tensor) -> tf.Tensor:
-        return features - tf.reduce_mean(features, axis=1, keepdims=True)
-
-
 class RandomMelWarp(tf.keras.layers.Layer):
     """Stretches each training clip's log-mel ``(B, T, F)`` along the mel axis by a factor drawn
     log-uniformly within ``[1 / max_factor, max_factor]`` (bin ``f`` reads bin ``f / factor``,
@@ -147,8 +138,7 @@ def train_teacher(x, y, x_val, y_val, args) -> tf.keras.Model:
     tf.keras.utils.set_random_seed(args.seed)
     teacher = build_teacher(ModelConfig(num_classes=len(LABELS), profile=args.profile))
     features = tf.keras.Input(x.shape[1:])
-    inputs = PerBinMeanRemoval()(features) if args.per_bin_mean_removal else features
-    model = tf.keras.Model(features, teacher(RandomMelWarp(args.mel_warp)(inputs)))
+    model = tf.keras.Model(features, teacher(RandomMelWarp(args.mel_warp)(features)))
     steps = args.epochs * int(np.ceil(len(x) / 64))
     model.compile(
         tf.keras.optimizers.Adam(tf.keras.optimizers.schedules.CosineDecay(2e-3, steps)),
@@ -359,7 +349,7 @@ def main() -> None:
     started = time.perf_counter()
     made = generate(root, config, jobs=args.jobs)
     generation = f"{made.status} in {time.perf_counter() - started:.0f} s"
-    frontend = build_frontend(FeatureConfig())
+    frontend = build_frontend(FeatureConfig(per_bin_mean_removal=args.per_bin_mean_removal))
     data = ClipFeatures(root, frontend)
     other = ClipFeatures(args.also_score_on, frontend) if args.also_score_on else None
     folds = []

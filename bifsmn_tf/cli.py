@@ -250,6 +250,11 @@ def _register_train_teacher(verbs) -> None:
     parser.add_argument("--profile", default="paper", choices=["paper", "lean"],
                         help="'paper' = published network; 'lean' = time-mean classifier head "
                              "(default paper)")
+    parser.add_argument("--per-bin-mean-removal", action="store_true",
+                        help="subtract each mel bin's mean over the clip from the features, in "
+                             "training and in every converted model (removes a fixed gain per band: "
+                             "timbre, microphone colouring; about +7 points on unseen speech engines "
+                             "of the synthetic set). The student inherits it from the teacher")
     _add_train_flags(parser, student=False)
     parser.set_defaults(handler=_run_train_teacher)
 
@@ -260,7 +265,7 @@ def _run_train_teacher(args) -> int:
     try:
         configs = run.teacher_configs(
             args.data, args.task, preset=args.preset, profile=args.profile,
-            protocol=args.protocol, **_train_overrides(args),
+            protocol=args.protocol, per_bin_mean_removal=args.per_bin_mean_removal, **_train_overrides(args),
         )
         result = run.train(args.out, configs, progress=not args.no_progress)
     except Exception as err:
@@ -418,6 +423,9 @@ def _register_demo(verbs) -> None:
     )
     parser.add_argument("--out", default="bifsmn-demo", metavar="DIR",
                         help="where data, runs and results go (default ./bifsmn-demo)")
+    parser.add_argument("--per-bin-mean-removal", action="store_true",
+                        help="subtract each mel bin's mean over the clip from the features (as "
+                             "`train-teacher --per-bin-mean-removal`); use a new --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(handler=_run_demo)
 
@@ -426,7 +434,7 @@ def _run_demo(args) -> int:
     from bifsmn_tf import demo
 
     try:
-        demo.run_demo(args.out, progress=not args.no_progress)
+        demo.run_demo(args.out, per_bin_mean_removal=args.per_bin_mean_removal, progress=not args.no_progress)
     except Exception as err:
         _raise_user_error(err)
     return 0

@@ -76,8 +76,14 @@ INPUT_THRESHOLDS = (-0.67, 0.0, 0.67)
 MAX_DROP_POINTS = 3.0
 
 
-def run_demo(out_dir: str | Path = "bifsmn-demo", *, progress: bool = True) -> dict[str, Any]:
-    """Run every step (see the module docstring); returns the ``results.json`` content."""
+def run_demo(
+    out_dir: str | Path = "bifsmn-demo", *, per_bin_mean_removal: bool = False, progress: bool = True
+) -> dict[str, Any]:
+    """Run every step (see the module docstring); returns the ``results.json`` content.
+
+    ``per_bin_mean_removal``: the frontend option of that name (:class:`FeatureConfig`) for the
+    teacher and so for the student.
+    """
     out_dir = Path(out_dir)
     seconds: dict[str, float] = {}
 
@@ -89,7 +95,8 @@ def run_demo(out_dir: str | Path = "bifsmn-demo", *, progress: bool = True) -> d
     teacher_run, student_run = out_dir / "teacher", out_dir / "student"
     started = time.monotonic()
     teacher_configs = run.teacher_configs(
-        data, TASK, preset="demo", profile=PROFILE, protocol=PROTOCOL, data_dir=cache
+        data, TASK, preset="demo", profile=PROFILE, protocol=PROTOCOL, data_dir=cache,
+        per_bin_mean_removal=per_bin_mean_removal,
     )
     run.train(teacher_run, teacher_configs, progress=progress)
     seconds["teacher"] = time.monotonic() - started
@@ -126,6 +133,7 @@ def run_demo(out_dir: str | Path = "bifsmn-demo", *, progress: bool = True) -> d
         "checks": demo_checks(teacher_eval, student_eval),
         "memory_input": MEMORY_INPUT,
         "input_thresholds": list(INPUT_THRESHOLDS),
+        "per_bin_mean_removal": per_bin_mean_removal,
         "flatbuffers": str(flatbuffers.resolve()),
         "conversion": {
             "storage": manifest["storage"],
@@ -181,11 +189,12 @@ def format_results(results: dict[str, Any]) -> str:
             f"| BiFSMN (HED) | {width} | 1/1 | {accuracy:.2f} | {accuracy - teacher_accuracy:+.2f} |"
         )
     checks, storage = results["checks"], results["conversion"]["storage"]
+    mean_removal = ", each bin's mean over the clip removed" if results.get("per_bin_mean_removal") else ""
     lines += [
         "",
         f"Student: 1-bit weights everywhere but fe0 and the classifier; 1-bit inputs to fe3, fc1 and "
         f"every 1x1 conv (fe3's and fc1's binarized at {_thresholds(results)}); memory convs fed "
-        f"the {results['memory_input']} residual stream.",
+        f"the {results['memory_input']} residual stream. Features: log-mel{mean_removal}.",
         "",
         f"Full-width drop: {checks['drop_points_full_width']:.2f} points "
         f"({'within' if checks['within_max_drop'] else 'OUTSIDE'} the {MAX_DROP_POINTS:g}-point bound); "

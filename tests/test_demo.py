@@ -62,6 +62,9 @@ def test_results_table_lists_teacher_and_every_width():
     assert "| BiFSMN (HED) | 2 | 1/1 | 87.50 | -7.50 |" in table
     assert "Full-width drop: 2.00 points (within" in table
     assert "memory convs fed the float residual stream" in table
+    assert "Features: log-mel." in table
+    removed = demo.format_results({**results, "per_bin_mean_removal": True})
+    assert "Features: log-mel, each bin's mean over the clip removed." in removed
 
 
 @pytest.mark.slow

@@ -240,6 +240,21 @@ def keras_to_tflite(model: tf.keras.Model) -> bytes:
 
 
 @pytest.mark.parametrize("config", [OFFICIAL, MFCC40_30MS], ids=["logmel", "mfcc"])
+def test_per_bin_mean_removal_subtracts_each_features_mean_over_the_clip(config):
+    clips = np.stack([speech_like_clip(seed) for seed in range(3)])
+    plain = frontend_features(config, clips)
+    removed = frontend_features(config.replace(per_bin_mean_removal=True), clips)
+    np.testing.assert_allclose(removed, plain - plain.mean(axis=1, keepdims=True), rtol=0, atol=1e-3)
+    np.testing.assert_allclose(removed.mean(axis=1), 0.0, atol=1e-3)
+    # A fixed gain per band (a microphone's colouring) no longer changes the features.
+    louder = frontend_features(config.replace(per_bin_mean_removal=True), clips * 0.3)
+    np.testing.assert_allclose(louder, removed, rtol=0, atol=2e-2)
+
+
+@pytest.mark.parametrize(
+    "config", [OFFICIAL, MFCC40_30MS, OFFICIAL.replace(per_bin_mean_removal=True)],
+    ids=["logmel", "mfcc", "logmel-mean-removed"],
+)
 @pytest.mark.parametrize(
     "convert", [keras_to_tflite, lce.convert_keras_model], ids=["tflite", "lce"]
 )
@@ -250,6 +265,7 @@ def test_converts_to_builtins_and_runs_in_lce_interpreter(config, convert):
 
     ops = set(op_counts(flatbuffer))
     assert {"MIRROR_PAD", "RFFT2D", "LOG"} <= ops
+    assert ("MEAN" in ops) == config.per_bin_mean_removal
     # Custom ops (Flex*, Lce*) are named by their custom code, which no builtin name matches.
     assert all(name in vars(tflite_schema.BuiltinOperator) for name in ops), ops
 

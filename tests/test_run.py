@@ -267,6 +267,19 @@ def test_cli_verbs_explain_their_flags(capsys):
             assert flag in text, (verb, flag)
 
 
+def test_cli_teacher_with_per_bin_mean_removal_records_it_for_its_students(
+    synth_dataset, cache, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("BIFSMN_DATA", str(cache))
+    out = tmp_path / "teacher"
+    argv = ["train-teacher", "--data", str(synth_dataset), "--out", str(out), "--preset", "demo",
+            "--profile", "lean", "--per-bin-mean-removal", "--epochs", "1", "--batch-size", "16",
+            "--no-progress"]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    assert run.RunConfigs.load(out).features.per_bin_mean_removal is True
+    assert run.student_configs(out, preset="demo").features.per_bin_mean_removal is True
+
+
 def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
     assert main(["train", "--teacher", str(tmp_path / "absent"), "--out", str(tmp_path / "s")]) == 2
     assert "config file not found" in capsys.readouterr().err
