@@ -41,7 +41,6 @@ class WordRecognizer:
         words = list(words)
         if not words or any(not w.isalpha() for w in words):
             raise ValueError(f"words must be a non-empty list of plain words, got {words!r}")
-        self.words = tuple(words)
         grammar = "#JSGF V1.0;\ngrammar words;\npublic <word> = " + " | ".join(words) + " ;\n"
         with tempfile.TemporaryDirectory(prefix="bifsmn_grammar_") as folder:
             path = Path(folder) / "words.gram"
