@@ -19,9 +19,10 @@ on each held-out engine (which words an engine says in a way the others never di
 The teacher has the demo's ``lean`` profile (time-mean head: it does not care where the word
 sits in the second) and reads the log-mel with each bin's mean over the clip removed
 (``FeatureConfig(per_bin_mean_removal=True)``, ``train-teacher --per-bin-mean-removal``): what
-an engine's timbre or a microphone adds as a fixed gain per band is gone before the model sees it. Adam with a cosine schedule; nothing is added in
-training to what the set holds unless ``--mel-warp`` asks :class:`RandomMelWarp` to stretch each
-clip's mel axis (vocal tracts beyond the set's; within run-to-run noise so far).
+an engine's timbre or a microphone adds as a fixed gain per band is gone before the model sees
+it. Adam with a cosine schedule; nothing is added in training to what the set holds unless
+``--mel-warp`` asks :class:`RandomMelWarp` to stretch each clip's mel axis (vocal tracts beyond
+the set's; within run-to-run noise so far).
 
 ``--check-words`` makes the set with ``bifsmn-tf data synth --check-words``: takes that
 pocketsphinx does not hear as their word are retaken or left out, in training and in the held-out
