@@ -31,11 +31,16 @@ all of its clips in another set (the same seed without the check: the takes the 
 or retook are there as they were first spoken), which separates what cleaner training labels do
 from what an easier test does.
 
+The frontend is the official one (128 ms window, 32 ms hop, 32 mel bins) unless ``--n-fft``,
+``--win-length``, ``--hop-length``, ``--n-mels`` or ``--kind mfcc`` say otherwise; the teacher's
+input shape follows it.
+
     python benchmarks/synth_transfer.py [--clips-per-word 400] [--epochs 10] [--data DIR]
-        [--check-words [--also-score-on UNCHECKED_DIR]]
+        [--check-words [--also-score-on UNCHECKED_DIR]] [--n-fft 512 --win-length 480 ...]
+        [--out PATH]
 
 ``--data`` keeps (or reuses) the generated set; by default it goes to a temporary directory.
-Writes ``benchmarks/results/synth_transfer.md`` and ``.json``.
+Writes ``benchmarks/results/synth_transfer.md`` and ``.json`` (``--out`` elsewhere, for ablations).
 """
 
 from __future__ import annotations
@@ -55,8 +60,10 @@ import tensorflow as tf
 
 from bifsmn_tf.data.audio import read_wav
 from bifsmn_tf.data.labels import KEYWORDS, SILENCE, UNKNOWN, task_labels
+from bifsmn_tf.config import ConfigError
 from bifsmn_tf.data.synthetic import BACKGROUND_NOISE_DIR, SYNTH_JSON, SynthConfig, generate
-from bifsmn_tf.features import FeatureConfig, build_frontend
+from bifsmn_tf.features import FEATURE_KINDS, FeatureConfig, build_frontend
+from bifsmn_tf.fileio import atomic_write_text
 from bifsmn_tf.models.dfsmn import PROFILES, ModelConfig, build_teacher
 
 TASK = "v1-12"
@@ -70,6 +77,14 @@ REAL_EXPECTED = {
     "silence_1000ms.wav": {SILENCE, UNKNOWN},
 }
 RESULTS = Path(__file__).resolve().parent / "results"
+#: FeatureConfig fields settable from the command line, with what they mean.
+FRONTEND_FLAGS = {
+    "n_fft": "FFT length in samples",
+    "win_length": "Hann window in samples, zero-padded to --n-fft",
+    "hop_length": "samples between frames",
+    "n_mels": "mel filters",
+    "n_mfcc": "MFCCs kept with --kind mfcc",
+}
 
 
 def label_of(word: str) -> int:
@@ -137,7 +152,10 @@ class RandomMelWarp(tf.keras.layers.Layer):
 
 def train_teacher(x, y, x_val, y_val, args) -> tf.keras.Model:
     tf.keras.utils.set_random_seed(args.seed)
-    teacher = build_teacher(ModelConfig(num_classes=len(LABELS), profile=args.profile))
+    teacher = build_teacher(ModelConfig(
+        num_classes=len(LABELS), profile=args.profile,
+        num_frames=args.features.num_frames, num_features=args.features.num_features,
+    ))  # fmt: skip
     features = tf.keras.Input(x.shape[1:])
     model = tf.keras.Model(features, teacher(RandomMelWarp(args.mel_warp)(features)))
     steps = args.epochs * int(np.ceil(len(x) / 64))
@@ -225,6 +243,16 @@ def real_speech(model: tf.keras.Model, frontend) -> list[dict] | None:
     return rows
 
 
+def frontend_summary(features: FeatureConfig) -> str:
+    window = features.win_length or features.n_fft
+    rate = features.sample_rate / 1000
+    kind = f"{features.n_mfcc} MFCCs of " if features.kind == "mfcc" else ""
+    return (
+        f"{kind}{features.n_mels} log-mel bins, {window / rate:g} ms window, {features.hop_length / rate:g} ms hop "
+        f"({features.num_frames} frames), per-bin mean removal: {'yes' if features.per_bin_mean_removal else 'no'}"
+    )
+
+
 def percent(value: float) -> str:
     return "–" if np.isnan(value) else f"{100 * value:.1f} %"
 
@@ -244,9 +272,9 @@ def write_report(
         + (f"; takes left out by the check: {', '.join(f'{e} {n}' for e, n in data.rejected.items()) or 'none'}"
            if config.check_words else "")
         + "). Model: the FP teacher "
-        f"(`build_teacher`, profile `{args.profile}`, 12 classes, log-mel), {args.epochs} epochs, "
-        f"Adam 2e-3 cosine, batch 64, classes weighted equally; per-bin mean removal: "
-        f"{'yes' if args.per_bin_mean_removal else 'no'}; training mel warp up to ×{args.mel_warp:g}. "
+        f"(`build_teacher`, profile `{args.profile}`, 12 classes), {args.epochs} epochs, "
+        f"Adam 2e-3 cosine, batch 64, classes weighted equally. Features: {frontend_summary(args.features)}; "
+        f"training mel warp up to ×{args.mel_warp:g}. "
         f"Machine: {platform.machine()}, shared with other work "
         f"(the set: {generation}).",
         "",
@@ -297,14 +325,15 @@ def write_report(
     else:
         lines += ["| clip | predicted | probability | acceptable |", "|---|---|---|---|"]
         lines += [f"| {r['clip']} | {r['predicted']} | {r['probability']} | {'yes' if r['correct'] else 'no'} |" for r in real]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "synth_transfer.md").write_text("\n".join(lines) + "\n")
-    (RESULTS / "synth_transfer.json").write_text(
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
+    atomic_write_text(
+        args.out.with_suffix(".json"),
         json.dumps({"command": command, "synth_config": config.to_dict(), "epochs": args.epochs,
-                    "profile": args.profile, "per_bin_mean_removal": args.per_bin_mean_removal,
-                    "mel_warp": args.mel_warp, "rejected": data.rejected,
+                    "profile": args.profile, "mel_warp": args.mel_warp, "rejected": data.rejected,
                     "also_score_on": str(args.also_score_on) if args.also_score_on else None,
-                    "generation": generation, "folds": folds, "real_speech": real},
+                    "features": args.features.to_dict(), "generation": generation, "folds": folds,
+                    "real_speech": real},
                    indent=2) + "\n"  # fmt: skip
     )
 
@@ -324,7 +353,22 @@ def main() -> None:
         "--mel-warp", type=float, default=1.0,
         help="training stretches the mel axis by up to this factor either way (default 1: not at all)",
     )  # fmt: skip
+    official = FeatureConfig()
+    for field, meaning in FRONTEND_FLAGS.items():
+        default = getattr(official, field)
+        parser.add_argument(
+            "--" + field.replace("_", "-"), type=int, default=default,
+            help=f"{meaning} (default {default if default is not None else '--n-fft'})",
+        )  # fmt: skip
+    parser.add_argument(
+        "--kind", choices=FEATURE_KINDS, default=official.kind,
+        help=f"log-mel, or MFCCs of it (default {official.kind})",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS / "synth_transfer",
+        help="report path without suffix: writes OUT.md and OUT.json (default: benchmarks/results/synth_transfer)",
+    )  # fmt: skip
     parser.add_argument("--jobs", type=int, default=None, help="generation processes (default: every core)")
     parser.add_argument("--engines", help="comma-separated (default: every installed engine)")
     parser.add_argument("--data", type=Path, help="keep or reuse the generated set here")
@@ -340,6 +384,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.mel_warp < 1:
         parser.error(f"--mel-warp must be at least 1, got {args.mel_warp}")
+    try:
+        args.features = FeatureConfig(
+            **{field: getattr(args, field) for field in FRONTEND_FLAGS}, kind=args.kind,
+            per_bin_mean_removal=args.per_bin_mean_removal,
+        )  # fmt: skip
+    except ConfigError as err:
+        parser.error(str(err))
     if args.also_score_on and not (args.also_score_on / SYNTH_JSON).is_file():
         parser.error(f"--also-score-on {args.also_score_on}: not a complete synthetic set (no {SYNTH_JSON})")
     engines = tuple(args.engines.split(",")) if args.engines else ()
@@ -350,7 +401,7 @@ def main() -> None:
     started = time.perf_counter()
     made = generate(root, config, jobs=args.jobs)
     generation = f"{made.status} in {time.perf_counter() - started:.0f} s"
-    frontend = build_frontend(FeatureConfig(per_bin_mean_removal=args.per_bin_mean_removal))
+    frontend = build_frontend(args.features)
     data = ClipFeatures(root, frontend)
     other = ClipFeatures(args.also_score_on, frontend) if args.also_score_on else None
     folds = []
@@ -361,7 +412,7 @@ def main() -> None:
     real = real_speech(model, frontend)
     command = "python benchmarks/synth_transfer.py " + " ".join(sys.argv[1:])
     write_report(config, data, folds, real, args, command.strip(), generation)
-    print((RESULTS / "synth_transfer.md").read_text())
+    print(args.out.with_suffix(".md").read_text())
 
 
 if __name__ == "__main__":
