@@ -58,9 +58,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from bifsmn_tf.config import ConfigError
 from bifsmn_tf.data.audio import read_wav
 from bifsmn_tf.data.labels import KEYWORDS, SILENCE, UNKNOWN, task_labels
-from bifsmn_tf.config import ConfigError
 from bifsmn_tf.data.synthetic import BACKGROUND_NOISE_DIR, SYNTH_JSON, SynthConfig, generate
 from bifsmn_tf.features import FEATURE_KINDS, FeatureConfig, build_frontend
 from bifsmn_tf.fileio import atomic_write_text
@@ -244,11 +244,10 @@ def real_speech(model: tf.keras.Model, frontend) -> list[dict] | None:
 
 
 def frontend_summary(features: FeatureConfig) -> str:
-    window = features.win_length or features.n_fft
     rate = features.sample_rate / 1000
     kind = f"{features.n_mfcc} MFCCs of " if features.kind == "mfcc" else ""
     return (
-        f"{kind}{features.n_mels} log-mel bins, {window / rate:g} ms window, {features.hop_length / rate:g} ms hop "
+        f"{kind}{features.n_mels} log-mel bins, {features.window_samples / rate:g} ms window, {features.hop_length / rate:g} ms hop "
         f"({features.num_frames} frames), per-bin mean removal: {'yes' if features.per_bin_mean_removal else 'no'}"
     )
 
