@@ -61,7 +61,7 @@ import tensorflow as tf
 from bifsmn_tf.config import ConfigError
 from bifsmn_tf.data.audio import read_wav
 from bifsmn_tf.data.labels import KEYWORDS, SILENCE, UNKNOWN, task_labels
-from bifsmn_tf.data.synthetic import BACKGROUND_NOISE_DIR, SYNTH_JSON, SynthConfig, generate
+from bifsmn_tf.data.synthetic import BACKGROUND_NOISE_DIR, SYNTH_JSON, SynthConfig, SynthError, generate
 from bifsmn_tf.features import FEATURE_KINDS, FeatureConfig, build_frontend
 from bifsmn_tf.fileio import atomic_write_text
 from bifsmn_tf.models.dfsmn import PROFILES, ModelConfig, build_teacher
@@ -195,6 +195,19 @@ def scores(model: tf.keras.Model, x: np.ndarray, y: np.ndarray) -> dict:
     }
 
 
+def fold_problems(data: ClipFeatures, engines: tuple[str, ...]) -> list[str]:
+    """Why the leave-one-engine-out folds cannot be trained or scored on this set, if they cannot:
+    each fold needs training, validation and test clips of the engines it trains on."""
+    problems = []
+    for held_out in [*engines, None]:
+        trained = data.engine != held_out
+        missing = [s for s in ("training", "validation", "testing") if not (trained & (data.split == s)).any()]
+        if missing:
+            fold = f"holding out {held_out}" if held_out else "training on every engine"
+            problems.append(f"{fold}: no {' or '.join(missing)} clips (raise --clips-per-word)")
+    return problems
+
+
 def run_fold(
     data: ClipFeatures, held_out: str | None, engines: list[str], args, frontend, other: ClipFeatures | None
 ) -> tuple[dict, tf.keras.Model]:
@@ -243,15 +256,6 @@ def real_speech(model: tf.keras.Model, frontend) -> list[dict] | None:
     return rows
 
 
-def frontend_summary(features: FeatureConfig) -> str:
-    rate = features.sample_rate / 1000
-    kind = f"{features.n_mfcc} MFCCs of " if features.kind == "mfcc" else ""
-    return (
-        f"{kind}{features.n_mels} log-mel bins, {features.window_samples / rate:g} ms window, {features.hop_length / rate:g} ms hop "
-        f"({features.num_frames} frames), per-bin mean removal: {'yes' if features.per_bin_mean_removal else 'no'}"
-    )
-
-
 def percent(value: float) -> str:
     return "–" if np.isnan(value) else f"{100 * value:.1f} %"
 
@@ -272,7 +276,7 @@ def write_report(
            if config.check_words else "")
         + "). Model: the FP teacher "
         f"(`build_teacher`, profile `{args.profile}`, 12 classes), {args.epochs} epochs, "
-        f"Adam 2e-3 cosine, batch 64, classes weighted equally. Features: {frontend_summary(args.features)}; "
+        f"Adam 2e-3 cosine, batch 64, classes weighted equally. Features: {args.features.summary}; "
         f"training mel warp up to ×{args.mel_warp:g}. "
         f"Machine: {platform.machine()}, shared with other work "
         f"(the set: {generation}).",
@@ -396,13 +400,21 @@ def main() -> None:
     config = SynthConfig(
         clips_per_word=args.clips_per_word, seed=args.seed, engines=engines, check_words=args.check_words
     ).resolve()
+    if len(config.engines) < 2:
+        parser.error(f"only one engine ({', '.join(config.engines)}): leaving one out needs at least two")
     root = args.data or Path(tempfile.mkdtemp(prefix="synth_transfer_")) / "data"
     started = time.perf_counter()
-    made = generate(root, config, jobs=args.jobs)
+    try:
+        made = generate(root, config, jobs=args.jobs)
+    except SynthError as err:
+        parser.error(str(err))
     generation = f"{made.status} in {time.perf_counter() - started:.0f} s"
     frontend = build_frontend(args.features)
     data = ClipFeatures(root, frontend)
     other = ClipFeatures(args.also_score_on, frontend) if args.also_score_on else None
+    problems = fold_problems(data, config.engines)
+    if problems:
+        parser.error(f"{root}: " + "; ".join(problems))
     folds = []
     for held_out in [*config.engines, None]:
         row, model = run_fold(data, held_out, list(config.engines), args, frontend, other)

@@ -223,6 +223,43 @@ def _add_train_flags(parser, *, student: bool) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+#: Frontend flags -> FeatureConfig field; unset flags keep the official value.
+_FRONTEND_FIELDS = {"n_fft": "n_fft", "win_length": "win_length", "hop_length": "hop_length",
+                    "n_mels": "n_mels", "features": "kind", "n_mfcc": "n_mfcc"}
+
+
+def _add_frontend_flags(parser) -> None:
+    group = parser.add_argument_group(
+        "frontend (the features the teacher, and so its students, are trained on and converted with)",
+        "Unset flags keep the official BiFSMN frontend: 2048-point FFT, 128 ms Hann window, 32 ms "
+        "hop, 32 log-mel bins, 32 frames a second (at 16 kHz). On unseen speech engines of the "
+        "synthetic set, --n-fft 512 --win-length 480 --hop-length 320 --n-mels 40 "
+        "--per-bin-mean-removal did better (BENCHMARKS.md).",
+    )
+    group.add_argument("--n-fft", type=int, metavar="N", help="FFT length in samples, a power of two")
+    group.add_argument("--win-length", type=int, metavar="N",
+                       help="Hann window in samples, zero-padded to --n-fft (default: --n-fft)")
+    group.add_argument("--hop-length", type=int, metavar="N", help="samples between frames")
+    group.add_argument("--n-mels", type=int, metavar="N", help="mel filters")
+    group.add_argument("--features", choices=["logmel", "mfcc"], help="log-mel, or MFCCs of it")
+    group.add_argument("--n-mfcc", type=int, metavar="N", help="MFCCs kept with --features mfcc")
+    group.add_argument("--per-bin-mean-removal", action="store_true",
+                       help="subtract each mel bin's mean over the clip from the features, in "
+                            "training and in every converted model (removes a fixed gain per band: "
+                            "timbre, microphone colouring; about +7 points on unseen speech engines "
+                            "of the synthetic set)")
+
+
+def _frontend(args):
+    from bifsmn_tf.features import FeatureConfig
+
+    chosen = {field: getattr(args, flag) for flag, field in _FRONTEND_FIELDS.items()}
+    return FeatureConfig(
+        **{field: value for field, value in chosen.items() if value is not None},
+        per_bin_mean_removal=args.per_bin_mean_removal,
+    )
+
+
 def _train_overrides(args) -> dict:
     names = ("epochs", "batch_size", "learning_rate", "optimizer", "weight_decay", "gamma",
              "logit_distill", "seed")
@@ -250,11 +287,7 @@ def _register_train_teacher(verbs) -> None:
     parser.add_argument("--profile", default="paper", choices=["paper", "lean"],
                         help="'paper' = published network; 'lean' = time-mean classifier head "
                              "(default paper)")
-    parser.add_argument("--per-bin-mean-removal", action="store_true",
-                        help="subtract each mel bin's mean over the clip from the features, in "
-                             "training and in every converted model (removes a fixed gain per band: "
-                             "timbre, microphone colouring; about +7 points on unseen speech engines "
-                             "of the synthetic set). The student inherits it from the teacher")
+    _add_frontend_flags(parser)
     _add_train_flags(parser, student=False)
     parser.set_defaults(handler=_run_train_teacher)
 
@@ -265,7 +298,7 @@ def _run_train_teacher(args) -> int:
     try:
         configs = run.teacher_configs(
             args.data, args.task, preset=args.preset, profile=args.profile,
-            protocol=args.protocol, per_bin_mean_removal=args.per_bin_mean_removal, **_train_overrides(args),
+            protocol=args.protocol, features=_frontend(args), **_train_overrides(args),
         )
         result = run.train(args.out, configs, progress=not args.no_progress)
     except Exception as err:
@@ -423,9 +456,7 @@ def _register_demo(verbs) -> None:
     )
     parser.add_argument("--out", default="bifsmn-demo", metavar="DIR",
                         help="where data, runs and results go (default ./bifsmn-demo)")
-    parser.add_argument("--per-bin-mean-removal", action="store_true",
-                        help="subtract each mel bin's mean over the clip from the features (as "
-                             "`train-teacher --per-bin-mean-removal`); use a new --out")
+    _add_frontend_flags(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(handler=_run_demo)
 
@@ -434,7 +465,7 @@ def _run_demo(args) -> int:
     from bifsmn_tf import demo
 
     try:
-        demo.run_demo(args.out, per_bin_mean_removal=args.per_bin_mean_removal, progress=not args.no_progress)
+        demo.run_demo(args.out, features=_frontend(args), progress=not args.no_progress)
     except Exception as err:
         _raise_user_error(err)
     return 0

@@ -29,6 +29,7 @@ from typing import Any
 from bifsmn_tf import convert, evaluate
 from bifsmn_tf.data import tts
 from bifsmn_tf.data.synthetic import SynthConfig, generate
+from bifsmn_tf.features import FeatureConfig
 from bifsmn_tf.fileio import atomic_write_text
 from bifsmn_tf.training import run
 
@@ -77,13 +78,13 @@ MAX_DROP_POINTS = 3.0
 
 
 def run_demo(
-    out_dir: str | Path = "bifsmn-demo", *, per_bin_mean_removal: bool = False, progress: bool = True
+    out_dir: str | Path = "bifsmn-demo", *, features: FeatureConfig | None = None, progress: bool = True
 ) -> dict[str, Any]:
     """Run every step (see the module docstring); returns the ``results.json`` content.
 
-    ``per_bin_mean_removal``: the frontend option of that name (:class:`FeatureConfig`) for the
-    teacher and so for the student.
+    ``features``: the teacher's frontend and so the student's (default: the official one).
     """
+    features = features or FeatureConfig()
     out_dir = Path(out_dir)
     seconds: dict[str, float] = {}
 
@@ -96,7 +97,7 @@ def run_demo(
     started = time.monotonic()
     teacher_configs = run.teacher_configs(
         data, TASK, preset="demo", profile=PROFILE, protocol=PROTOCOL, data_dir=cache,
-        per_bin_mean_removal=per_bin_mean_removal,
+        features=features,
     )
     run.train(teacher_run, teacher_configs, progress=progress)
     seconds["teacher"] = time.monotonic() - started
@@ -133,7 +134,7 @@ def run_demo(
         "checks": demo_checks(teacher_eval, student_eval),
         "memory_input": MEMORY_INPUT,
         "input_thresholds": list(INPUT_THRESHOLDS),
-        "per_bin_mean_removal": per_bin_mean_removal,
+        "features": features.to_dict(),
         "flatbuffers": str(flatbuffers.resolve()),
         "conversion": {
             "storage": manifest["storage"],
@@ -189,12 +190,11 @@ def format_results(results: dict[str, Any]) -> str:
             f"| BiFSMN (HED) | {width} | 1/1 | {accuracy:.2f} | {accuracy - teacher_accuracy:+.2f} |"
         )
     checks, storage = results["checks"], results["conversion"]["storage"]
-    mean_removal = ", each bin's mean over the clip removed" if results.get("per_bin_mean_removal") else ""
     lines += [
         "",
         f"Student: 1-bit weights everywhere but fe0 and the classifier; 1-bit inputs to fe3, fc1 and "
         f"every 1x1 conv (fe3's and fc1's binarized at {_thresholds(results)}); memory convs fed "
-        f"the {results['memory_input']} residual stream. Features: log-mel{mean_removal}.",
+        f"the {results['memory_input']} residual stream. Features: {FeatureConfig.from_dict(results['features']).summary}.",
         "",
         f"Full-width drop: {checks['drop_points_full_width']:.2f} points "
         f"({'within' if checks['within_max_drop'] else 'OUTSIDE'} the {MAX_DROP_POINTS:g}-point bound); "

@@ -139,6 +139,17 @@ class FeatureConfig(JsonConfig):
         """Values per frame: the F of the ``(B, T, F)`` features (32 for the defaults)."""
         return self.n_mfcc if self.kind == "mfcc" else self.n_mels
 
+    @property
+    def summary(self) -> str:
+        """One line for reports: what the network sees."""
+        per_ms = self.sample_rate / 1000
+        kind = f"{self.n_mfcc} MFCCs of " if self.kind == "mfcc" else ""
+        removal = ", each bin's mean over the clip removed" if self.per_bin_mean_removal else ""
+        return (
+            f"{kind}{self.n_mels} log-mel bins, {self.window_samples / per_ms:g} ms window, "
+            f"{self.hop_length / per_ms:g} ms hop ({self.num_frames} frames){removal}"
+        )
+
 
 def _hz_to_htk_mel(hz: np.ndarray | float) -> np.ndarray:
     return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)

@@ -10,6 +10,7 @@ import bifsmn_tf  # noqa: F401  (Keras 2 before TensorFlow loads)
 
 from bifsmn_tf.cli import main
 from bifsmn_tf import demo
+from bifsmn_tf.features import FeatureConfig
 
 
 def _evaluation(accuracies: dict[str, float]) -> dict:
@@ -44,6 +45,7 @@ def test_results_table_lists_teacher_and_every_width():
         "student_run": "/r/student",
         "checks": demo.demo_checks(teacher, student),
         "memory_input": "float",
+        "features": FeatureConfig().to_dict(),
         "flatbuffers": "/r/student/flatbuffers",
         "conversion": {
             "storage": {"flatbuffer_ratio": 15.61, "parameter_count_ratio": 21.15},
@@ -62,9 +64,10 @@ def test_results_table_lists_teacher_and_every_width():
     assert "| BiFSMN (HED) | 2 | 1/1 | 87.50 | -7.50 |" in table
     assert "Full-width drop: 2.00 points (within" in table
     assert "memory convs fed the float residual stream" in table
-    assert "Features: log-mel." in table
-    removed = demo.format_results({**results, "per_bin_mean_removal": True})
-    assert "Features: log-mel, each bin's mean over the clip removed." in removed
+    assert "Features: 32 log-mel bins, 128 ms window, 32 ms hop (32 frames)." in table
+    finer = FeatureConfig(n_fft=512, win_length=480, hop_length=320, n_mels=40, per_bin_mean_removal=True)
+    table = demo.format_results({**results, "features": finer.to_dict()})
+    assert "Features: 40 log-mel bins, 30 ms window, 20 ms hop (51 frames), each bin's mean over the clip removed." in table
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ import bifsmn_tf  # noqa: F401  (Keras 2 before TensorFlow loads)
 import tensorflow as tf
 
 from bifsmn_tf.cli import main
+from bifsmn_tf.features import FeatureConfig
 from bifsmn_tf.models import quantizers
 from bifsmn_tf.models.dfsmn import model_kind
 from bifsmn_tf.training import run
@@ -267,17 +268,35 @@ def test_cli_verbs_explain_their_flags(capsys):
             assert flag in text, (verb, flag)
 
 
-def test_cli_teacher_with_per_bin_mean_removal_records_it_for_its_students(
+def test_cli_teacher_frontend_flags_shape_the_model_and_pass_to_its_students(
     synth_dataset, cache, tmp_path, capsys, monkeypatch
 ):
     monkeypatch.setenv("BIFSMN_DATA", str(cache))
     out = tmp_path / "teacher"
     argv = ["train-teacher", "--data", str(synth_dataset), "--out", str(out), "--preset", "demo",
-            "--profile", "lean", "--per-bin-mean-removal", "--epochs", "1", "--batch-size", "16",
+            "--profile", "lean", "--n-fft", "512", "--win-length", "480", "--hop-length", "320",
+            "--n-mels", "40", "--per-bin-mean-removal", "--epochs", "1", "--batch-size", "16",
             "--no-progress"]  # fmt: skip
     assert main(argv) == 0, capsys.readouterr().err
-    assert run.RunConfigs.load(out).features.per_bin_mean_removal is True
-    assert run.student_configs(out, preset="demo").features.per_bin_mean_removal is True
+    expected = FeatureConfig(n_fft=512, win_length=480, hop_length=320, n_mels=40, per_bin_mean_removal=True)
+    assert run.RunConfigs.load(out).features == expected
+    assert run.student_configs(out, preset="demo").features == expected
+    model, model_config = run.load_run_model(out)
+    assert (model_config.num_frames, model_config.num_features) == (51, 40)
+    assert model.input_shape == (None, 51, 40)
+
+
+def test_cli_frontend_flags_leave_the_official_frontend_and_refuse_a_bad_one(tmp_path, capsys):
+    official = FeatureConfig()
+    with pytest.raises(SystemExit):
+        main(["train-teacher", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    window_ms, hop_ms = official.window_samples * 1000 // official.sample_rate, official.hop_length * 1000 // official.sample_rate
+    assert f"{official.n_fft}-point FFT, {window_ms} ms Hann window, {hop_ms} ms hop, {official.n_mels} log-mel bins" in text
+    argv = ["train-teacher", "--data", str(tmp_path), "--out", str(tmp_path / "t"), "--n-fft", "500"]
+    assert main(argv) == 2
+    assert "n_fft must be a power of two" in capsys.readouterr().err
+    assert not (tmp_path / "t").exists()
 
 
 def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):

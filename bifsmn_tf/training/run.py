@@ -126,16 +126,16 @@ def teacher_configs(
     profile: str = "paper",
     protocol: str = "bifsmn",
     data_dir: str | None = None,
-    per_bin_mean_removal: bool = False,
+    features: FeatureConfig | None = None,
     **train_overrides: Any,
 ) -> RunConfigs:
     """Configs of an FP teacher run on the dataset at ``data_root`` (Speech Commands layout).
 
     ``data_dir`` is where decoded-audio caches go (default ``$BIFSMN_DATA`` or the user cache);
-    ``per_bin_mean_removal`` is the :class:`FeatureConfig` option (its students inherit it);
+    ``features`` is the frontend (default: the official one); its students inherit it;
     ``train_overrides`` replace fields of the preset's :class:`TrainConfig` (``None``: keep).
     """
-    features = FeatureConfig(per_bin_mean_removal=per_bin_mean_removal)
+    features = features or FeatureConfig()
     train = _override(PRESETS[preset].teacher, train_overrides)
     return RunConfigs(
         train=train,
