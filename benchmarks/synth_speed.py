@@ -11,9 +11,11 @@ reports clips per second of wall-clock time. Rows:
 - with ``--default-set``: the default set itself (``SynthConfig()``: v1, the default
   ``--clips-per-word``), with the plain-install engines and with every installed one.
 
-    python benchmarks/synth_speed.py [--clips-per-word 20] [--default-set]
+    python benchmarks/synth_speed.py [--clips-per-word 20] [--default-set] [--out PATH]
 
-Writes ``benchmarks/results/synth_speed.md`` and ``.json``. Other work on the machine slows it.
+Writes ``PATH.md`` and ``PATH.json`` (default ``benchmarks/results/synth_speed``). Other work on
+the machine slows it, and so does an older CPU: the neural engines (Piper, Kokoro) run ONNX
+models whose speed differs several-fold between x86 machines of the same core count.
 """
 
 from __future__ import annotations
@@ -26,13 +28,23 @@ import resource
 import sys
 import tempfile
 import time
+from importlib import metadata
 from pathlib import Path
 
+from bifsmn_tf.bench import host_description
 from bifsmn_tf.data import tts
 from bifsmn_tf.data.synthetic import SynthConfig, default_jobs, generate
+from bifsmn_tf.fileio import atomic_write_text
 
 PLAIN_INSTALL = ("espeak", "pico")
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def onnxruntime_version() -> str:
+    try:
+        return metadata.version("onnxruntime")
+    except metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def cpu_seconds() -> float:
@@ -64,7 +76,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips-per-word", type=int, default=20, help="speakers per timed set (default 20)")
     parser.add_argument("--default-set", action="store_true", help="also time the default set")
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS / "synth_speed", metavar="PATH",
+        help="report path without suffix: writes PATH.md and PATH.json (default: benchmarks/results/synth_speed)",
+    )  # fmt: skip
     args = parser.parse_args()
+    host = host_description()
     installed = tts.installed_engines()
     cores = default_jobs()
     small = SynthConfig(clips_per_word=args.clips_per_word)
@@ -83,12 +100,12 @@ def main() -> None:
         "",
         f"Command: `{command.strip()}`",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores ({cores} used for the multi-process "
-        "rows), shared with other work (the 1-minute load average at the end of each row is "
+        f"Machine: {host['cpu']} ({platform.machine()}), {os.cpu_count()} cores ({cores} used for the "
+        "multi-process rows), shared with other work (the 1-minute load average at the end of each row is "
         "shown: above the number of cores, other work slowed the row). Time from the call to the "
         "finished set (start-up, background recordings, clips, synth.json), v1 words. CPU "
         "seconds add the worker processes; clips per CPU-second times the cores is the rate of "
-        "an otherwise idle machine.",
+        f"an otherwise idle machine. onnxruntime {onnxruntime_version()} (Piper, Kokoro).",
         "",
         "| engines | clips per word | jobs | clips | seconds | clips/s | CPU s | clips/CPU-s | load |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -98,9 +115,9 @@ def main() -> None:
         f"| {r['clips_per_second']} | {r['cpu_seconds']} | {r['clips_per_cpu_second']} | {r['load_average']} |"
         for r in rows
     ]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "synth_speed.md").write_text("\n".join(lines) + "\n")
-    (RESULTS / "synth_speed.json").write_text(json.dumps({"command": command.strip(), "rows": rows}, indent=2) + "\n")
+    report = {"command": command.strip(), "host": host, "onnxruntime": onnxruntime_version(), "rows": rows}
+    atomic_write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
+    atomic_write_text(args.out.with_suffix(".json"), json.dumps(report, indent=2) + "\n")
     print("\n".join(lines))
 
 

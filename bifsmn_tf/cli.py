@@ -232,7 +232,7 @@ def _add_frontend_flags(parser) -> None:
     group = parser.add_argument_group(
         "frontend (the features the teacher, and so its students, are trained on and converted with)",
         "Unset flags keep the official BiFSMN frontend: 2048-point FFT, 128 ms Hann window, 32 ms "
-        "hop, 32 log-mel bins, 32 frames a second (at 16 kHz). On unseen speech engines of the "
+        "hop, 32 log-mel bins, 32 frames per 1 s clip at 16 kHz. On unseen speech engines of the "
         "synthetic set, --n-fft 512 --win-length 480 --hop-length 320 --n-mels 40 "
         "--per-bin-mean-removal did better (BENCHMARKS.md).",
     )
