@@ -81,7 +81,7 @@ def main() -> None:
         help="report path without suffix: writes PATH.md and PATH.json (default: benchmarks/results/synth_speed)",
     )  # fmt: skip
     args = parser.parse_args()
-    host = host_description()
+    host, onnxruntime = host_description(), onnxruntime_version()
     installed = tts.installed_engines()
     cores = default_jobs()
     small = SynthConfig(clips_per_word=args.clips_per_word)
@@ -101,11 +101,11 @@ def main() -> None:
         f"Command: `{command.strip()}`",
         "",
         f"Machine: {host['cpu']} ({platform.machine()}), {os.cpu_count()} cores ({cores} used for the "
-        "multi-process rows), shared with other work (the 1-minute load average at the end of each row is "
-        "shown: above the number of cores, other work slowed the row). Time from the call to the "
+        "multi-process rows), shared with other work (the 1-minute load average at the end of each "
+        "row is shown: above the number of cores, other work slowed the row). Time from the call to the "
         "finished set (start-up, background recordings, clips, synth.json), v1 words. CPU "
         "seconds add the worker processes; clips per CPU-second times the cores is the rate of "
-        f"an otherwise idle machine. onnxruntime {onnxruntime_version()} (Piper, Kokoro).",
+        f"an otherwise idle machine. onnxruntime {onnxruntime} (Piper, Kokoro).",
         "",
         "| engines | clips per word | jobs | clips | seconds | clips/s | CPU s | clips/CPU-s | load |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -115,7 +115,7 @@ def main() -> None:
         f"| {r['clips_per_second']} | {r['cpu_seconds']} | {r['clips_per_cpu_second']} | {r['load_average']} |"
         for r in rows
     ]
-    report = {"command": command.strip(), "host": host, "onnxruntime": onnxruntime_version(), "rows": rows}
+    report = {"command": command.strip(), "host": host, "onnxruntime": onnxruntime, "rows": rows}
     atomic_write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
     atomic_write_text(args.out.with_suffix(".json"), json.dumps(report, indent=2) + "\n")
     print("\n".join(lines))

@@ -411,10 +411,10 @@ def main() -> None:
     generation = f"{made.status} in {time.perf_counter() - started:.0f} s"
     frontend = build_frontend(args.features)
     data = ClipFeatures(root, frontend)
-    other = ClipFeatures(args.also_score_on, frontend) if args.also_score_on else None
     problems = fold_problems(data, config.engines)
     if problems:
         parser.error(f"{root}: " + "; ".join(problems))
+    other = ClipFeatures(args.also_score_on, frontend) if args.also_score_on else None
     folds = []
     for held_out in [*config.engines, None]:
         row, model = run_fold(data, held_out, list(config.engines), args, frontend, other)

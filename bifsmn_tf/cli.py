@@ -224,9 +224,8 @@ def _add_train_flags(parser, *, student: bool) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-#: Frontend flags -> FeatureConfig field; unset flags keep the official value.
-_FRONTEND_FIELDS = {"n_fft": "n_fft", "win_length": "win_length", "hop_length": "hop_length",
-                    "n_mels": "n_mels", "features": "kind", "n_mfcc": "n_mfcc"}
+#: FeatureConfig fields the frontend flags set (each flag's dest); unset flags keep the official value.
+_FRONTEND_FIELDS = ("n_fft", "win_length", "hop_length", "n_mels", "kind", "n_mfcc")
 
 
 def _add_frontend_flags(parser) -> None:
@@ -242,7 +241,7 @@ def _add_frontend_flags(parser) -> None:
                        help="Hann window in samples, zero-padded to --n-fft (default: --n-fft)")
     group.add_argument("--hop-length", type=int, metavar="N", help="samples between frames")
     group.add_argument("--n-mels", type=int, metavar="N", help="mel filters")
-    group.add_argument("--features", choices=["logmel", "mfcc"], help="log-mel, or MFCCs of it")
+    group.add_argument("--features", dest="kind", choices=["logmel", "mfcc"], help="log-mel, or MFCCs of it")
     group.add_argument("--n-mfcc", type=int, metavar="N", help="MFCCs kept with --features mfcc")
     group.add_argument("--per-bin-mean-removal", action="store_true",
                        help="subtract each mel bin's mean over the clip from the features, in "
@@ -254,11 +253,8 @@ def _add_frontend_flags(parser) -> None:
 def _frontend(args):
     from bifsmn_tf.features import FeatureConfig
 
-    chosen = {field: getattr(args, flag) for flag, field in _FRONTEND_FIELDS.items()}
-    return FeatureConfig(
-        **{field: value for field, value in chosen.items() if value is not None},
-        per_bin_mean_removal=args.per_bin_mean_removal,
-    )
+    chosen = {field: getattr(args, field) for field in _FRONTEND_FIELDS if getattr(args, field) is not None}
+    return FeatureConfig(**chosen, per_bin_mean_removal=args.per_bin_mean_removal)
 
 
 def _train_overrides(args) -> dict:

@@ -194,7 +194,8 @@ def format_results(results: dict[str, Any]) -> str:
         "",
         f"Student: 1-bit weights everywhere but fe0 and the classifier; 1-bit inputs to fe3, fc1 and "
         f"every 1x1 conv (fe3's and fc1's binarized at {_thresholds(results)}); memory convs fed "
-        f"the {results['memory_input']} residual stream. Features: {FeatureConfig.from_dict(results['features']).summary}.",
+        f"the {results['memory_input']} residual stream. "
+        f"Features: {FeatureConfig.from_dict(results['features']).summary}.",
         "",
         f"Full-width drop: {checks['drop_points_full_width']:.2f} points "
         f"({'within' if checks['within_max_drop'] else 'OUTSIDE'} the {MAX_DROP_POINTS:g}-point bound); "

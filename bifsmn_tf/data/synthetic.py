@@ -72,7 +72,8 @@ GENERATOR_VERSION = 2  # 2: no espeak-ng variants with breath noise (not reprodu
 #: plain install (4 to 8 with every extra engine, by CPU: BENCHMARKS.md). Its 10,560 training
 #: examples a pass (9,600 clips + 10 % silence) cost a teacher epoch about 7 s and a 3-width
 #: student epoch about 21 s at 1,500 examples/s per width, so a dozen epochs of each fit the
-#: demo's 20 minutes. Fewer speakers learn the words worse: at 150 a teacher recognised new voices' keywords far less well.
+#: demo's 20 minutes. Fewer speakers learn the words worse: at 150 a teacher recognised new
+#: voices' keywords far less well.
 DEFAULT_CLIPS_PER_WORD = 400
 MIN_CLIPS_PER_WORD = 3  # one training, one validation and one test speaker
 
