@@ -17,11 +17,14 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(VENV)/bin/bifsmn-tf demo
 
+# Two workers, one per core; a test file stays on one worker (the notebooks run in order).
+XDIST := -n 2 --dist loadfile
+
 test: install
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 test-all: install
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

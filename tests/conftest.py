@@ -25,3 +25,20 @@ def synth_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synth") / "v1"
     generate(root, SMALL_SYNTH, jobs=1, progress=False)
     return root
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Prints what tests recorded with ``record_property("summary_line", text)`` (the notebooks'
+    timings): unlike a test's own output, it reaches the log from xdist workers too."""
+    lines = [
+        value
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if getattr(report, "when", None) == "call"
+        for name, value in getattr(report, "user_properties", ())
+        if name == "summary_line"
+    ]
+    if lines:
+        terminalreporter.section("recorded by the tests")
+        for line in lines:
+            terminalreporter.write_line(line)

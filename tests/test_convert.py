@@ -207,6 +207,7 @@ def test_lean_storage_against_the_published_fp32_baseline(lean):
     assert storage["teacher_fp32_bytes"] < storage["baseline_fp32_bytes"]
 
 
+@pytest.mark.slow  # the lean profile's storage tests stay in the default run; 40 s
 def test_paper_profile_storage(data, lean):
     # The published baseline does not depend on the student's profile: the lean conversion
     # measured it already.

@@ -51,7 +51,10 @@ def test_confusion_matrix_and_metrics_match_hand_counts():
     assert metrics["confusion_matrix"] == confusion.tolist()
 
 
-@pytest.mark.parametrize("kind, widths", [("teacher", ["8"]), ("student", ["8", "4"])])
+# The student's case evaluates two widths of another model through the same code: slow (80 s).
+@pytest.mark.parametrize(
+    "kind, widths", [("teacher", ["8"]), pytest.param("student", ["8", "4"], marks=pytest.mark.slow)]
+)
 def test_evaluation_has_one_row_per_trained_width_and_agrees_with_the_model(runs, synth_dataset, kind, widths):
     result = evaluate.evaluate_run(runs[kind], synth_dataset, split="test", progress=False)
     assert list(result["widths"]) == widths

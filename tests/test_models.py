@@ -361,6 +361,7 @@ def test_full_width_student_converts_to_18_binary_convolutions():
     assert ops["FULLY_CONNECTED"] == 1 and "PAD" not in ops and "PADV2" not in ops
 
 
+@pytest.mark.slow  # an option off by default; 1 min
 def test_float_memory_input_converts_with_the_same_binary_convolutions():
     model = width_model(_trained_student(ModelConfig(memory_input="float", profile="lean")), 8)
     ops = _check_conversion(model, expected_bconvs=18)
@@ -368,6 +369,7 @@ def test_float_memory_input_converts_with_the_same_binary_convolutions():
     assert ops["DEPTHWISE_CONV_2D"] == 8 and "LceDequantize" not in ops
 
 
+@pytest.mark.slow  # test_convert checks the logits of every written flatbuffer; 2 min
 def test_the_lce_graph_hands_each_expand_to_its_project_bitpacked_with_the_same_logits():
     model = _trained_student(ModelConfig(memory_input="float", profile="lean"))
     x = _features(16)
@@ -396,6 +398,7 @@ def test_the_lce_graph_keeps_activations_the_quantizer_would_see(binarizer):
     )
 
 
+@pytest.mark.slow  # an option off by default; 2 min
 def test_threshold_copies_keep_fe3_and_fc1_binary_with_more_input_channels():
     config = ModelConfig(
         memory_input="float", profile="lean", fe3_input_thresholds=(-0.67, 0.0, 0.67),

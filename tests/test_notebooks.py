@@ -82,7 +82,7 @@ def shared_work_dir(tmp_path_factory) -> Path:
 # the student, 04 the flatbuffers, and each later notebook reuses them from the shared work dir.
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_at_small_scale(
-    path: Path, shared_work_dir: Path, tmp_path: Path, monkeypatch, capsys
+    path: Path, shared_work_dir: Path, tmp_path: Path, monkeypatch, record_property
 ):
     monkeypatch.setenv("BIFSMN_NOTEBOOK_SCALE", "small")
     monkeypatch.setenv("BIFSMN_NOTEBOOK_WORK", str(shared_work_dir))
@@ -97,8 +97,8 @@ def test_notebook_runs_at_small_scale(
     started, cpu_before = time.monotonic(), _children_cpu_seconds()
     client.execute()  # raises CellExecutionError naming the failing cell
     wall, cpu = time.monotonic() - started, _children_cpu_seconds() - cpu_before
-    with capsys.disabled():  # in the CI log whatever pytest's capture and verbosity
-        print(f"\n{path.name}: executed in {wall:.0f} s ({cpu:.0f} s CPU)", flush=True)
+    # conftest prints it in the run's summary, also from an xdist worker.
+    record_property("summary_line", f"{path.name}: executed in {wall:.0f} s ({cpu:.0f} s CPU)")
     figure_cells = [
         cell for cell in notebook.cells if cell.cell_type == "code" and FIGURE_CALL.search(cell.source)
     ]

@@ -109,6 +109,7 @@ def test_student_run_distils_every_width_and_saves_a_student(teacher_run, tmp_pa
     assert info["teacher_run"] == str(teacher_run.resolve())
 
 
+@pytest.mark.slow  # options the demo sets; 1 min
 def test_cli_train_records_memory_input_and_logit_distillation(teacher_run, tmp_path, capsys):
     out = tmp_path / "cli-student"
     argv = ["train", "--teacher", str(teacher_run), "--out", str(out), "--preset", "demo",
@@ -124,6 +125,7 @@ def test_cli_train_records_memory_input_and_logit_distillation(teacher_run, tmp_
     assert block.memory.input_quantizer is None and block.expand.input_quantizer is not None
 
 
+@pytest.mark.slow  # an option off by default; 1 min
 def test_cli_train_records_input_thresholds_and_refuses_bad_ones(teacher_run, tmp_path, capsys):
     out = tmp_path / "thresholds"
     argv = ["train", "--teacher", str(teacher_run), "--out", str(out), "--preset", "demo",
@@ -142,6 +144,7 @@ def test_cli_train_records_input_thresholds_and_refuses_bad_ones(teacher_run, tm
     assert "comma-separated numbers" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a baseline, not BiFSMN; 1 min
 def test_irnet_run_advances_the_ede_schedule_each_epoch(teacher_run, tmp_path):
     configs = run.student_configs(
         teacher_run, preset="demo", binarizer="irnet", widths=(8,), distill="none", epochs=2, learning_rate=0.005
@@ -268,6 +271,7 @@ def test_cli_verbs_explain_their_flags(capsys):
             assert flag in text, (verb, flag)
 
 
+@pytest.mark.slow  # the refusal test below keeps the flags' parsing in the default run; 40 s
 def test_cli_teacher_frontend_flags_shape_the_model_and_pass_to_its_students(
     synth_dataset, cache, tmp_path, capsys, monkeypatch
 ):
