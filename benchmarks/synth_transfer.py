@@ -41,6 +41,7 @@ input shape follows it.
 
 ``--data`` keeps (or reuses) the generated set; by default it goes to a temporary directory.
 Writes ``benchmarks/results/synth_transfer.md`` and ``.json`` (``--out`` elsewhere, for ablations).
+``synth_scaling.py`` runs the same folds on less of the training data (fewer engines or speakers).
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class ClipFeatures:
         manifest = json.loads((root / SYNTH_JSON).read_text())
         paths = sorted(manifest["clips"])
         self.engine = np.array([manifest["clips"][p]["engine"] for p in paths])
+        self.speaker = np.array([p.split("/")[1].split("_nohash_")[0] for p in paths])
         self.split = np.array([manifest["clips"][p]["split"] for p in paths])
         self.labels = np.array([label_of(p.split("/")[0]) for p in paths], np.int32)
         self.features = features_of(np.stack([read_wav(root / p) for p in paths]), frontend)
@@ -208,23 +210,29 @@ def fold_problems(data: ClipFeatures, engines: tuple[str, ...]) -> list[str]:
     return problems
 
 
-def run_fold(
-    data: ClipFeatures, held_out: str | None, engines: list[str], args, frontend, other: ClipFeatures | None
-) -> tuple[dict, tf.keras.Model]:
-    trained = data.engine != held_out
-    train = trained & (data.split == "training")
-    val = trained & (data.split == "validation")
+def fit(data: ClipFeatures, train: np.ndarray, val: np.ndarray, args, frontend) -> tuple[tf.keras.Model, int]:
+    """The teacher trained on the clips of mask ``train`` plus 10 % silence, validated on ``val``;
+    returns it and its number of training clips."""
     rng = np.random.default_rng(args.seed)
     n_silence = int(0.1 * train.sum())
     x = np.concatenate([data.features[train], silence(n_silence, data.noise, frontend, rng)])
     y = np.concatenate([data.labels[train], np.full(n_silence, LABELS.index(SILENCE), np.int32)])
+    return train_teacher(x, y, data.features[val], data.labels[val], args), int(len(y))
+
+
+def run_fold(
+    data: ClipFeatures, held_out: str | None, engines: list[str], args, frontend, other: ClipFeatures | None
+) -> tuple[dict, tf.keras.Model]:
+    trained = data.engine != held_out
     started = time.perf_counter()
-    model = train_teacher(x, y, data.features[val], data.labels[val], args)
+    model, training_clips = fit(
+        data, trained & (data.split == "training"), trained & (data.split == "validation"), args, frontend
+    )
     seen_test = trained & (data.split == "testing")
     row = {
         "held_out": held_out,
         "trained_on": [e for e in engines if e != held_out],
-        "training_clips": int(len(y)),
+        "training_clips": training_clips,
         "seen_engines": scores(model, data.features[seen_test], data.labels[seen_test]),
         "train_seconds": round(time.perf_counter() - started, 1),
     }
@@ -341,8 +349,8 @@ def write_report(
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """The set's, the teacher's and the frontend's flags, shared with ``synth_scaling.py``."""
     parser.add_argument("--clips-per-word", type=int, default=400)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument(
@@ -368,10 +376,6 @@ def main() -> None:
         help=f"log-mel, or MFCCs of it (default {official.kind})",
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--out", type=Path, default=RESULTS / "synth_transfer",
-        help="report path without suffix: writes OUT.md and OUT.json (default: benchmarks/results/synth_transfer)",
-    )  # fmt: skip
     parser.add_argument("--jobs", type=int, default=None, help="generation processes (default: every core)")
     parser.add_argument("--engines", help="comma-separated (default: every installed engine)")
     parser.add_argument("--data", type=Path, help="keep or reuse the generated set here")
@@ -379,12 +383,14 @@ def main() -> None:
         "--check-words", action="store_true",
         help="make the set with `data synth --check-words` (pip install 'bifsmn-tf[check]')",
     )  # fmt: skip
-    parser.add_argument(
-        "--also-score-on", type=Path, metavar="DIR",
-        help="a complete synthetic set with the same engines (say, the same seed without --check-words): "
-             "each held-out engine is also scored on every clip of it there",
-    )  # fmt: skip
-    args = parser.parse_args()
+
+
+def prepare(
+    args: argparse.Namespace, parser: argparse.ArgumentParser
+) -> tuple[SynthConfig, Path, str, tf.keras.layers.Layer, ClipFeatures]:
+    """Checks the common flags, makes (or finds) the set and computes its features: returns the
+    resolved set config, its root, how it was made, the frontend and the features. Sets
+    ``args.features``; a bad flag or set is a usage error."""
     if args.mel_warp < 1:
         parser.error(f"--mel-warp must be at least 1, got {args.mel_warp}")
     try:
@@ -394,8 +400,6 @@ def main() -> None:
         )  # fmt: skip
     except ConfigError as err:
         parser.error(str(err))
-    if args.also_score_on and not (args.also_score_on / SYNTH_JSON).is_file():
-        parser.error(f"--also-score-on {args.also_score_on}: not a complete synthetic set (no {SYNTH_JSON})")
     engines = tuple(args.engines.split(",")) if args.engines else ()
     config = SynthConfig(
         clips_per_word=args.clips_per_word, seed=args.seed, engines=engines, check_words=args.check_words
@@ -414,6 +418,25 @@ def main() -> None:
     problems = fold_problems(data, config.engines)
     if problems:
         parser.error(f"{root}: " + "; ".join(problems))
+    return config, root, generation, frontend, data
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_common_arguments(parser)
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS / "synth_transfer",
+        help="report path without suffix: writes OUT.md and OUT.json (default: benchmarks/results/synth_transfer)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--also-score-on", type=Path, metavar="DIR",
+        help="a complete synthetic set with the same engines (say, the same seed without --check-words): "
+             "each held-out engine is also scored on every clip of it there",
+    )  # fmt: skip
+    args = parser.parse_args()
+    if args.also_score_on and not (args.also_score_on / SYNTH_JSON).is_file():
+        parser.error(f"--also-score-on {args.also_score_on}: not a complete synthetic set (no {SYNTH_JSON})")
+    config, root, generation, frontend, data = prepare(args, parser)
     other = ClipFeatures(args.also_score_on, frontend) if args.also_score_on else None
     folds = []
     for held_out in [*config.engines, None]:
