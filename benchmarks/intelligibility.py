@@ -14,8 +14,9 @@ the held-out-engine recall of the same pairs, with their correlation over every 
 
     pip install 'bifsmn-tf[check]'
     python benchmarks/intelligibility.py [--voices 6] [--transfer benchmarks/results/synth_transfer.json]
+        [--out PATH]
 
-Writes ``benchmarks/results/intelligibility.md`` and ``.json``.
+Writes ``PATH.md`` and ``PATH.json`` (default ``benchmarks/results/intelligibility``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from bifsmn_tf.data import tts
 from bifsmn_tf.data.labels import KEYWORDS, WORDS
 from bifsmn_tf.data.recognizer import RecognizerError, WordRecognizer
 from bifsmn_tf.data.synthetic import speak
+from bifsmn_tf.fileio import atomic_write_text
 
 RATES = (0.85, 1.0, 1.2)
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -77,7 +79,7 @@ def against_transfer(rates: dict[str, dict], transfer: dict) -> dict:
     }
 
 
-def write_report(rates: dict[str, dict], transfer: dict | None, command: str) -> None:
+def write_report(out: Path, rates: dict[str, dict], transfer: dict | None, command: str) -> None:
     lines = [
         "# Keyword intelligibility per speech engine (pocketsphinx, 30-word grammar)",
         "",
@@ -102,9 +104,9 @@ def write_report(rates: dict[str, dict], transfer: dict | None, command: str) ->
                       f"{100 * t['recall_of_heard_pairs']:.0f} % of the {t['heard_pairs']} pairs that "
                       f"pocketsphinx hears at least half the time, {100 * t['recall_of_other_pairs']:.0f} % "
                       f"of the other {t['pairs'] - t['heard_pairs']}."]  # fmt: skip
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "intelligibility.md").write_text("\n".join(lines) + "\n")
-    (RESULTS / "intelligibility.json").write_text(json.dumps(report, indent=2) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
+    atomic_write_text(out.with_suffix(".json"), json.dumps(report, indent=2) + "\n")
 
 
 def main() -> None:
@@ -112,6 +114,10 @@ def main() -> None:
     parser.add_argument("--voices", type=int, default=6, help="voices per engine, spread over its list")
     parser.add_argument("--engines", help="comma-separated (default: every installed engine)")
     parser.add_argument("--transfer", type=Path, help="a synth_transfer.json to set the rates beside")
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS / "intelligibility",
+        help="report path without suffix: writes OUT.md and OUT.json",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.voices < 1:
         parser.error("--voices must be at least 1")
@@ -125,8 +131,8 @@ def main() -> None:
     for name in engines:
         rates[name] = engine_rates(name, recognize, args.voices)
         print(name, {w: round(r["heard"], 2) for w, r in rates[name]["words"].items()}, flush=True)
-    write_report(rates, transfer, ("python benchmarks/intelligibility.py " + " ".join(sys.argv[1:])).strip())
-    print((RESULTS / "intelligibility.md").read_text())
+    write_report(args.out, rates, transfer, ("python benchmarks/intelligibility.py " + " ".join(sys.argv[1:])).strip())
+    print(args.out.with_suffix(".md").read_text())
 
 
 if __name__ == "__main__":
