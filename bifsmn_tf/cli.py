@@ -137,8 +137,8 @@ def _register_data_synth(sub) -> None:
 
     parser = sub.add_parser(
         "synth",
-        help="synthesize a keyword set in the Speech Commands layout (offline; 1 to 1.5 minutes on 2 "
-        "cores, 4 to 8 with every engine of [voices], by CPU)",
+        help="synthesize a keyword set in the Speech Commands layout (offline; under 1.5 minutes on 2 "
+        "cores, 2.5 to 5 with every engine of [voices], by CPU)",
         description=(
             "Speak every word of Speech Commands v1 (30) or v2 (35) with the speech engines whose "
             "voices ship in PyPI packages (espeak-ng and SVOX Pico; also Piper, hibari and Kokoro "

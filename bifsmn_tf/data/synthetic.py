@@ -67,13 +67,15 @@ from bifsmn_tf.data.recognizer import RecognizerError, WordRecognizer
 from bifsmn_tf.fileio import atomic_write_text
 
 #: Bump whenever the same config would produce different files.
-GENERATOR_VERSION = 2  # 2: no espeak-ng variants with breath noise (not reproducible)
-#: 400 speakers x 30 words = 12,000 clips, made in 1-1.5 minutes on 2 cores with the engines of a
-#: plain install (4 to 8 with every extra engine, by CPU: BENCHMARKS.md). Its 10,560 training
-#: examples a pass (9,600 clips + 10 % silence) cost a teacher epoch about 7 s and a 3-width
-#: student epoch about 21 s at 1,500 examples/s per width, so a dozen epochs of each fit the
-#: demo's 20 minutes. Fewer speakers learn the words worse: at 150 a teacher recognised new
-#: voices' keywords far less well.
+#: 2: no espeak-ng variants with breath noise (not reproducible); 3: Kokoro's share 0.25 -> 0.1.
+GENERATOR_VERSION = 3
+#: 400 speakers x 30 words = 12,000 clips, made in under 1.5 minutes on 2 cores with the engines
+#: of a plain install (2.5 to 5 with every extra engine, by CPU: BENCHMARKS.md). Its 10,560
+#: training examples a pass (9,600 clips + 10 % silence) cost a teacher epoch about 7 s and a
+#: 3-width student epoch about 21 s at 1,500 examples/s per width, so a dozen epochs of each fit
+#: the demo's 20 minutes. Fewer speakers learn the words worse, more hardly better: on an engine
+#: it never heard, a teacher trained on 62, 124, 245 and 490 speakers of four engines read 48.5,
+#: 59.0, 61.3 and 61.8 % (benchmarks/synth_scaling.py).
 DEFAULT_CLIPS_PER_WORD = 400
 MIN_CLIPS_PER_WORD = 3  # one training, one validation and one test speaker
 

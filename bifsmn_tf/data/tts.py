@@ -462,9 +462,11 @@ class KokoroEngine(SpeechEngine):
     )  # fmt: skip
     licence = "Apache-2.0 (weights and voices); ONNX export MIT"
     controls = frozenset({"rate"})
-    #: About 0.3-0.4 s a word on one core, 10-60 times the others: a quarter share keeps the
-    #: default set within its time budget.
-    share = 0.25
+    #: 0.4-1 s a word on one core by CPU, 10-80 times the others: at a quarter share it was 60-80 %
+    #: of the default set's CPU time, which took 3.7, 6 and 8.2 minutes on three 2-core machines.
+    #: A tenth (10 of 400 speakers) took 3.5 instead of 6 (about 5 instead of 8.2 on the slowest,
+    #: from the engine rates): the 5-minute budget, for 3 points of held-out transfer.
+    share = 0.1
     SAMPLE_RATE = 24000
     _MODEL_PARTS = 4
     _PRONUNCIATIONS: ClassVar[dict[str, str]] = {"us": "en-us", "gb": "en-gb-x-rp"}
