@@ -117,8 +117,8 @@ def summarise(rows: list[dict], engines: tuple[str, ...]) -> dict[str, dict[str,
     """Mean held-out balanced accuracy per held-out engine and column (``k engines`` and
     ``all, F of the speakers``), plus the training clips each column averages."""
     table: dict[str, dict[str, float]] = {}
+    others = len(engines) - 1
     for row in rows:
-        others = len(engines) - 1
         column = (
             f"{len(row['trained_on'])} engine{'s' * (len(row['trained_on']) > 1)}"
             if row["speaker_fraction"] == 1 else f"{others} engines, {row['speaker_fraction']:g} of the speakers"

@@ -99,7 +99,7 @@ class ClipFeatures:
         manifest = json.loads((root / SYNTH_JSON).read_text())
         paths = sorted(manifest["clips"])
         self.engine = np.array([manifest["clips"][p]["engine"] for p in paths])
-        self.speaker = np.array([p.split("/")[1].split("_nohash_")[0] for p in paths])
+        self.speaker = np.array([manifest["clips"][p]["speaker"] for p in paths])
         self.split = np.array([manifest["clips"][p]["split"] for p in paths])
         self.labels = np.array([label_of(p.split("/")[0]) for p in paths], np.int32)
         self.features = features_of(np.stack([read_wav(root / p) for p in paths]), frontend)
