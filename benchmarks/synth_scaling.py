@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from bifsmn_tf.fileio import atomic_write_text
-from synth_transfer import RESULTS, ClipFeatures, add_common_arguments, fit, prepare, scores
+from synth_transfer import RESULTS, ClipFeatures, add_common_arguments, fit, model_summary, prepare, scores
 
 
 def speaker_subset(data: ClipFeatures, train: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -181,9 +181,8 @@ def write_report(summary, rows, engines, args, command: str, generation: str, co
         f"Command: `{command}`",
         "",
         f"Set: `bifsmn-tf data synth --clips-per-word {config.clips_per_word} --seed {config.seed}` "
-        f"(v1 words, engines {', '.join(engines)}; {generation}). Teacher as in `synth_transfer.py`: "
-        f"profile `{args.profile}`, {args.epochs} epochs, Adam 2e-3 cosine, batch 64, classes weighted "
-        f"equally. Features: {args.features.summary}. "
+        f"(v1 words, engines {', '.join(engines)}; {generation}). Model as in `synth_transfer.py`: "
+        f"{model_summary(args)}. "
         + (f"Draws of k engines per held-out engine: {args.subsets or 'every combination'}. "
            if args.axis != "speakers" else "")
         + f"Machine: {platform.machine()}.",
@@ -209,8 +208,9 @@ def write_report(summary, rows, engines, args, command: str, generation: str, co
     atomic_write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
     atomic_write_text(
         args.out.with_suffix(".json"),
-        json.dumps({"command": command, "synth_config": config.to_dict(), "epochs": args.epochs,
-                    "profile": args.profile, "features": args.features.to_dict(), "generation": generation,
+        json.dumps({"command": command, "synth_config": config.to_dict(), "model": args.model,
+                    "epochs": args.epochs, "profile": args.profile, "features": args.features.to_dict(),
+                    "generation": generation,
                     "axis": args.axis, "subsets": args.subsets, "summary": summary, "runs": rows}, indent=2) + "\n",  # fmt: skip
     )
 
@@ -255,6 +255,8 @@ def main() -> None:
     runs_path = args.out.with_suffix(".runs.jsonl")
     settings = {"synth_config": config.to_dict(), "features": args.features.to_dict(), "epochs": args.epochs,
                 "profile": args.profile, "mel_warp": args.mel_warp, "seed": args.seed}  # fmt: skip
+    if args.model != "teacher":  # absent for the teacher: runs files from before --model still resume
+        settings["model"] = args.model
     finished = load_finished(runs_path, settings)
     if not finished:
         atomic_write_text(runs_path, json.dumps(settings) + "\n")

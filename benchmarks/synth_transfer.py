@@ -35,7 +35,15 @@ The frontend is the official one (128 ms window, 32 ms hop, 32 mel bins) unless 
 ``--win-length``, ``--hop-length``, ``--n-mels`` or ``--kind mfcc`` say otherwise; the teacher's
 input shape follows it.
 
+``--model speech-embedding`` asks how far the set can carry a model that already knows real
+speech: instead of the teacher, a small head (:func:`build_embedding_head`) learns the same folds
+on :class:`SpeechEmbedding`, Google's speech embedding (trained on a large corpus of real speech,
+Apache-2.0), which openWakeWord 0.5.0's wheel ships as ONNX (``pip install openwakeword==0.5.0
+--no-deps``; later versions download it instead). It is a yardstick for the set and the 80 % aim,
+not a model of this package: nothing of it reaches the teacher, the student or a flatbuffer.
+
     python benchmarks/synth_transfer.py [--clips-per-word 400] [--epochs 10] [--data DIR]
+        [--model teacher|speech-embedding]
         [--check-words [--also-score-on UNCHECKED_DIR]] [--n-fft 512 --win-length 480 ...]
         [--out PATH]
 
@@ -49,6 +57,8 @@ from __future__ import annotations
 import bifsmn_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 
 import argparse
+import importlib.metadata
+import importlib.util
 import json
 import platform
 import sys
@@ -79,6 +89,7 @@ REAL_EXPECTED = {
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 #: FeatureConfig fields settable from the command line, with what they mean.
+MODELS = ("teacher", "speech-embedding")
 FRONTEND_FLAGS = {
     "n_fft": "FFT length in samples",
     "win_length": "Hann window in samples, zero-padded to --n-fft",
@@ -93,7 +104,7 @@ def label_of(word: str) -> int:
 
 
 class ClipFeatures:
-    """Every clip of a synthetic set as log-mel features, with its word, engine and split."""
+    """Every clip of a synthetic set as the frontend's features, with its word, engine and split."""
 
     def __init__(self, root: Path, frontend: tf.keras.layers.Layer) -> None:
         manifest = json.loads((root / SYNTH_JSON).read_text())
@@ -152,14 +163,66 @@ class RandomMelWarp(tf.keras.layers.Layer):
         return {**super().get_config(), "max_factor": self.max_factor}
 
 
-def train_teacher(x, y, x_val, y_val, args) -> tf.keras.Model:
+class SpeechEmbedding:
+    """Google's speech embedding as openWakeWord 0.5.0 ships it: waveforms ``(B, 16000)`` in
+    [-1, 1] -> ``(B, 9, 96)``, one 96-vector per 775 ms window, 80 ms apart, over the clip with
+    0.25 s of silence either side (the embedding's windows are longer than a word; the padding
+    lets every part of the clip fall inside several).
+
+    Raises:
+        RuntimeError: openwakeword 0.5.0 or onnxruntime is not installed.
+    """
+
+    VERSION = "0.5.0"  # the last release whose wheel holds the models
+    WINDOW, STEP, PAD = 76, 8, 4000  # mel frames, mel frames, samples
+
+    def __init__(self) -> None:
+        spec = importlib.util.find_spec("openwakeword")  # not imported: its __init__ needs tflite
+        found = importlib.metadata.version("openwakeword") if spec else None
+        if found != self.VERSION or importlib.util.find_spec("onnxruntime") is None:
+            raise RuntimeError(
+                f"--model speech-embedding needs openwakeword {self.VERSION} (found: {found or 'none'}) and "
+                f"onnxruntime: pip install openwakeword=={self.VERSION} --no-deps onnxruntime"
+            )
+        import onnxruntime as ort
+
+        models = Path(spec.submodule_search_locations[0]) / "resources" / "models"
+        self.melspectrogram = ort.InferenceSession(str(models / "melspectrogram.onnx"))
+        self.embedding = ort.InferenceSession(str(models / "embedding_model.onnx"))
+
+    def __call__(self, waveforms: tf.Tensor) -> tf.Tensor:
+        clips = np.pad(waveforms.numpy(), ((0, 0), (self.PAD, self.PAD))) * 32767  # int16 scale
+        mel = self.melspectrogram.run(None, {"input": clips.astype(np.float32)})[0]
+        mel = mel.reshape(len(clips), -1, 32) / 10 + 2  # the scaling the embedding was trained on
+        starts = range(0, mel.shape[1] - self.WINDOW + 1, self.STEP)
+        windows = np.stack([mel[:, s : s + self.WINDOW] for s in starts], axis=1)
+        windows = windows.reshape(-1, self.WINDOW, 32, 1).astype(np.float32)
+        vectors = self.embedding.run(None, {"input_1": windows})[0]
+        return tf.constant(vectors.reshape(len(clips), len(starts), -1))
+
+
+def build_embedding_head(input_shape: tuple[int, int]) -> tf.keras.Model:
+    """Embedding windows ``(B, 9, 96)`` -> logits ``(B, 12)``: a shared dense layer per window,
+    max over the windows (wherever the word falls), one hidden layer."""
+    windows = tf.keras.Input(input_shape)
+    hidden = tf.keras.layers.Dropout(0.3)(tf.keras.layers.Dense(128, activation="relu")(windows))
+    hidden = tf.keras.layers.GlobalMaxPooling1D()(hidden)
+    hidden = tf.keras.layers.Dropout(0.3)(tf.keras.layers.Dense(128, activation="relu")(hidden))
+    return tf.keras.Model(windows, tf.keras.layers.Dense(len(LABELS))(hidden), name="embedding_head")
+
+
+def train_model(x, y, x_val, y_val, args) -> tf.keras.Model:
+    """The teacher (or, with ``--model speech-embedding``, the embedding head) trained on ``x``."""
     tf.keras.utils.set_random_seed(args.seed)
-    teacher = build_teacher(ModelConfig(
-        num_classes=len(LABELS), profile=args.profile,
-        num_frames=args.features.num_frames, num_features=args.features.num_features,
-    ))  # fmt: skip
-    features = tf.keras.Input(x.shape[1:])
-    model = tf.keras.Model(features, teacher(RandomMelWarp(args.mel_warp)(features)))
+    if args.model == "speech-embedding":
+        model = build_embedding_head(x.shape[1:])
+    else:
+        features = tf.keras.Input(x.shape[1:])
+        teacher = build_teacher(ModelConfig(
+            num_classes=len(LABELS), profile=args.profile,
+            num_frames=args.features.num_frames, num_features=args.features.num_features,
+        ))  # fmt: skip
+        model = tf.keras.Model(features, teacher(RandomMelWarp(args.mel_warp)(features)))
     steps = args.epochs * int(np.ceil(len(x) / 64))
     model.compile(
         tf.keras.optimizers.Adam(tf.keras.optimizers.schedules.CosineDecay(2e-3, steps)),
@@ -211,13 +274,13 @@ def fold_problems(data: ClipFeatures, engines: tuple[str, ...]) -> list[str]:
 
 
 def fit(data: ClipFeatures, train: np.ndarray, val: np.ndarray, args, frontend) -> tuple[tf.keras.Model, int]:
-    """The teacher trained on the clips of mask ``train`` plus 10 % silence, validated on ``val``;
+    """The model trained on the clips of mask ``train`` plus 10 % silence, validated on ``val``;
     returns it and its number of training clips."""
     rng = np.random.default_rng(args.seed)
     n_silence = int(0.1 * train.sum())
     x = np.concatenate([data.features[train], silence(n_silence, data.noise, frontend, rng)])
     y = np.concatenate([data.labels[train], np.full(n_silence, LABELS.index(SILENCE), np.int32)])
-    return train_teacher(x, y, data.features[val], data.labels[val], args), int(len(y))
+    return train_model(x, y, data.features[val], data.labels[val], args), int(len(y))
 
 
 def run_fold(
@@ -264,6 +327,21 @@ def real_speech(model: tf.keras.Model, frontend) -> list[dict] | None:
     return rows
 
 
+def model_summary(args: argparse.Namespace) -> str:
+    """What was trained on what, for a report."""
+    if args.model == "speech-embedding":
+        return (
+            f"a head on Google's speech embedding (`{SpeechEmbedding.__name__}`, openWakeWord "
+            f"{SpeechEmbedding.VERSION}: 9 windows × 96 per clip; `build_embedding_head`, 12 classes), "
+            f"{args.epochs} epochs, Adam 2e-3 cosine, batch 64, classes weighted equally"
+        )
+    return (
+        f"the FP teacher (`build_teacher`, profile `{args.profile}`, 12 classes), {args.epochs} epochs, "
+        f"Adam 2e-3 cosine, batch 64, classes weighted equally. Features: {args.features.summary}; "
+        f"training mel warp up to ×{args.mel_warp:g}"
+    )
+
+
 def percent(value: float) -> str:
     return "–" if np.isnan(value) else f"{100 * value:.1f} %"
 
@@ -282,10 +360,7 @@ def write_report(
         f"(v1 words, engines {', '.join(config.engines)}"
         + (f"; takes left out by the check: {', '.join(f'{e} {n}' for e, n in data.rejected.items()) or 'none'}"
            if config.check_words else "")
-        + "). Model: the FP teacher "
-        f"(`build_teacher`, profile `{args.profile}`, 12 classes), {args.epochs} epochs, "
-        f"Adam 2e-3 cosine, batch 64, classes weighted equally. Features: {args.features.summary}; "
-        f"training mel warp up to ×{args.mel_warp:g}. "
+        + f"). Model: {model_summary(args)}. "
         f"Machine: {platform.machine()}, shared with other work "
         f"(the set: {generation}).",
         "",
@@ -340,8 +415,9 @@ def write_report(
     atomic_write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
     atomic_write_text(
         args.out.with_suffix(".json"),
-        json.dumps({"command": command, "synth_config": config.to_dict(), "epochs": args.epochs,
-                    "profile": args.profile, "mel_warp": args.mel_warp, "rejected": data.rejected,
+        json.dumps({"command": command, "synth_config": config.to_dict(), "model": args.model,
+                    "epochs": args.epochs, "profile": args.profile, "mel_warp": args.mel_warp,
+                    "rejected": data.rejected,
                     "also_score_on": str(args.also_score_on) if args.also_score_on else None,
                     "features": args.features.to_dict(), "generation": generation, "folds": folds,
                     "real_speech": real},
@@ -350,9 +426,15 @@ def write_report(
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """The set's, the teacher's and the frontend's flags, shared with ``synth_scaling.py``."""
+    """The set's, the model's and the frontend's flags, shared with ``synth_scaling.py``."""
     parser.add_argument("--clips-per-word", type=int, default=400)
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument(
+        "--model", choices=MODELS, default="teacher",
+        help="the package's FP teacher on the log-mel (default), or a head on Google's speech embedding, "
+             "pretrained on real speech (pip install openwakeword==0.5.0 --no-deps); the frontend, "
+             "mel-warp and profile flags are the teacher's",
+    )  # fmt: skip
     parser.add_argument(
         "--profile", choices=PROFILES, default="lean", help="the teacher's head (default: the demo's)"
     )
@@ -393,6 +475,16 @@ def prepare(
     ``args.features``; a bad flag or set is a usage error."""
     if args.mel_warp < 1:
         parser.error(f"--mel-warp must be at least 1, got {args.mel_warp}")
+    if args.model == "speech-embedding":
+        teachers = [f for f in (*FRONTEND_FLAGS, "kind", "per_bin_mean_removal", "mel_warp", "profile")
+                    if getattr(args, f) != parser.get_default(f)]  # fmt: skip
+        if teachers:
+            flags = ", ".join("--" + f.replace("_", "-") for f in teachers)
+            parser.error(f"{flags}: the teacher's, not used by --model speech-embedding")
+        try:
+            embedding = SpeechEmbedding()
+        except RuntimeError as err:
+            parser.error(str(err))
     try:
         args.features = FeatureConfig(
             **{field: getattr(args, field) for field in FRONTEND_FLAGS}, kind=args.kind,
@@ -413,7 +505,7 @@ def prepare(
     except SynthError as err:
         parser.error(str(err))
     generation = f"{made.status} in {time.perf_counter() - started:.0f} s"
-    frontend = build_frontend(args.features)
+    frontend = embedding if args.model == "speech-embedding" else build_frontend(args.features)
     data = ClipFeatures(root, frontend)
     problems = fold_problems(data, config.engines)
     if problems:
