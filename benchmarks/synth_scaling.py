@@ -37,7 +37,9 @@ from pathlib import Path
 import numpy as np
 
 from bifsmn_tf.fileio import atomic_write_text
-from synth_transfer import RESULTS, ClipFeatures, add_common_arguments, fit, model_summary, prepare, scores
+from synth_transfer import (
+    RESULTS, ClipFeatures, add_common_arguments, fit, model_settings, model_summary, prepare, scores,
+)
 
 
 def speaker_subset(data: ClipFeatures, train: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -209,8 +211,7 @@ def write_report(summary, rows, engines, args, command: str, generation: str, co
     atomic_write_text(
         args.out.with_suffix(".json"),
         json.dumps({"command": command, "synth_config": config.to_dict(), "model": args.model,
-                    "epochs": args.epochs, "profile": args.profile, "features": args.features.to_dict(),
-                    "generation": generation,
+                    **model_settings(args), "generation": generation,
                     "axis": args.axis, "subsets": args.subsets, "summary": summary, "runs": rows}, indent=2) + "\n",  # fmt: skip
     )
 
@@ -253,10 +254,7 @@ def main() -> None:
         parser.error(f"{root}: no training clips of {', '.join(untrained)} (raise --clips-per-word)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     runs_path = args.out.with_suffix(".runs.jsonl")
-    settings = {"synth_config": config.to_dict(), "features": args.features.to_dict(), "epochs": args.epochs,
-                "profile": args.profile, "mel_warp": args.mel_warp, "seed": args.seed}  # fmt: skip
-    if args.model != "teacher":  # absent for the teacher: runs files from before --model still resume
-        settings["model"] = args.model
+    settings = {"synth_config": config.to_dict(), **model_settings(args), "seed": args.seed}
     finished = load_finished(runs_path, settings)
     if not finished:
         atomic_write_text(runs_path, json.dumps(settings) + "\n")

@@ -342,6 +342,14 @@ def model_summary(args: argparse.Namespace) -> str:
     )
 
 
+def model_settings(args: argparse.Namespace) -> dict:
+    """The settings the model was made with (and only those), for a report's JSON and for resuming."""
+    if args.model == "speech-embedding":
+        return {"speech_embedding": f"openwakeword {SpeechEmbedding.VERSION}", "epochs": args.epochs}
+    return {"features": args.features.to_dict(), "epochs": args.epochs, "profile": args.profile,
+            "mel_warp": args.mel_warp}  # fmt: skip
+
+
 def percent(value: float) -> str:
     return "–" if np.isnan(value) else f"{100 * value:.1f} %"
 
@@ -416,11 +424,9 @@ def write_report(
     atomic_write_text(
         args.out.with_suffix(".json"),
         json.dumps({"command": command, "synth_config": config.to_dict(), "model": args.model,
-                    "epochs": args.epochs, "profile": args.profile, "mel_warp": args.mel_warp,
-                    "rejected": data.rejected,
+                    **model_settings(args), "rejected": data.rejected,
                     "also_score_on": str(args.also_score_on) if args.also_score_on else None,
-                    "features": args.features.to_dict(), "generation": generation, "folds": folds,
-                    "real_speech": real},
+                    "generation": generation, "folds": folds, "real_speech": real},
                    indent=2) + "\n"  # fmt: skip
     )
 
