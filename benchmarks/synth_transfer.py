@@ -329,16 +329,16 @@ def real_speech(model: tf.keras.Model, frontend) -> list[dict] | None:
 
 def model_summary(args: argparse.Namespace) -> str:
     """What was trained on what, for a report."""
+    training = f"{args.epochs} epochs, Adam 2e-3 cosine, batch 64, classes weighted equally"
     if args.model == "speech-embedding":
         return (
             f"a head on Google's speech embedding (`{SpeechEmbedding.__name__}`, openWakeWord "
             f"{SpeechEmbedding.VERSION}: 9 windows × 96 per clip; `build_embedding_head`, 12 classes), "
-            f"{args.epochs} epochs, Adam 2e-3 cosine, batch 64, classes weighted equally"
+            + training
         )
     return (
-        f"the FP teacher (`build_teacher`, profile `{args.profile}`, 12 classes), {args.epochs} epochs, "
-        f"Adam 2e-3 cosine, batch 64, classes weighted equally. Features: {args.features.summary}; "
-        f"training mel warp up to ×{args.mel_warp:g}"
+        f"the FP teacher (`build_teacher`, profile `{args.profile}`, 12 classes), {training}. "
+        f"Features: {args.features.summary}; training mel warp up to ×{args.mel_warp:g}"
     )
 
 
