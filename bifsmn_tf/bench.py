@@ -32,6 +32,9 @@ HOST_LATENCY_NOTE = (
     "host and are never a Raspberry Pi figure. Pi latencies come from deploy/pi_benchmark.py."
 )
 
+#: What to do about a damaged flatbuffer, said by every error about one.
+CONVERT_AGAIN = "convert the model again (`bifsmn-tf convert`)"
+
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 
 
@@ -263,6 +266,29 @@ def host_description() -> dict[str, str]:
     }
 
 
+def read_flatbuffer(path: str | Path) -> bytes:
+    """The bytes of the TFLite flatbuffer at ``path``, unpacked whole once before any interpreter
+    sees them: LCE's interpreter does not verify a flatbuffer, and one cut short crashes the
+    process (a segfault, no exception). Raises :class:`FlatbufferError` naming the file."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        problem = f"cannot read it ({err.strerror or err})"
+        raise FlatbufferError(f"{path}: {problem}; {CONVERT_AGAIN}") from None
+    if len(data) < 8 or not schema.Model.ModelBufferHasIdentifier(data, 0):
+        problem = f"not a TFLite flatbuffer ({len(data)} bytes, no 'TFL3' identifier)"
+        raise FlatbufferError(f"{path}: {problem}; {CONVERT_AGAIN}")
+    try:
+        schema.ModelT.InitFromPackedBuf(data, 0)
+    except Exception as err:  # noqa: BLE001 - damaged bytes fail the unpacking in many ways
+        problem = f"damaged TFLite flatbuffer (cut short?): {type(err).__name__}: {err}"
+        raise FlatbufferError(f"{path}: {problem}; {CONVERT_AGAIN}") from None
+    return data
+
+
 def time_flatbuffer(
     flatbuffer: bytes, *, threads: int = 1, runs: int = 200, warmup_runs: int = 20, seed: int = 0
 ) -> np.ndarray:
@@ -315,11 +341,13 @@ def bench_host(
     results = []
     for path in tqdm(list(paths), desc="host latency", unit="model"):
         path = Path(path)
-        flatbuffer = path.read_bytes()
+        flatbuffer = read_flatbuffer(path)
         try:
             times = time_flatbuffer(flatbuffer, threads=threads, runs=runs, warmup_runs=warmup_runs)
         except RuntimeError as err:
-            raise FlatbufferError(f"{path}: LCE's interpreter cannot run it: {err}") from None
+            raise FlatbufferError(
+                f"{path}: LCE's interpreter cannot run it ({str(err).strip()}); {CONVERT_AGAIN}"
+            ) from None
         results.append(
             HostLatency(
                 path=str(path),
@@ -343,8 +371,14 @@ def flatbuffer_paths(paths: Iterable[str | Path]) -> list[Path]:
         if path.is_dir():
             manifest = path / "manifest.json"
             if manifest.exists():
-                entries = json.loads(manifest.read_text())["models"]
-                expanded.extend(path / entry["file"] for entry in entries)
+                try:
+                    entries = json.loads(manifest.read_bytes())["models"]
+                    expanded.extend(path / entry["file"] for entry in entries)
+                except (OSError, ValueError, KeyError, TypeError) as err:  # a damaged manifest
+                    problem = f"not a manifest of `bifsmn-tf convert` ({type(err).__name__}: {err})"
+                    raise FlatbufferError(
+                        f"{manifest}: {problem}; convert again, or name the .tflite files"
+                    ) from None
             else:
                 expanded.extend(sorted(path.glob("*.tflite")))
         elif path.is_file():

@@ -7,6 +7,7 @@ Each verb is registered by a ``_register_<verb>(subparsers)`` function below; he
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 
@@ -32,6 +33,31 @@ def build_parser() -> argparse.ArgumentParser:
     for register in _REGISTRY:
         register(verbs)
     return parser
+
+
+def _finite_float(text: str) -> float:
+    """argparse type of every float flag: ``float()`` also accepts ``nan`` and ``inf``, which
+    pass range checks written as comparisons and once trained a model of NaN weights."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def _check_outputs(*, directory: str | None = None, json_file: str | None = None) -> None:
+    """Refuse at start the outputs that could not be written at the end of a long job."""
+    from bifsmn_tf.fileio import OutputPathError, check_output
+
+    try:
+        if directory is not None:
+            check_output(directory, directory=True, what="--out")
+        if json_file is not None:
+            check_output(json_file, what="--json")
+    except OutputPathError as err:
+        raise CliError(str(err)) from None
 
 
 # --- verbs -------------------------------------------------------------------------------------
@@ -78,6 +104,7 @@ def _run_bench(args) -> int:
 
     if args.threads < 1 or args.runs < 1 or args.warmup_runs < 0:
         raise CliError("--threads and --runs must be at least 1, --warmup-runs at least 0")
+    _check_outputs(json_file=args.json)
     try:
         paths = bench.flatbuffer_paths(args.paths)
         report = bench.bench_host(paths, threads=args.threads, runs=args.runs, warmup_runs=args.warmup_runs)
@@ -206,17 +233,17 @@ def _add_train_flags(parser, *, student: bool) -> None:
                              "--logit-distill 0.5 (default paper)")
     parser.add_argument("--epochs", type=int, help="override the preset's number of epochs")
     parser.add_argument("--batch-size", type=int, help="override the preset's batch size")
-    parser.add_argument("--lr", type=float, dest="learning_rate",
+    parser.add_argument("--lr", type=_finite_float, dest="learning_rate",
                         help="override the preset's peak learning rate (cosine to 0, per epoch)")
     parser.add_argument("--optimizer", choices=["sgd", "adam"],
                         help="override the preset's optimizer (SGD momentum 0.9, or Adam)")
-    parser.add_argument("--weight-decay", type=float,
+    parser.add_argument("--weight-decay", type=_finite_float,
                         help="override the preset's L2 weight decay (coupled, as torch SGD)")
     if student:
-        parser.add_argument("--gamma", type=float,
+        parser.add_argument("--gamma", type=_finite_float,
                             help="weight of the distillation loss (default: the preset's, "
                                  "paper 0.01, demo 0.1)")
-        parser.add_argument("--logit-distill", type=float, metavar="ALPHA",
+        parser.add_argument("--logit-distill", type=_finite_float, metavar="ALPHA",
                             help="weight of the teacher's soft labels in each width's "
                                  "cross-entropy, (1-ALPHA) CE(labels) + ALPHA CE(teacher softmax) "
                                  "(default: the preset's, paper 0, demo 0.5)")
@@ -292,6 +319,7 @@ def _register_train_teacher(verbs) -> None:
 def _run_train_teacher(args) -> int:
     from bifsmn_tf.training import run
 
+    _check_outputs(directory=args.out)
     try:
         configs = run.teacher_configs(
             args.data, args.task, preset=args.preset, profile=args.profile,
@@ -347,9 +375,11 @@ def _register_train(verbs) -> None:
 
 def _thresholds(text: str) -> tuple[float, ...]:
     try:
-        return tuple(float(t) for t in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated numbers, e.g. -0.67,0,0.67") from None
+        return tuple(_finite_float(t) for t in text.split(","))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected comma-separated numbers, e.g. -0.67,0,0.67 (finite: no nan, inf)"
+        ) from None
 
 
 def _run_train(args) -> int:
@@ -359,6 +389,7 @@ def _run_train(args) -> int:
         widths = tuple(int(w) for w in args.widths.split(","))
     except ValueError:
         raise CliError(f"--widths: expected comma-separated integers like 8,4,2, got {args.widths!r}") from None
+    _check_outputs(directory=args.out)
     try:
         configs = run.student_configs(
             args.teacher, args.data, preset=args.preset, widths=widths, distill=args.distill,
@@ -385,10 +416,12 @@ def _run_summary(result) -> str:
 def _raise_user_error(err: Exception) -> None:
     """Re-raise the package's own input errors as CliError; anything else is a bug: re-raise."""
     from bifsmn_tf.config import ConfigError
+    from bifsmn_tf.data.audio import AudioFormatError
     from bifsmn_tf.data.speech_commands import DatasetError
+    from bifsmn_tf.fileio import OutputPathError
     from bifsmn_tf.training.run import RunError
 
-    if isinstance(err, (ConfigError, DatasetError, RunError, FileNotFoundError)):
+    if isinstance(err, (ConfigError, DatasetError, RunError, AudioFormatError, OutputPathError, FileNotFoundError)):
         raise CliError(str(err)) from None
     raise err
 
@@ -412,6 +445,9 @@ def _register_evaluate(verbs) -> None:
                         help="bifsmn: all non-keywords are unknown, 10%% all-zero silence; standard: "
                              "10%% unknown, 10%% noise silence (default: the run's)")
     parser.add_argument("--batch-size", type=int, default=256, help="inference batch (default 256)")
+    parser.add_argument("--out", metavar="DIR",
+                        help="where evaluation.json, report.md and the PNGs go (default "
+                             "RUN_DIR/eval/<split>-<protocol>; needed for a run you cannot write to)")
     parser.add_argument("--json", metavar="FILE", help="also write the evaluation JSON here")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=_run_evaluate)
@@ -423,10 +459,11 @@ def _run_evaluate(args) -> int:
     from bifsmn_tf import evaluate
     from bifsmn_tf.fileio import atomic_write_text
 
+    _check_outputs(directory=args.out, json_file=args.json)
     try:
         result = evaluate.evaluate_run(
             args.run_dir, args.data, split=args.split, protocol=args.protocol,
-            batch_size=args.batch_size, progress=not args.no_progress,
+            batch_size=args.batch_size, progress=not args.no_progress, out_dir=args.out,
         )
     except Exception as err:
         _raise_user_error(err)
@@ -461,6 +498,7 @@ def _register_demo(verbs) -> None:
 def _run_demo(args) -> int:
     from bifsmn_tf import demo
 
+    _check_outputs(directory=args.out)
     try:
         demo.run_demo(args.out, features=_frontend(args), progress=not args.no_progress)
     except Exception as err:
@@ -496,6 +534,7 @@ def _register_convert(verbs) -> None:
 def _run_convert(args) -> int:
     from bifsmn_tf import convert
 
+    _check_outputs(directory=args.out)
     try:
         config = convert.ConvertConfig(
             input=args.input,
@@ -526,16 +565,18 @@ def _register_listen(verbs) -> None:
     parser.add_argument("models", metavar="MODEL_DIR_OR_MANIFEST",
                         help="output of `bifsmn-tf convert` (a directory or its manifest.json)")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--wav", metavar="FILE", help="a WAV file (any rate; resampled)")
+    source.add_argument("--wav", metavar="FILE",
+                        help="a WAV file (any rate: resampled; several channels: averaged; shorter "
+                             "than the 1-s window: heard, with silence around it)")
     source.add_argument("--mic", action="store_true", help="the default microphone (needs sounddevice)")
-    parser.add_argument("--hop-ms", type=float, default=100.0, help="window step (default 100)")
+    parser.add_argument("--hop-ms", type=_finite_float, default=100.0, help="window step (default 100)")
     # Literal defaults (stream.StreamConfig's, a test keeps them equal): --help stays TF-free.
-    parser.add_argument("--threshold", type=float, default=0.6, help="smoothed posterior to detect (default 0.6)")
-    parser.add_argument("--smoothing-ms", type=float, default=500.0, help="posterior averaging span (default 500)")
-    parser.add_argument("--refractory-ms", type=float, default=1000.0,
+    parser.add_argument("--threshold", type=_finite_float, default=0.6, help="smoothed posterior to detect (default 0.6)")
+    parser.add_argument("--smoothing-ms", type=_finite_float, default=500.0, help="posterior averaging span (default 500)")
+    parser.add_argument("--refractory-ms", type=_finite_float, default=1000.0,
                         help="no repeat of a keyword within this time (default 1000)")
     parser.add_argument("--width", default="auto", help="student width to run, or auto (default)")
-    parser.add_argument("--latency-budget-ms", type=float, metavar="MS",
+    parser.add_argument("--latency-budget-ms", type=_finite_float, metavar="MS",
                         help="time per hop the auto width must fit (default: --hop-ms)")
     parser.add_argument("--json", metavar="FILE", help="also write the detections and, per hop, the width, latency and class posteriors as JSON")
     parser.set_defaults(handler=_run_listen)
@@ -550,8 +591,9 @@ def _run_listen(args) -> int:
     from bifsmn_tf.data.audio import AudioFormatError
     from bifsmn_tf.fileio import atomic_write_text
 
-    if args.width != "auto" and not args.width.isdigit():
+    if args.width != "auto" and not args.width.isdecimal():
         raise CliError(f"--width must be a converted width (e.g. 8, 4, 2) or auto, got {args.width!r}")
+    _check_outputs(json_file=args.json)
     try:
         config = stream.StreamConfig(
             hop_ms=args.hop_ms, threshold=args.threshold, smoothing_ms=args.smoothing_ms,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -67,6 +68,20 @@ class JsonConfig:
     @classmethod
     def load(cls: type[T], path: str | Path) -> T:
         return cls.from_dict(read_json(path, missing="config file not found"))
+
+
+def non_finite_fields(config: JsonConfig) -> list[str]:
+    """Fields of ``config`` holding NaN or an infinity (alone or inside a tuple).
+
+    ``float("nan")`` passes every range check written as a comparison (``nan <= 0`` is false),
+    so a config states finiteness first: ``--lr nan`` once trained a model of NaN weights.
+    """
+    def finite(value: Any) -> bool:
+        if isinstance(value, tuple):
+            return all(finite(v) for v in value)
+        return not isinstance(value, float) or math.isfinite(value)
+
+    return [f.name for f in dataclasses.fields(config) if not finite(getattr(config, f.name))]
 
 
 def read_json(path: str | Path, missing: str = "not found") -> Any:

@@ -1,7 +1,7 @@
 """Evaluation of a training run: accuracy per width, per-class table, confusion matrices.
 
 Works on the best model of any run directory (``RUN_DIR/model``) and any dataset in the Speech
-Commands layout. Everything is written under ``RUN_DIR/eval/<split>-<protocol>/``:
+Commands layout. Everything is written under ``RUN_DIR/eval/<split>-<protocol>/`` (or ``out_dir``):
 ``evaluation.json`` (the structure below), ``confusion_w<width>.png``, and ``report.md``.
 
 The JSON::
@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from bifsmn_tf.data.labels import task_labels
 from bifsmn_tf.data.pipeline import make_dataset
-from bifsmn_tf.fileio import atomic_path, atomic_write_text
+from bifsmn_tf.fileio import atomic_path, atomic_write_text, check_output
 from bifsmn_tf.models.dfsmn import width_model
 from bifsmn_tf.training.run import RunConfigs, load_run_model, read_run_info
 
@@ -42,6 +42,7 @@ def evaluate_run(
     protocol: str | None = None,
     batch_size: int = 256,
     progress: bool = True,
+    out_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate every trained width of the run's best model on ``split``.
 
@@ -52,6 +53,8 @@ def evaluate_run(
         protocol: ``bifsmn`` or ``standard`` (silence/unknown composition); default: the run's.
         batch_size: clips per inference batch (does not change the result).
         progress: show a tqdm bar over batches.
+        out_dir: where the files go; default ``RUN_DIR/eval/<split>-<protocol>/`` (a run of
+            another user's may not be writable: then give another).
     Returns:
         The evaluation dict (see the module docstring), also saved as ``evaluation.json``.
     """
@@ -65,6 +68,10 @@ def evaluate_run(
         data_config = data_config.replace(protocol=protocol)
     labels = task_labels(data_config.task)
     widths = configs.train.widths
+    out_dir = check_output(
+        out_dir or run_dir / EVAL_DIR / f"{split}-{data_config.protocol}", directory=True,
+        what="evaluation folder (--out)",
+    )
 
     model, _ = load_run_model(run_dir)
     models = [width_model(model, width) for width in widths]
@@ -94,7 +101,6 @@ def evaluate_run(
         "kind": info["kind"],
         "data_root": data_config.root,
     }
-    out_dir = run_dir / EVAL_DIR / f"{split}-{data_config.protocol}"
     for width, predicted in zip(widths, predictions, strict=True):
         confusion = confusion_matrix(truth_all, np.concatenate(predicted), len(labels))
         entry = width_metrics(confusion, labels)

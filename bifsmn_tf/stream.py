@@ -7,7 +7,10 @@ the same Keras frontend layer). The class posteriors (softmax of the logits) are
 last ``smoothing_ms``; a keyword whose smoothed posterior reaches ``threshold`` opens a detection,
 which closes when it falls below again and is reported at the middle of the stretch above the
 threshold (corrected for the smoothing delay), so the reported time is where the word is, not when
-the detector was sure. A keyword is not reported twice within ``refractory_ms``.
+the detector was sure; a word at the very start is reported at 0 s at the earliest, never before the
+audio. A keyword is not reported twice within ``refractory_ms``. Audio shorter than the 1-s window
+is heard too: the window starts as silence, and a file is followed by silence until the last window
+holds only one hop of the file.
 
 **Width at run time.** ``width`` fixes one of the converted widths. ``width=None`` (``--width
 auto``) measures each width's latency per hop on this machine at start-up and takes the widest
@@ -26,6 +29,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import math
 import queue
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -34,8 +38,9 @@ from typing import Any
 
 import numpy as np
 
+from bifsmn_tf.bench import CONVERT_AGAIN, FlatbufferError, read_flatbuffer
 from bifsmn_tf.config import ConfigError, JsonConfig
-from bifsmn_tf.convert import KIND_STUDENT, MANIFEST, FlatbufferModel
+from bifsmn_tf.convert import INPUTS, KIND_STUDENT, MANIFEST, FlatbufferModel
 from bifsmn_tf.data.audio import read_wav
 from bifsmn_tf.data.labels import SILENCE, UNKNOWN
 from bifsmn_tf.features import FeatureConfig, build_frontend
@@ -43,6 +48,16 @@ from bifsmn_tf.features import FeatureConfig, build_frontend
 
 class StreamError(ValueError):
     """The models or the audio source cannot be used as asked; the message says why."""
+
+
+#: A detection is reported half the smoothing span late, and a word (about a second of windows)
+#: weighs a tenth of a 10-s average: longer smoothing leaves nothing to detect.
+MAX_SMOOTHING_MS = 10_000.0
+
+#: The StreamConfig fields `bifsmn-tf listen` sets from the flag of the same name.
+_LISTEN_FLAGS = (
+    "hop_ms", "threshold", "smoothing_ms", "refractory_ms", "width", "latency_budget_ms"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,16 +86,41 @@ class StreamConfig(JsonConfig):
     patience: int = 20
 
     def __post_init__(self) -> None:
-        if self.hop_ms <= 0 or self.smoothing_ms < 0 or self.refractory_ms < 0:
-            raise ConfigError(
-                "StreamConfig: hop_ms must be > 0, smoothing_ms and refractory_ms >= 0"
-            )
-        if not 0.0 < self.threshold <= 1.0:
-            raise ConfigError(f"StreamConfig.threshold: must be in (0, 1], got {self.threshold}")
-        if self.latency_budget_ms is not None and self.latency_budget_ms <= 0:
-            raise ConfigError("StreamConfig.latency_budget_ms: must be > 0")
-        if self.patience < 1:
-            raise ConfigError("StreamConfig.patience: must be >= 1")
+        def require(name: str, ok: bool, rule: str) -> None:
+            if not ok:
+                what = f"StreamConfig.{name}"
+                if name in _LISTEN_FLAGS:  # `bifsmn-tf listen` hands its flags over unchecked
+                    what = f"--{name.replace('_', '-')} ({what})"
+                raise ConfigError(f"{what} must be {rule}, got {getattr(self, name)!r}")
+
+        def finite(value: Any) -> bool:
+            # NaN passes no comparison, so it would slip through every range check below.
+            real = isinstance(value, (int, float)) and not isinstance(value, bool)
+            return real and math.isfinite(value)
+
+        def positive_int(value: Any) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+        require("hop_ms", finite(self.hop_ms) and self.hop_ms > 0, "a time in ms > 0")
+        require("threshold", finite(self.threshold) and 0 < self.threshold <= 1, "in (0, 1]")
+        require(
+            "smoothing_ms",
+            finite(self.smoothing_ms) and 0 <= self.smoothing_ms <= MAX_SMOOTHING_MS,
+            f"from 0 (one hop) to {MAX_SMOOTHING_MS:g} ms",
+        )
+        require("refractory_ms", finite(self.refractory_ms) and self.refractory_ms >= 0, ">= 0 ms")
+        require(
+            "latency_budget_ms",
+            self.latency_budget_ms is None
+            or (finite(self.latency_budget_ms) and self.latency_budget_ms > 0),
+            "a time in ms > 0 (unset: the hop)",
+        )
+        require(
+            "width",
+            self.width is None or positive_int(self.width),
+            "a converted width (a positive integer), or auto (None)",
+        )
+        require("patience", positive_int(self.patience), "an integer >= 1")
 
     @property
     def budget_ms(self) -> float:
@@ -216,8 +256,6 @@ class PosteriorDetector:
         )
         self._event: dict[str, Any] | None = None
         self._last_reported: dict[str, float] = {}
-        # A moving average over k hops lags the posteriors by (k - 1) / 2 hops.
-        self._lag_s = (config.smoothing_hops - 1) / 2 * config.hop_ms / 1000.0
 
     def update(self, time_s: float, posteriors: np.ndarray, width: int) -> list[Detection]:
         """Add the posteriors of the window centred at ``time_s``; return closed detections."""
@@ -225,7 +263,9 @@ class PosteriorDetector:
         smoothed = np.mean(self._recent, axis=0)
         best = int(self.keywords[np.argmax(smoothed[self.keywords])])
         score = float(smoothed[best])
-        at = time_s - self._lag_s
+        # A moving average over the last n hops lags them by (n - 1) / 2 hops; n is below the
+        # smoothing span until the stream has run that long.
+        at = time_s - (len(self._recent) - 1) / 2 * self.config.hop_ms / 1000.0
         closed = []
         if self._event is not None and (
             score < self.config.threshold or best != self._event["index"]
@@ -253,7 +293,9 @@ class PosteriorDetector:
     def _close(self) -> list[Detection]:
         event, self._event = self._event, None
         label = self.labels[event["index"]]
-        time_s = (event["start"] + event["end"]) / 2
+        # The first windows are mostly the silence before the stream: the middle of a word heard
+        # in them can fall before 0 s, where there is no audio.
+        time_s = max(0.0, (event["start"] + event["end"]) / 2)
         last = self._last_reported.get(label)
         if last is not None and time_s - last < self.config.refractory_ms / 1000.0:
             return []
@@ -282,7 +324,14 @@ class KeywordSpotter:
         self.config = config
         self.sample_rate = sample_rate
         self.window_samples = window_samples
-        self.hop_samples = max(1, round(config.hop_ms * sample_rate / 1000.0))
+        hop = config.hop_ms * sample_rate / 1000.0
+        if not 0.5 < hop <= window_samples:  # rounds to no sample, or skips audio between windows
+            raise StreamError(
+                f"--hop-ms (StreamConfig.hop_ms) must be from one sample ({1000 / sample_rate:g} "
+                f"ms) to the window ({1000 * window_samples / sample_rate:g} ms), "
+                f"got {config.hop_ms:g}"
+            )
+        self.hop_samples = round(hop)
         self.detector = PosteriorDetector(labels, config)
         # Zeros before the stream starts, so that a word in the first second is heard too.
         self._window = np.zeros(window_samples, dtype=np.float32)
@@ -358,33 +407,64 @@ class ConvertedModels:
 
 
 def read_converted(path: str | Path) -> ConvertedModels:
-    """The student flatbuffers listed by ``path`` (a manifest.json or the directory holding it)."""
+    """The student flatbuffers listed by ``path`` (a manifest.json or the directory holding it).
+
+    Raises :class:`StreamError` naming the manifest for anything in it the spotter cannot use.
+    """
     path = Path(path)
     manifest_path = path / MANIFEST if path.is_dir() else path
+
+    def damaged(problem: str) -> StreamError:
+        return StreamError(f"{manifest_path}: {problem}; run `bifsmn-tf convert` again")
+
     try:
-        manifest = json.loads(manifest_path.read_text())
+        # Bytes: a binary file given as the manifest is then a decode error like any bad JSON.
+        manifest = json.loads(manifest_path.read_bytes())
     except FileNotFoundError:
         raise StreamError(
             f"{manifest_path} not found: run `bifsmn-tf convert RUN_DIR` first"
         ) from None
-    students = {
-        e["width"]: manifest_path.parent / e["file"]
-        for e in manifest["models"]
-        if e["kind"] == KIND_STUDENT
-    }
+    except OSError as err:
+        raise damaged(f"cannot read it ({err.strerror or err})") from None
+    except ValueError as err:  # json.JSONDecodeError, UnicodeDecodeError
+        raise damaged(f"not valid JSON ({err})") from None
+    if not isinstance(manifest, dict):
+        raise damaged(f"expected a JSON object, got {type(manifest).__name__}")
+    absent = [k for k in ("models", "labels", "input", "feature_config") if k not in manifest]
+    if absent:
+        raise damaged(f"no {', '.join(map(repr, absent))}")
+    entries, labels = manifest["models"], manifest["labels"]
+    if not isinstance(entries, list) or not all(
+        isinstance(e, dict) and isinstance(e.get("file"), str) for e in entries
+    ):
+        raise damaged("'models' must be a list of objects, each with its 'file'")
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        raise damaged(f"'labels' must be a non-empty list of class names, got {labels!r}")
+    if manifest["input"] not in INPUTS:
+        raise damaged(f"'input' must be one of {INPUTS}, got {manifest['input']!r}")
+    try:
+        feature_config = FeatureConfig.from_dict(manifest["feature_config"])
+    except (ConfigError, TypeError) as err:  # TypeError: a value of the wrong type compared
+        raise damaged(f"'feature_config': {err}") from None
+    students = {}
+    for entry in entries:
+        if entry.get("kind") != KIND_STUDENT:
+            continue
+        width = entry.get("width")
+        if not isinstance(width, int) or isinstance(width, bool) or width < 1:
+            raise damaged(f"{entry['file']}: 'width' must be a positive integer, got {width!r}")
+        students[width] = manifest_path.parent / entry["file"]
     if not students:
-        raise StreamError(f"{manifest_path} lists no student flatbuffers")
+        raise damaged("no student flatbuffers listed")
     missing = [str(p) for p in students.values() if not p.exists()]
     if missing:
-        raise StreamError(f"{manifest_path} lists files that are missing: {missing}")
-    if not manifest.get("labels"):
-        raise StreamError(f"{manifest_path} has no label list")
+        raise damaged(f"lists files that are missing: {missing}")
     return ConvertedModels(
         directory=manifest_path.parent,
         widths=dict(sorted(students.items(), reverse=True)),
-        labels=tuple(manifest["labels"]),
+        labels=tuple(labels),
         input=manifest["input"],
-        feature_config=FeatureConfig.from_dict(manifest["feature_config"]),
+        feature_config=feature_config,
     )
 
 
@@ -402,7 +482,7 @@ def build_spotter(
     if converted.input == "features":
         layer = build_frontend(converted.feature_config)
         frontend = lambda window: layer(window).numpy()  # noqa: E731
-    models = {w: KeywordModel(converted.widths[w].read_bytes(), frontend) for w in widths}
+    models = {w: _keyword_model(converted.widths[w], converted, frontend) for w in widths}
     return KeywordSpotter(
         models,
         converted.labels,
@@ -412,14 +492,45 @@ def build_spotter(
     )
 
 
+def _keyword_model(
+    path: Path, converted: ConvertedModels, frontend: Callable[[np.ndarray], np.ndarray] | None
+) -> KeywordModel:
+    """The flatbuffer at ``path``, checked whole and against the inputs and classes the
+    manifest says it has: a file that does not fit would fail mid-stream instead."""
+    try:
+        model = KeywordModel(read_flatbuffer(path), frontend)
+    except FlatbufferError as err:
+        raise StreamError(str(err)) from None
+    except (RuntimeError, ValueError) as err:  # LCE cannot run its ops; not one input and output
+        raise StreamError(
+            f"{path}: LCE's interpreter cannot run it ({str(err).strip()}); {CONVERT_AGAIN}"
+        ) from None
+    config = converted.feature_config
+    expected = (
+        (config.clip_samples,)
+        if converted.input == "audio"
+        else (config.num_frames, config.num_features)
+    )
+    classes = model.flatbuffer.interpreter.output_shapes[0][-1]
+    if model.flatbuffer.input_shape != expected or classes != len(converted.labels):
+        raise StreamError(
+            f"{path} takes {model.flatbuffer.input_shape} and gives {classes} classes; the "
+            f"manifest says {converted.input} {expected} and {len(converted.labels)} labels; "
+            f"{CONVERT_AGAIN}"
+        )
+    return model
+
+
 def spot_file(path: str | Path, spotter: KeywordSpotter) -> Iterator[Detection]:
     """Detections in a WAV file (any rate: it is resampled), yielded as the stream reaches them."""
     samples = read_wav(path, sample_rate=spotter.sample_rate, resample=True)
     step = spotter.hop_samples * 10
     for start in range(0, len(samples), step):
         yield from spotter.push(samples[start : start + step])
-    # Trailing silence, so that a word at the very end gets its full window.
-    yield from spotter.push(np.zeros(spotter.window_samples // 2, dtype=np.float32))
+    # Trailing silence until the last window holds one hop of audio, as the first one does: a word
+    # at the very end is heard in as many windows as one at the very start, and placed as well.
+    trailing = spotter.window_samples - spotter.hop_samples
+    yield from spotter.push(np.zeros(trailing, dtype=np.float32))
     yield from spotter.finish()
 
 

@@ -244,7 +244,7 @@ def test_cli_bench_prints_and_writes_json(flatbuffers, tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "content, message",
-    [(None, "no flatbuffer or directory"), (b"not a flatbuffer", "cannot run it")],
+    [(None, "no flatbuffer or directory"), (b"not a flatbuffer", "not a TFLite flatbuffer")],
 )
 def test_cli_bench_names_the_bad_path(tmp_path, capsys, content, message):
     from bifsmn_tf.cli import main
@@ -255,3 +255,17 @@ def test_cli_bench_names_the_bad_path(tmp_path, capsys, content, message):
     assert main(["bench", str(path), "--runs", "2"]) == 2
     err = capsys.readouterr().err
     assert message in err and str(path) in err
+
+
+@pytest.mark.parametrize("name", ["binary.tflite", "int8.tflite"])
+def test_read_flatbuffer_refuses_every_cut(flatbuffers, tmp_path, name):
+    # LCE's interpreter segfaults on a flatbuffer cut short: none may reach it.
+    whole = (flatbuffers / name).read_bytes()
+    assert bench.read_flatbuffer(flatbuffers / name) == whole
+    cut = tmp_path / name
+    step = max(1, len(whole) // 200)
+    lengths = sorted({*range(0, len(whole), step), *range(len(whole) - 64, len(whole))})
+    for length in lengths:
+        cut.write_bytes(whole[:length])
+        with pytest.raises(bench.FlatbufferError, match=f"{name}: .*bifsmn-tf convert"):
+            bench.read_flatbuffer(cut)

@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from bifsmn_tf.cli import main
 from bifsmn_tf.config import ConfigError
-from bifsmn_tf.convert import MANIFEST, with_audio_frontend
+from bifsmn_tf.convert import with_audio_frontend
 from bifsmn_tf.data.audio import write_wav
 from bifsmn_tf.data.labels import LABELS_12
 from bifsmn_tf.data.long_recording import keyword_recording
@@ -41,6 +41,7 @@ from bifsmn_tf.stream import (
     score_detections,
     spot_file,
 )
+from stream_models import write_converted
 
 HOP_S = 0.1
 
@@ -153,12 +154,40 @@ def test_a_change_of_keyword_closes_the_open_detection():
     assert [(d.label, round(d.time_s, 6)) for d in found] == [("left", 1.1), ("right", 1.4)]
 
 
+def test_a_word_at_the_start_is_placed_by_the_hops_averaged_so_far():
+    # Before the smoothing span has filled, the average covers fewer hops and lags less.
+    config = StreamConfig(hop_ms=100.0, smoothing_ms=500.0, threshold=0.5)
+    found = _run_detector(config, {(0.0, 0.4): ("yes", 0.95)}, duration_s=3.0)
+    assert [(d.label, round(d.time_s, 6)) for d in found] == [("yes", 0.2)]
+
+
+def test_no_detection_is_placed_before_the_stream():
+    # The spotter's first windows are centred before 0 s (most of them is the silence before the
+    # stream); a word heard only there is at the very start.
+    detector = PosteriorDetector(LABELS_12, StreamConfig(hop_ms=100.0, smoothing_ms=100.0))
+    found = []
+    for i, label in enumerate(["yes", "yes", "silence", "silence"]):
+        found += detector.update(-0.4 + i * HOP_S, _posteriors(label, 0.95), width=8)
+    assert [(d.label, d.time_s) for d in found] == [("yes", 0.0)]
+
+
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"hop_ms": 0}, "hop_ms"),
-        ({"threshold": 0}, "threshold"),
-        ({"latency_budget_ms": -1}, "latency_budget_ms"),
+        ({"hop_ms": 0}, r"--hop-ms \(StreamConfig.hop_ms\) must be a time in ms > 0, got 0"),
+        ({"hop_ms": float("nan")}, "--hop-ms .* got nan"),
+        ({"hop_ms": "100"}, "--hop-ms .* got '100'"),
+        ({"threshold": 0}, r"--threshold .* in \(0, 1\], got 0"),
+        ({"threshold": float("nan")}, "--threshold .* got nan"),
+        ({"smoothing_ms": float("inf")}, "--smoothing-ms .* got inf"),
+        ({"smoothing_ms": 10_001.0}, "--smoothing-ms .* to 10000 ms, got 10001"),
+        ({"refractory_ms": -float("inf")}, "--refractory-ms .* got -inf"),
+        ({"latency_budget_ms": -1}, "--latency-budget-ms .* got -1"),
+        ({"latency_budget_ms": float("nan")}, "--latency-budget-ms .* got nan"),
+        ({"width": 0}, "--width .* positive integer.* got 0"),
+        ({"width": "8"}, "--width .* got '8'"),
+        ({"width": True}, "--width .* got True"),
+        ({"patience": 0}, r"^StreamConfig.patience must be an integer >= 1, got 0"),
     ],
 )
 def test_stream_config_rejects_bad_values(changes, message):
@@ -195,20 +224,11 @@ def _tiny_kws(channels: int, seed: int) -> tf.keras.Model:
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
     """A converted-models directory with two widths: width 8 does ~16x the work of width 2."""
-    directory = tmp_path_factory.mktemp("converted")
     models = {8: _tiny_kws(256, 0), 2: _tiny_kws(64, 1)}
-    entries = []
-    for width, model in models.items():
-        (directory / f"student_w{width}.tflite").write_bytes(lce.convert_keras_model(model))
-        entries.append({"file": f"student_w{width}.tflite", "kind": "student", "width": width})
-    # The fields `bifsmn-tf convert` writes and the spotter reads.
-    manifest = {
-        "input": "features",
-        "labels": list(LABELS_12),
-        "feature_config": FeatureConfig().to_dict(),
-        "models": entries,
-    }
-    (directory / MANIFEST).write_text(json.dumps(manifest))
+    directory = write_converted(
+        tmp_path_factory.mktemp("converted"),
+        {width: lce.convert_keras_model(model) for width, model in models.items()},
+    )
     return {"dir": directory, "keras": models}
 
 
@@ -339,11 +359,11 @@ def test_cli_listen_on_a_wav_file(converted, tmp_path, capsys):
     )
     assert code == 0
     report = json.loads(report_path.read_text())
-    # 2 s of audio plus the half window of trailing silence, every 200 ms.
-    assert len(report["hops"]) == 12 and {h["width"] for h in report["hops"]} == {2}
+    # 2 s of audio, then silence until the last window holds one hop of audio: 2.8 s, every 200 ms.
+    assert len(report["hops"]) == 14 and {h["width"] for h in report["hops"]} == {2}
     assert all(sum(h["posteriors"]) == pytest.approx(1.0, abs=1e-3) for h in report["hops"])
     printed = capsys.readouterr().out
-    assert f"{len(report['detections'])} detection(s); width 2: 12 hops" in printed
+    assert f"{len(report['detections'])} detection(s); width 2: 14 hops" in printed
 
 
 def test_cli_listen_auto_reports_its_calibration(converted, tmp_path, capsys):

@@ -40,9 +40,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -50,8 +47,8 @@ from typing import Any
 import larq as lq
 import tensorflow as tf
 
-from bifsmn_tf.config import ConfigError, JsonConfig, read_json
-from bifsmn_tf.fileio import atomic_write_text
+from bifsmn_tf.config import ConfigError, JsonConfig, non_finite_fields, read_json
+from bifsmn_tf.fileio import atomic_directory, atomic_write_text
 from bifsmn_tf.models import quantizers
 from bifsmn_tf.models.layers import DFSMNBlock, ThresholdCopies, activation_layer
 
@@ -132,6 +129,8 @@ class ModelConfig(JsonConfig):
     bn_epsilon: float = 1e-5
 
     def __post_init__(self) -> None:
+        if non_finite_fields(self):
+            raise ConfigError(f"ModelConfig: {', '.join(non_finite_fields(self))} must be finite numbers")
         if self.profile not in PROFILES:
             raise ConfigError(f"ModelConfig.profile: unknown {self.profile!r}; choose {PROFILES}")
         if self.binarizer not in quantizers.BINARIZERS:
@@ -532,22 +531,10 @@ def save_model(model: tf.keras.Model, directory: str | Path, config: ModelConfig
     if config != info.config:
         raise ValueError("save_model: config differs from the one the model was built with")
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    with atomic_directory(directory) as staging:
         model.save_weights(str(staging / WEIGHTS_PREFIX), save_format="tf")
         record = {"format": _FORMAT, "kind": info.kind, "config": config.to_dict()}
         atomic_write_text(staging / MODEL_CONFIG_FILE, json.dumps(record, indent=2) + "\n")
-        if directory.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old.", dir=directory.parent))
-            os.replace(directory, retired / directory.name)
-            os.replace(staging, directory)
-            shutil.rmtree(retired)
-        else:
-            os.replace(staging, directory)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return directory
 
 
@@ -567,11 +554,19 @@ def load_model(directory: str | Path) -> tuple[tf.keras.Model, ModelConfig]:
     weights; every weight of the rebuilt model must be found in the checkpoint."""
     kind, config = read_model_record(directory)
     model = build_model(config, kind)
-    status = model.load_weights(str(Path(directory) / WEIGHTS_PREFIX))
     try:
-        status.assert_existing_objects_matched()
+        model.load_weights(str(Path(directory) / WEIGHTS_PREFIX)).assert_existing_objects_matched()
     except AssertionError as err:
         raise ConfigError(
             f"{directory}: weights do not match the recorded config ({err})"
         ) from None
+    except (tf.errors.OpError, IndexError) as err:  # IndexError: TF's reader on a cut data file
+        raise ConfigError(
+            f"{directory}: the saved weights cannot be read ({_first_line(getattr(err, 'message', str(err)))}); the "
+            "files are damaged or incomplete: copy the run again or retrain it"
+        ) from None
     return model, config
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else "no message"

@@ -32,7 +32,6 @@ import dataclasses
 import io
 import json
 import math
-import os
 import shutil
 import time
 from pathlib import Path
@@ -41,10 +40,11 @@ from typing import Any
 import tensorflow as tf
 from tqdm import tqdm
 
+from bifsmn_tf.config import ConfigError, read_json
 from bifsmn_tf.data.labels import task_labels
 from bifsmn_tf.data.pipeline import DataConfig, make_dataset
 from bifsmn_tf.features import FeatureConfig
-from bifsmn_tf.fileio import atomic_path, atomic_write_text
+from bifsmn_tf.fileio import atomic_path, atomic_symlink, atomic_write_text
 from bifsmn_tf.models.dfsmn import (
     ModelConfig,
     build_bifsmn,
@@ -176,6 +176,7 @@ def student_configs(
 
     ``profile`` defaults to the teacher's; a different one cannot be initialised from it.
     """
+    check_teacher_run(teacher_run)
     teacher = RunConfigs.load(teacher_run)
     if profile not in (None, teacher.model.profile):
         raise RunError(
@@ -206,11 +207,38 @@ def _override(config: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
 
 
 def read_run_info(run_dir: str | Path) -> dict[str, Any]:
-    path = Path(run_dir) / RUN_INFO
+    """``run.json`` of ``run_dir``; a missing, damaged or foreign record is a :class:`RunError`."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        what = "is a file" if run_dir.exists() else "does not exist"
+        raise RunError(f"{run_dir} {what}; give a training run directory (the --out of train-teacher or train)")
+    path = run_dir / RUN_INFO
+    if not path.exists():
+        raise RunError(f"{run_dir}: not a training run directory (no {RUN_INFO})")
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise RunError(f"{run_dir}: not a training run directory (no {RUN_INFO})") from None
+        info = read_json(path)
+    except ConfigError as err:
+        raise RunError(f"{err}: the run record is damaged (an interrupted copy?); copy the run again") from None
+    if not isinstance(info, dict) or info.get("kind") not in KINDS or not isinstance(info.get("epochs_done"), int):
+        raise RunError(f"{path}: not a bifsmn-tf run record (needs kind {' or '.join(KINDS)} and epochs_done)")
+    return info
+
+
+def check_teacher_run(teacher_run: str | Path) -> dict[str, Any]:
+    """The run record of ``teacher_run`` if it is a finished teacher run a student can learn from."""
+    info = read_run_info(teacher_run)
+    if info["kind"] != "teacher":
+        raise RunError(f"{teacher_run} is a {info['kind']} run; --teacher takes a run of `bifsmn-tf train-teacher`")
+    if info.get("failed"):
+        raise RunError(f"{teacher_run}: this teacher run failed ({info['failed']['reason']}); train another teacher")
+    if not info.get("complete"):
+        raise RunError(
+            f"{teacher_run}: the teacher has finished {info['epochs_done']} of {info.get('epochs')} epochs; "
+            "finish it first (rerun its train-teacher command: it resumes)"
+        )
+    if not (Path(teacher_run) / MODEL).is_dir():
+        raise RunError(f"{teacher_run}: {MODEL}/ is missing; the run folder is incomplete: copy it again")
+    return info
 
 
 def load_run_model(run_dir: str | Path) -> tuple[tf.keras.Model, ModelConfig]:
@@ -258,12 +286,14 @@ def train(
     )
     if kind == "teacher" and (configs.train.widths != (8,) or configs.train.distill != "none"):
         raise RunError("a teacher run trains width 8 only without distillation; use TrainConfig.for_teacher()")
+    if teacher_run is not None:
+        check_teacher_run(teacher_run)
     info = _prepare_run_dir(run_dir, configs, kind, teacher_run)
     strategy = strategy or default_strategy()
     train_config = configs.train
 
     checkpoint_dir = run_dir / CHECKPOINTS
-    first_epoch = _committed_epoch(checkpoint_dir)
+    first_epoch = _committed_epoch(run_dir)
     if first_epoch >= train_config.epochs:
         print(f"{run_dir}: all {train_config.epochs} epochs are done; nothing to train")
         return _result(run_dir, kind, train_config.epochs, first_epoch, 0.0)
@@ -298,7 +328,10 @@ def train(
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch)
         manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=2)
         if first_epoch > 0:
-            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            try:
+                checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            except (tf.errors.OpError, AssertionError) as err:
+                raise _damaged_checkpoint(run_dir, err) from None
             print(
                 f"{run_dir}: resuming after epoch {int(epoch.numpy())} of {train_config.epochs} "
                 f"(optimizer step {int(optimizer.iterations.numpy())})"
@@ -346,20 +379,30 @@ def _result(run_dir: Path, kind: str, epochs: int, first_epoch: int, seconds: fl
 def _prepare_run_dir(
     run_dir: Path, configs: RunConfigs, kind: str, teacher_run: str | Path | None
 ) -> dict[str, Any]:
-    """Create the run directory, or check that the one there is this run; return run.json."""
+    """Create the run directory, or check that the one there is this run; return run.json.
+
+    A run that never committed an epoch is started over whatever its settings were: nothing of
+    it is worth keeping, and refusing it would make a typo in the first command stick.
+    """
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"{run_dir} is a file; --out must be a directory for the run")
     if (run_dir / RUN_INFO).exists():
         info = read_run_info(run_dir)
-        stored = RunConfigs.load(run_dir)
-        differences = _config_differences(stored, configs)
-        if info["kind"] != kind:
-            differences.insert(0, f"kind: {info['kind']} -> {kind}")
-        if differences:
+        if info.get("failed"):
+            failed = info["failed"]
             raise RunError(
-                f"{run_dir} holds a run with other settings ({'; '.join(differences)}); "
-                "choose another output directory, or delete that one to start over"
+                f"{run_dir}: this run failed in epoch {failed['epoch'] + 1} ({failed['reason']}); "
+                "train into a new directory, or delete this one to start over"
             )
-        configs.save(run_dir)  # records the current data location
-        return info
+        if _committed_epoch(run_dir) == 0:
+            for name in (RUN_INFO, *RunConfigs._FILES.values(), METRICS, CURVES, LOGS, CHECKPOINTS, BEST, MODEL):
+                path = run_dir / name
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                elif path.exists() or path.is_symlink():
+                    path.unlink()
+        else:
+            return _check_same_run(run_dir, configs, kind, info)
     if run_dir.exists() and any(run_dir.iterdir()):
         raise RunError(f"{run_dir} exists and is not a training run directory; choose another")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -372,6 +415,20 @@ def _prepare_run_dir(
         "complete": False,
     }
     atomic_write_text(run_dir / RUN_INFO, json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def _check_same_run(run_dir: Path, configs: RunConfigs, kind: str, info: dict[str, Any]) -> dict[str, Any]:
+    stored = RunConfigs.load(run_dir)
+    differences = _config_differences(stored, configs)
+    if info["kind"] != kind:
+        differences.insert(0, f"kind: {info['kind']} -> {kind}")
+    if differences:
+        raise RunError(
+            f"{run_dir} holds a run with other settings ({'; '.join(differences)}); "
+            "choose another output directory, or delete that one to start over"
+        )
+    configs.save(run_dir)  # records the current data location
     return info
 
 
@@ -389,12 +446,24 @@ def _config_differences(stored: RunConfigs, requested: RunConfigs) -> list[str]:
     return differences
 
 
-def _committed_epoch(checkpoint_dir: Path) -> int:
-    """Epochs done according to the last committed checkpoint (0 without one)."""
-    latest = tf.train.latest_checkpoint(str(checkpoint_dir))
+def _committed_epoch(run_dir: Path) -> int:
+    """Epochs done according to the run's last committed checkpoint (0 without one)."""
+    latest = tf.train.latest_checkpoint(str(run_dir / CHECKPOINTS))
     if latest is None:
         return 0
-    return int(tf.train.load_variable(latest, "epoch/.ATTRIBUTES/VARIABLE_VALUE"))
+    try:
+        return int(tf.train.load_variable(latest, "epoch/.ATTRIBUTES/VARIABLE_VALUE"))
+    except (tf.errors.OpError, ValueError) as err:
+        raise _damaged_checkpoint(run_dir, err) from None
+
+
+def _damaged_checkpoint(run_dir: Path, err: Exception) -> RunError:
+    message = getattr(err, "message", str(err)).strip().splitlines() or ["no message"]
+    return RunError(
+        f"{run_dir / CHECKPOINTS}: the last checkpoint cannot be read ({message[0]}); to resume "
+        f"from the one before, remove the newest ckpt-* files and the {CHECKPOINTS}/checkpoint "
+        "index, or train into a new directory"
+    )
 
 
 class _RunRecorder(tf.keras.callbacks.Callback):
@@ -434,10 +503,13 @@ class _RunRecorder(tf.keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         logs = {k: float(v) for k, v in (logs or {}).items()}
-        if not math.isfinite(logs.get("loss", math.nan)):
+        problem = _non_finite(logs, self.student)
+        if problem:
+            self.info.update(complete=False, failed={"epoch": epoch, "reason": problem})
+            atomic_write_text(self.run_dir / RUN_INFO, json.dumps(self.info, indent=2) + "\n")
             raise RunError(
-                f"{self.run_dir}: training diverged in epoch {epoch + 1} (loss {logs.get('loss')}); "
-                f"the last committed checkpoint is epoch {epoch}. Lower the learning rate "
+                f"{self.run_dir}: training diverged in epoch {epoch + 1} ({problem}); the run is "
+                f"recorded as failed (its best model is from before). Lower the learning rate "
                 "(--lr) and train into a new directory"
             )
         candidate = selection_record(
@@ -473,14 +545,26 @@ class _RunRecorder(tf.keras.callbacks.Callback):
             shutil.rmtree(target)
         save_model(self.student, target, self.configs.model)
         atomic_write_text(target / SELECTION, json.dumps(selection, indent=2) + "\n")
-        link = self.run_dir / MODEL
-        with atomic_path(link) as tmp:
-            tmp.unlink()
-            os.symlink(Path(BEST) / name, tmp)
+        atomic_symlink(self.run_dir / MODEL, Path(BEST) / name)
         for stale in (self.run_dir / BEST).iterdir():
             if stale.name != name:
                 shutil.rmtree(stale)
         self.best = selection
+
+
+def _non_finite(logs: dict[str, float], model: tf.keras.Model) -> str | None:
+    """What went non-finite in an epoch (its losses, or the weights), or ``None``."""
+    losses = {k: v for k, v in logs.items() if k == "loss" or k.startswith(("val_ce_", "ce_", "val_loss"))}
+    if "loss" not in losses:
+        return "no loss was recorded"
+    bad = [f"{k} {v}" for k, v in losses.items() if not math.isfinite(v)]
+    if bad:
+        return ", ".join(bad)
+    floats = [w for w in model.weights if w.dtype.is_floating]
+    weights = [w for w in floats if not bool(tf.reduce_all(tf.math.is_finite(w)))]
+    if weights:
+        return f"{len(weights)} of {len(floats)} weight tensors are not finite"
+    return None
 
 
 def selection_record(

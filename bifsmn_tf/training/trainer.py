@@ -22,7 +22,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from bifsmn_tf.config import ConfigError, JsonConfig
+from bifsmn_tf.config import ConfigError, JsonConfig, non_finite_fields
 from bifsmn_tf.models.dfsmn import WIDTH_BLOCKS, feature_model, teacher_block_index, width_model
 from bifsmn_tf.training.distill import DISTILL_MODES, fid_loss, hed_loss, hed_target
 
@@ -97,11 +97,15 @@ class TrainConfig(JsonConfig):
     monotone_tolerance: float = 0.0
 
     def __post_init__(self) -> None:
-        problems = []
+        problems = [f"{name} must be a finite number" for name in non_finite_fields(self)]
         if self.epochs < 1 or self.batch_size < 1:
             problems.append(f"epochs and batch_size must be >= 1 (got {self.epochs}, {self.batch_size})")
-        if self.learning_rate <= 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
-            problems.append("need learning_rate > 0, weight_decay >= 0 and 0 <= momentum < 1")
+        if self.learning_rate <= 0:
+            problems.append(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.weight_decay < 0:
+            problems.append(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.momentum < 1:
+            problems.append(f"momentum must be in [0, 1), got {self.momentum}")
         if not self.widths or list(self.widths) != sorted(set(self.widths), reverse=True):
             problems.append(f"widths must be distinct and widest first, got {self.widths}")
         if any(width not in WIDTH_BLOCKS for width in self.widths):
@@ -110,6 +114,8 @@ class TrainConfig(JsonConfig):
             problems.append(f"one width weight per width: {self.widths} vs {self.width_weights}")
         if self.distill not in DISTILL_MODES:
             problems.append(f"distill must be one of {DISTILL_MODES}, got {self.distill!r}")
+        if self.gamma < 0:
+            problems.append(f"gamma must be >= 0, got {self.gamma}")
         if not 0.0 <= self.logit_distill <= 1.0:
             problems.append(f"logit_distill must be in [0, 1], got {self.logit_distill}")
         if not 0.0 <= self.monotone_tolerance < 1.0:
