@@ -185,7 +185,7 @@ def _register_data_synth(sub) -> None:
                         help="speakers, each saying every word once; at least 3 "
                              f"(default {DEFAULT_CLIPS_PER_WORD})")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
-    parser.add_argument("--jobs", type=int, help="worker processes (default: every core)")
+    parser.add_argument("--jobs", type=int, help="worker processes (default and at most: every core)")
     parser.add_argument("--engines", help="comma-separated engines to use, from espeak, pico, "
                                           "piper, hibari, kokoro (default: every installed one)")
     parser.add_argument("--check-words", action="store_true",
@@ -202,7 +202,12 @@ def _register_data_synth(sub) -> None:
 def _run_data_synth(args) -> int:
     from bifsmn_tf.data.synthetic import SynthConfig, SynthError, generate
 
-    engines = tuple(e.strip() for e in args.engines.split(",") if e.strip()) if args.engines else ()
+    engines = ()
+    if args.engines is not None:
+        engines = tuple(e.strip() for e in args.engines.split(","))
+        if not all(engines):
+            raise CliError(f"--engines {args.engines!r}: an empty engine name; give comma-separated names "
+                           "from espeak, pico, piper, hibari, kokoro, or leave --engines out for every installed one")
     try:
         config = SynthConfig(words=args.words, clips_per_word=args.clips_per_word, seed=args.seed,
                              engines=engines, check_words=args.check_words)
@@ -432,9 +437,12 @@ def _register_evaluate(verbs) -> None:
         help="accuracy per width, per-class table and confusion matrices of a run",
         description=(
             "Evaluate the best model of RUN_DIR (teacher: one row; student: each trained width) "
-            "on a split of a dataset in the Speech Commands layout. Prints the accuracy per width "
-            "and recall per class; writes RUN_DIR/eval/<split>-<protocol>/ with evaluation.json, "
-            "report.md and confusion_w<width>.png."
+            "on a split of a dataset in the Speech Commands layout. Prints the accuracy per width, "
+            "recall per class, and how keywords stand against non-keyword speech (every "
+            "non-keyword clip of the split kept): non-keywords rejected at argmax, and the "
+            "false-reject and false-accept rates at the threshold chosen on the validation split "
+            "for --far-target. Writes RUN_DIR/eval/<split>-<protocol>/ (or --out) with "
+            "evaluation.json, report.md, confusion_w<width>.png and det.png."
         ),
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a train-teacher or train run directory")
@@ -445,6 +453,10 @@ def _register_evaluate(verbs) -> None:
                         help="bifsmn: all non-keywords are unknown, 10%% all-zero silence; standard: "
                              "10%% unknown, 10%% noise silence (default: the run's)")
     parser.add_argument("--batch-size", type=int, default=256, help="inference batch (default 256)")
+    parser.add_argument("--far-target", type=_finite_float, default=0.01, metavar="FRACTION",
+                        help="false-accept rate on non-keyword speech for which the detection "
+                             "threshold is chosen on the validation split; the report gives the "
+                             "false-reject and false-accept rates it yields on --split (default 0.01)")
     parser.add_argument("--out", metavar="DIR",
                         help="where evaluation.json, report.md and the PNGs go (default "
                              "RUN_DIR/eval/<split>-<protocol>; needed for a run you cannot write to)")
@@ -464,6 +476,7 @@ def _run_evaluate(args) -> int:
         result = evaluate.evaluate_run(
             args.run_dir, args.data, split=args.split, protocol=args.protocol,
             batch_size=args.batch_size, progress=not args.no_progress, out_dir=args.out,
+            far_target=args.far_target,
         )
     except Exception as err:
         _raise_user_error(err)
@@ -645,7 +658,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except CliError as err:
-        print(f"bifsmn-tf {args.verb}: error: {err}", file=sys.stderr)
+        verb = " ".join(filter(None, (args.verb, getattr(args, "data_verb", None))))
+        print(f"bifsmn-tf {verb}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

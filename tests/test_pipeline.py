@@ -19,7 +19,7 @@ from speech_commands_tree import (
 )
 
 from bifsmn_tf.config import ConfigError
-from bifsmn_tf.data import pipeline, speech_commands
+from bifsmn_tf.data import speech_commands
 from bifsmn_tf.data.audio import AudioFormatError
 from bifsmn_tf.data.augment import AugmentConfig
 from bifsmn_tf.data.labels import SILENCE, UNKNOWN, WORDS, task_labels
@@ -150,7 +150,7 @@ def test_decoded_audio_is_cached_and_invalidated(tmp_path, data_dir, monkeypatch
         raise AssertionError(f"decoded {path} although it is cached")
 
     with monkeypatch.context() as patch:
-        patch.setattr(pipeline, "read_audio", no_decoding)
+        patch.setattr(speech_commands, "read_audio", no_decoding)
         cached_waveforms, cached_labels = split_waveforms(config, FEATURES, "test")
     np.testing.assert_array_equal(cached_waveforms, waveforms)
     np.testing.assert_array_equal(cached_labels, labels)
@@ -201,7 +201,7 @@ def test_missing_dataset_or_list_says_what_to_do(tmp_path, copied_root):
     (copied_root / speech_commands.VALIDATION_LIST).unlink()
     config = DataConfig(data_dir=str(tmp_path), root=str(copied_root))
     with pytest.raises(
-        speech_commands.DatasetError, match="validation_list.txt: split list missing"
+        speech_commands.DatasetError, match=f"{copied_root}: no validation_list.txt at its top"
     ):
         make_dataset(config, FEATURES, "train")
 

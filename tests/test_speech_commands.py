@@ -150,6 +150,20 @@ def test_http_error_is_reported(tmp_path, server):
         sc.download("v2", tmp_path, source=server.url("missing.tar.gz"))
 
 
+def test_an_archive_of_no_dataset_is_named_and_not_kept_for_a_rerun(tmp_path, server, archive_bytes):
+    photos = tmp_path / "photos"
+    (photos / "holiday").mkdir(parents=True)
+    (photos / "holiday" / "beach.txt").write_text("sand\n")
+    server.files["photos.tar.gz"] = make_archive(photos, tmp_path / "photos.tar.gz").read_bytes()
+    wrong = server.url("photos.tar.gz")
+    with pytest.raises(sc.WrongArchiveError) as caught:
+        sc.download("v2", tmp_path / "data", source=wrong)
+    assert str(caught.value) == f"{wrong}: no validation_list.txt at its top level (not a Speech Commands dataset?)"
+    # The rerun with the right URL fetches it, rather than finding the wrong archive on disk.
+    assert sc.download("v2", tmp_path / "data", source=server.url(ARCHIVE)).is_dir()
+    assert server.requests == [("photos.tar.gz", None), (ARCHIVE, None)]
+
+
 def test_local_archive_and_extracted_directory(tmp_path, tree_v2, archive_bytes):
     archive = tmp_path / "mine.tar.gz"
     archive.write_bytes(archive_bytes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import json
 import os
@@ -9,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -322,6 +324,37 @@ def test_a_file_or_an_unwritable_place_is_refused(tmp_path: Path):
     refused(blocker, SMALL_SYNTH, "is not a directory")
     refused(blocker / "out", SMALL_SYNTH, "cannot write there")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_more_jobs_than_cores_start_one_worker_per_core(tmp_path: Path):
+    def workers() -> set[int]:
+        spawned = set()
+        for pid in children(os.getpid()):
+            with contextlib.suppress(FileNotFoundError):  # a worker that just ended
+                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    spawned.add(pid)
+        return spawned
+
+    seen: set[int] = set()
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            seen.update(workers())
+            time.sleep(0.02)
+
+    cores = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cores)})  # one core, whatever the machine
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        config = SMALL_SYNTH.replace(engines=("espeak",), clips_per_word=3, background_seconds=1.0)
+        generate(tmp_path / "set", config, jobs=64, progress=False)
+    finally:
+        done.set()
+        watcher.join()
+        os.sched_setaffinity(0, cores)
+    assert len(seen) == 1, f"{len(seen)} workers on one core"
 
 
 def test_a_set_made_with_other_settings_is_refused_untouched(synth_dataset: Path):

@@ -64,15 +64,21 @@ def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int = SAMPLE_R
     """Write mono float samples in [-1, 1] as 16-bit PCM WAV, atomically.
 
     Values outside [-1, 1] are clipped (a clipped recording is what a real microphone gives).
+    The bytes are the ones libsndfile writes, but written here: libsndfile reports a full disk as
+    "System error.", and a caller must be able to tell the user "No space left on device".
     """
-    import soundfile as sf
-
     samples = np.asarray(samples, dtype=np.float32)
     if samples.ndim != 1:
         raise ValueError(f"{path}: expected mono samples of shape (n,), got {samples.shape}")
-    pcm = np.clip(np.round(samples * 32767.0), -32768, 32767).astype(np.int16)
+    pcm = np.clip(np.round(samples * 32767.0), -32768, 32767).astype("<i2").tobytes()
+    header = struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF", 36 + len(pcm), b"WAVE",
+        b"fmt ", 16, _WAVE_FORMAT_PCM, 1, sample_rate, 2 * sample_rate, 2, 16,
+        b"data", len(pcm),
+    )  # fmt: skip
     with atomic_path(path) as tmp:
-        sf.write(str(tmp), pcm, sample_rate, subtype="PCM_16", format="WAV")
+        tmp.write_bytes(header + pcm)
     return Path(path)
 
 
@@ -124,6 +130,8 @@ def _read_bytes(path: Path) -> bytes:
         raise AudioFormatError(path, "file not found") from None
     except IsADirectoryError:
         raise AudioFormatError(path, "is a directory, not an audio file") from None
+    except OSError as err:
+        raise AudioFormatError(path, f"cannot read it ({err.strerror or err})") from None
     if not data:
         raise AudioFormatError(path, "empty file (0 bytes)")
     return data
@@ -237,11 +245,7 @@ def _at_rate(path: Path, samples: np.ndarray, rate: int, wanted: int, resample: 
     if rate == wanted:
         return samples
     if not resample:
-        raise AudioFormatError(
-            path,
-            f"sample rate is {rate} Hz, expected {wanted} Hz "
-            "(convert the file, or enable resampling: resample=True / --resample)",
-        )
+        raise AudioFormatError(path, f"sample rate is {rate} Hz, expected {wanted} Hz")
     return _resample(samples, rate, wanted)
 
 

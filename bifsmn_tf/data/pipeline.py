@@ -5,7 +5,9 @@ of fixed-length clips (plus their true lengths; a clip longer than ``clip_sample
 as the official ``FixAudioLength`` does) and, with ``cache_audio``, kept as ``.npy`` files
 under ``<data_dir>/cache/audio/``. A cache file's name carries a hash of the file list, sizes,
 modification times and decoding settings, so a changed dataset is decoded again; it is written
-atomically and read memory-mapped (the V2 training split is ~2.7 GB as int16).
+atomically and read memory-mapped (the V2 training split is ~2.7 GB as int16). A clip that cannot
+be decoded stops the load with an ``AudioFormatError`` naming it, before any training, and leaves
+no cache; the temporary file of a process killed while writing is removed by the next load.
 
 Batches are gathered from that array by example index, then augmented (training only) and turned
 into features in batched TF ops. In training, each pass over the dataset is the next epoch: its
@@ -16,11 +18,14 @@ seed reproduces the stream and ``first_epoch`` resumes it.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import itertools
 import math
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +33,6 @@ import tensorflow as tf
 
 from bifsmn_tf.config import ConfigError, JsonConfig
 from bifsmn_tf.data import speech_commands
-from bifsmn_tf.data.audio import read_audio
 from bifsmn_tf.data.augment import NUM_DRAWS, AugmentConfig, NoiseBank, augment_batch
 from bifsmn_tf.data.labels import TASKS
 from bifsmn_tf.features import FeatureConfig, build_frontend
@@ -271,7 +275,10 @@ def _to_pcm(samples: np.ndarray) -> np.ndarray:
 def _noise_arrays(
     root: Path, names: set[str], sample_rate: int, resample: bool
 ) -> dict[str, np.ndarray]:
-    return {name: read_audio(root / name, sample_rate, resample=resample) for name in sorted(names)}
+    return {
+        name: speech_commands.read_clip(root / name, sample_rate, resample=resample)
+        for name in sorted(names)
+    }
 
 
 def _noise_bank(root: Path, data_config: DataConfig, feature_config: FeatureConfig) -> NoiseBank:
@@ -299,19 +306,25 @@ def _decoded_clips(
     root_tag = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]
     content = hashlib.sha256(repr((_CACHE_FORMAT, sample_rate, clip_samples, resample)).encode())
     for name in files:
-        stat = (root / name).stat()
-        content.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    stem = f"{split}-{root_tag}-{content.hexdigest()[:16]}"
+        try:
+            status = (root / name).stat()
+        except OSError as err:  # a dangling or looping symlink
+            raise speech_commands.bad_clip(root / name, f"cannot read it ({err.strerror})") from None
+        if not stat.S_ISREG(status.st_mode):  # reading a FIFO would wait forever
+            raise speech_commands.bad_clip(root / name, "not a regular file")
+        content.update(f"{name}\0{status.st_size}\0{status.st_mtime_ns}\n".encode())
+    prefix = f"{split}-{root_tag}-"
+    stem = prefix + content.hexdigest()[:16]
     if cache_dir is not None:
         clips_path = cache_dir / f"{stem}.clips.npy"
         lengths_path = cache_dir / f"{stem}.lengths.npy"
         if clips_path.is_file() and lengths_path.is_file():
-            return np.load(clips_path, mmap_mode="r"), np.load(lengths_path)
-        for stale in cache_dir.glob(f"{split}-{root_tag}-*.npy"):
-            stale.unlink(missing_ok=True)
+            with contextlib.suppress(ValueError, OSError):  # damaged from outside: decode again
+                return np.load(clips_path, mmap_mode="r"), np.load(lengths_path)
+        _remove_stale(cache_dir, prefix)
 
     def decode(name: str) -> np.ndarray:
-        return read_audio(root / name, sample_rate, resample=resample)[:clip_samples]
+        return speech_commands.read_clip(root / name, sample_rate, resample=resample)[:clip_samples]
 
     from tqdm import tqdm
 
@@ -328,16 +341,45 @@ def _decoded_clips(
             clips = np.zeros((len(files), clip_samples), dtype=np.int16)
             _fill(clips, lengths, decoded)
             return clips, lengths
-        with atomic_path(clips_path) as tmp:
-            clips = np.lib.format.open_memmap(
-                tmp, mode="w+", dtype=np.int16, shape=(len(files), clip_samples)
-            )
-            _fill(clips, lengths, decoded)
-            clips.flush()
-            del clips
-        with atomic_path(lengths_path) as tmp:
-            np.save(tmp, lengths)
+        try:
+            # The lock tells _remove_stale that the temporary file's writer lives; it is held
+            # past the rename, so that no other process can take the file from under it.
+            with contextlib.ExitStack() as locked:
+                with atomic_path(clips_path) as tmp:
+                    held = locked.enter_context(open(tmp, "r+b"))
+                    fcntl.flock(held, fcntl.LOCK_EX)
+                    clips = np.lib.format.open_memmap(
+                        tmp, mode="w+", dtype=np.int16, shape=(len(files), clip_samples)
+                    )
+                    # Every block now: a full disk is an OSError here, not a SIGBUS in _fill.
+                    os.posix_fallocate(held.fileno(), 0, tmp.stat().st_size)
+                    _fill(clips, lengths, decoded)
+                    clips.flush()
+                    del clips
+            with atomic_path(lengths_path) as tmp:
+                np.save(tmp, lengths)
+        except OSError as err:
+            size = len(files) * clip_samples * 2 / 1e6
+            raise speech_commands.DatasetError(
+                f"{cache_dir}: cannot write the decoded audio of the {split} split there "
+                f"({size:.0f} MB; {err.strerror or err}); make room, or set "
+                f"${speech_commands.DATA_DIR_ENV} to a directory with room"
+            ) from None
     return np.load(clips_path, mmap_mode="r"), lengths
+
+
+def _remove_stale(cache_dir: Path, prefix: str) -> None:
+    """Remove the cache files of ``prefix`` (a split of a root) made from another state of the
+    dataset, and the temporary ones of writers that were killed."""
+    for stale in cache_dir.glob(f"{prefix}*.npy"):
+        stale.unlink(missing_ok=True)
+    for tmp in cache_dir.glob(f".{prefix}*.clips.*.tmp.npy"):
+        with contextlib.suppress(FileNotFoundError), open(tmp, "rb") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # another process is writing it
+            tmp.unlink()
 
 
 def _fill(clips: np.ndarray, lengths: np.ndarray, decoded) -> None:

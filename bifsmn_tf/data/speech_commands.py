@@ -49,7 +49,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from bifsmn_tf.data.audio import SAMPLE_RATE, read_audio
+from bifsmn_tf.data.audio import SAMPLE_RATE, AudioFormatError, read_audio
 from bifsmn_tf.data.labels import KEYWORDS, SILENCE, TASKS, UNKNOWN, task_labels
 from bifsmn_tf.fileio import atomic_write_text
 
@@ -89,6 +89,10 @@ class UnsafeArchiveError(DatasetError):
 
 class CorruptArchiveError(DatasetError):
     """An archive fails its size, checksum or gzip/tar integrity check."""
+
+
+class WrongArchiveError(DatasetError):
+    """An intact archive that holds no dataset in the Speech Commands layout."""
 
 
 class DownloadError(RuntimeError):
@@ -151,21 +155,25 @@ def find_dataset(
     return path
 
 
-def check_layout(root: Path, *, test_set: bool = False) -> int:
-    """Check that ``root`` is in the Speech Commands layout; return its number of clips."""
+def check_layout(root: Path, *, test_set: bool = False, where: str | Path | None = None) -> int:
+    """Check that ``root`` is in the Speech Commands layout; return its number of clips.
+
+    The :class:`DatasetError` says what is missing and names ``where`` (default ``root``).
+    """
+    where = root if where is None else where
     if not root.is_dir():
-        raise DatasetError(f"{root}: not a directory")
+        raise DatasetError(f"{where}: not a directory")
     if not test_set:
         for name in (VALIDATION_LIST, TESTING_LIST):
             if not (root / name).is_file():
                 raise DatasetError(
-                    f"{root / name}: split list missing (not a Speech Commands root?)"
+                    f"{where}: no {name} at its top level (not a Speech Commands dataset?)"
                 )
     clips = sum(
         1 for folder in _clip_folders(root, test_set=test_set) for _ in folder.glob("*.wav")
     )
     if clips == 0:
-        raise DatasetError(f"{root}: no <word>/*.wav clips (not a Speech Commands root?)")
+        raise DatasetError(f"{where}: no <word>/*.wav clips (not a Speech Commands dataset?)")
     return clips
 
 
@@ -208,13 +216,21 @@ def download(
         timeout: seconds without data before a connection counts as interrupted.
 
     Raises:
-        DatasetError: bad local source, unsafe or corrupt local archive, wrong layout.
-        DownloadError: the archive could not be fetched intact within ``attempts``.
+        DatasetError: bad local source, unsafe or corrupt local archive, wrong layout (a fetched
+            archive that is unsafe or holds no dataset is deleted, so that a rerun fetches
+            again), ``data_dir`` not writable or full.
+        DownloadError: the archive could not be fetched intact within ``attempts``, or its
+            ``.part`` file not written (kept for a resume).
     """
     data_dir = resolve_data_dir(data_dir)
     name = archive_name(version, test_set=test_set)
     target = data_dir / name
-    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DatasetError(f"{data_dir}: cannot create the data directory ({err.strerror})") from None
+    if not os.access(data_dir, os.W_OK | os.X_OK):
+        raise DatasetError(f"{data_dir}: permission denied (not writable by this user)")
     if target.exists() or target.is_symlink():
         find_dataset(version, data_dir, test_set=test_set)
         return target
@@ -243,6 +259,10 @@ def download(
             archive.unlink(missing_ok=True)
         except _InterruptedDownload as err:
             last_problem = str(err)
+        except (UnsafeArchiveError, WrongArchiveError):
+            # No use to a rerun, which may name another URL: it must not find this one on disk.
+            archive.unlink()
+            raise
     raise DownloadError(f"{url}: no intact archive after {attempts} attempts; last: {last_problem}")
 
 
@@ -301,11 +321,14 @@ def fetch(url: str, dest: Path, *, timeout: float = 60.0) -> Path:
                     disable=None,
                 ) as bar,
             ):
-                while chunk := response.read(_CHUNK):
+                while chunk := _read_chunk(response, url):
                     out.write(chunk)
                     bar.update(len(chunk))
-        except (http.client.IncompleteRead, OSError) as err:
-            raise _InterruptedDownload(f"{url}: connection lost ({err})") from None
+        except OSError as err:
+            raise DownloadError(
+                f"{part}: cannot write the download ({err.strerror or err}); make room and run "
+                "again: it resumes from what arrived"
+            ) from None
     received = part.stat().st_size
     if total is not None and received != total:
         if received > total:
@@ -313,6 +336,13 @@ def fetch(url: str, dest: Path, *, timeout: float = 60.0) -> Path:
         raise _InterruptedDownload(f"{url}: got {received} of {total} bytes")
     os.replace(part, dest)
     return dest
+
+
+def _read_chunk(response: http.client.HTTPResponse, url: str) -> bytes:
+    try:
+        return response.read(_CHUNK)
+    except (http.client.IncompleteRead, OSError) as err:
+        raise _InterruptedDownload(f"{url}: connection lost ({err})") from None
 
 
 def _content_range_start(header: str) -> int | None:
@@ -357,7 +387,9 @@ def extract_archive(
     Raises:
         UnsafeArchiveError: a member that could escape the extraction directory.
         CorruptArchiveError: a truncated or damaged archive.
-        DatasetError: the archive holds no dataset in the Speech Commands layout.
+        WrongArchiveError: the archive holds no dataset in the Speech Commands layout (the
+            error names ``source``, else ``archive``).
+        DatasetError: ``target``'s directory cannot hold the extraction (no space, ...).
     """
     from tqdm import tqdm
 
@@ -387,7 +419,10 @@ def extract_archive(
         except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as err:
             raise CorruptArchiveError(f"{archive}: damaged or truncated archive ({err})") from None
         root = _archive_root(staging)
-        clips = check_layout(root, test_set=test_set)
+        try:
+            clips = check_layout(root, test_set=test_set, where=source or archive)
+        except DatasetError as err:
+            raise WrongArchiveError(str(err)) from None
         marker = {"archive": archive.name, "source": source, "clips": clips, "created": time.time()}
         atomic_write_text(root / COMPLETE_MARKER, json.dumps(marker, indent=2) + "\n")
         try:
@@ -396,6 +431,10 @@ def extract_archive(
             if not (target / COMPLETE_MARKER).is_file():
                 raise
             # Another process finished the same dataset first; theirs is as good as ours.
+    except OSError as err:
+        raise DatasetError(
+            f"{target.parent}: cannot extract {archive.name} there ({err.strerror or err})"
+        ) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
@@ -469,6 +508,27 @@ class Example:
     noise_path: str | None = None
     noise_offset: int = 0
     noise_gain: float = 0.0
+
+
+def bad_clip(path: Path, problem: str, sample_rate: int = SAMPLE_RATE) -> AudioFormatError:
+    """The error for a clip of a dataset that cannot be used: what is wrong, and what to do."""
+    return AudioFormatError(
+        path,
+        f"{problem}; every clip must be a {sample_rate} Hz mono 16-bit PCM WAV file: convert it "
+        f"(`ffmpeg -i CLIP -ar {sample_rate} -ac 1 -c:a pcm_s16le FIXED.wav`, then move FIXED.wav "
+        f"over it) or delete it and its line in {VALIDATION_LIST} or {TESTING_LIST} if it has one "
+        "(`bifsmn-tf data synth` and `data download` never write such a clip: a set they made has "
+        "been damaged since, so make or download it again)",
+    )
+
+
+def read_clip(path: Path, sample_rate: int = SAMPLE_RATE, *, resample: bool = False) -> np.ndarray:
+    """:func:`~bifsmn_tf.data.audio.read_audio` for a clip of a dataset: the error of one that
+    cannot be read says how to mend the dataset (:func:`bad_clip`)."""
+    try:
+        return read_audio(path, sample_rate, resample=resample)
+    except AudioFormatError as err:
+        raise bad_clip(err.path, err.problem, sample_rate) from None
 
 
 def split_files(root: Path, split: str) -> list[str]:
@@ -597,7 +657,7 @@ def _noise_crops(
     begin, end = NOISE_STRETCH[split]
     stretches: list[tuple[str, int, int]] = []
     for name in noise_files(root):
-        length = len(read_audio(root / name, sample_rate, resample=resample))
+        length = len(read_clip(root / name, sample_rate, resample=resample))
         first, stop = int(begin * length), int(end * length)
         if stop - first >= sample_rate:
             stretches.append((name, first, stop - sample_rate))

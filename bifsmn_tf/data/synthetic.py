@@ -78,6 +78,8 @@ GENERATOR_VERSION = 3
 #: 59.0, 61.3 and 61.8 % (benchmarks/synth_scaling.py).
 DEFAULT_CLIPS_PER_WORD = 400
 MIN_CLIPS_PER_WORD = 3  # one training, one validation and one test speaker
+#: More is a typo: 10,000 speakers of 35 words are 350,000 clips, 11 GB and hours of synthesis.
+MAX_CLIPS_PER_WORD = 10_000
 
 SYNTH_JSON = "synth.json"
 PARTIAL_DIR = ".partial"
@@ -178,6 +180,11 @@ class SynthConfig(JsonConfig):
             raise SynthError(
                 f"clips_per_word must be at least {MIN_CLIPS_PER_WORD} (one training, one "
                 f"validation and one test speaker), got {self.clips_per_word}"
+            )
+        if self.clips_per_word > MAX_CLIPS_PER_WORD:
+            raise SynthError(
+                f"clips_per_word must be at most {MAX_CLIPS_PER_WORD} (already 11 GB of clips), "
+                f"got {self.clips_per_word}"
             )
         held_out = self.validation_percent + self.testing_percent
         if not (0 < self.validation_percent and 0 < self.testing_percent and held_out < 100):
@@ -755,9 +762,13 @@ def generate(
     what is wrong (engine not installed or failing, directory not writable or holding
     something else) before anything is written.
 
-    Speech is synthesized only in ``jobs`` spawned worker processes (one when ``jobs`` is 1):
-    the engines' native state and memory (Kokoro: about 1 GB) never enter the calling process,
-    which may be training a model.
+    Speech is synthesized only in spawned worker processes, ``jobs`` of them but at most one per
+    core (:func:`default_jobs`; each holds its own engines, and a typo of 400 would exhaust the
+    memory): the engines' native state and memory (Kokoro: about 1 GB) never enter the calling
+    process, which may be training a model.
+
+    A write that fails (a full disk) raises :class:`SynthError` naming ``out_dir``; the speakers
+    finished so far are kept, and a rerun resumes.
     """
     out_dir = Path(out_dir)
     jobs = default_jobs() if jobs is None else jobs
@@ -766,7 +777,7 @@ def generate(
     config = config.resolve()
     # "spawn": the caller may have started threads (TensorFlow), which fork does not survive.
     pool = ProcessPoolExecutor(
-        min(jobs, config.clips_per_word), mp_context=get_context("spawn"),
+        min(jobs, default_jobs(), config.clips_per_word), mp_context=get_context("spawn"),
         initializer=_start_worker, initargs=(config.to_dict(),),
     )  # fmt: skip
     try:
@@ -787,9 +798,15 @@ def generate(
                 {name: e["voices"] for name, e in engines.items()},
                 {name: e["description"]["share"] for name, e in engines.items()},
             )
-            _write_background(pool, partial, config, speakers)
-            clips, rejected = _render(pool, partial, config, speakers, progress)
-            _write_manifest(partial, plan, speakers, clips, rejected)
+            try:
+                _write_background(pool, partial, config, speakers)
+                clips, rejected = _render(pool, partial, config, speakers, progress)
+                _write_manifest(partial, plan, speakers, clips, rejected)
+            except OSError as err:  # raised here or in a worker
+                raise SynthError(
+                    f"{out_dir}: cannot write there ({err.strerror or err}); make room (or mend the "
+                    "directory) and run the same command again: it resumes"
+                ) from None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     if status != "already complete":
