@@ -180,17 +180,27 @@ def format_results(results: dict[str, Any]) -> str:
         f"# bifsmn-tf demo: synthetic {teacher['task']} keywords, test split "
         f"({teacher['num_examples']} clips, protocol {teacher['protocol']})",
         "",
-        "| model | blocks | weights/activations | accuracy (%) | vs teacher (points) |",
-        "|---|---:|---|---:|---:|",
-        f"| D-FSMN teacher | 8 | 32/32 | {teacher_accuracy:.2f} | 0.00 |",
+        "| model | blocks | weights/activations | accuracy (%) | vs teacher (points) "
+        "| non-keywords rejected at argmax (%) | FRR (%) | FAR (%) |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
     ]
-    for width in WIDTHS:
-        accuracy = 100 * student["widths"][str(width)]["accuracy"]
+    rows = [("D-FSMN teacher", teacher, "8", "32/32"), *(("BiFSMN (HED)", student, str(w), "1/1") for w in WIDTHS)]
+    for name, result, width, bits in rows:
+        figures = evaluate.headline(result, width)
+        accuracy = 100 * figures["accuracy"]
         lines.append(
-            f"| BiFSMN (HED) | {width} | 1/1 | {accuracy:.2f} | {accuracy - teacher_accuracy:+.2f} |"
+            f"| {name} | {width} | {bits} | {accuracy:.2f} | {accuracy - teacher_accuracy:+.2f} | "
+            f"{evaluate.percent(figures['non_keyword_rejection'])} | {evaluate.percent(figures['frr'])} | "
+            f"{evaluate.percent(figures['far'], 2)} |"
         )
+    found = teacher["detection"]
     checks, storage = results["checks"], results["conversion"]["storage"]
     lines += [
+        "",
+        f"Keywords against non-keyword speech: every non-keyword clip of the test split kept "
+        f"({found['num_examples']} clips); FRR and FAR at the threshold chosen on the validation "
+        f"split for a false-accept rate of {evaluate.percent(found['far_target'], 0)} % "
+        "(DET curves: `det.png` beside each run's evaluation).",
         "",
         f"Student: 1-bit weights everywhere but fe0 and the classifier; 1-bit inputs to fe3, fc1 and "
         f"every 1x1 conv (fe3's and fc1's binarized at {_thresholds(results)}); memory convs fed "

@@ -1,15 +1,29 @@
-"""Evaluation of a training run: accuracy per width, per-class table, confusion matrices.
+"""Evaluation of a training run: accuracy per width, per-class table, confusion matrices, and
+the detection figures a keyword spotter is judged by (false rejects at a false-accept rate).
 
 Works on the best model of any run directory (``RUN_DIR/model``) and any dataset in the Speech
 Commands layout. Everything is written under ``RUN_DIR/eval/<split>-<protocol>/`` (or ``out_dir``):
-``evaluation.json`` (the structure below), ``confusion_w<width>.png``, and ``report.md``.
+``evaluation.json`` (the structure below), ``confusion_w<width>.png``, ``det.png`` (the DET
+curve of every width) and ``report.md``.
 
 The JSON::
 
     {"widths": {"8": {"accuracy": 0.95, "per_class": {"yes": {"recall": ..., "precision": ...,
      "support": ...}, ...}, "confusion_matrix": [[...]]}, ...},
      "num_examples": N, "task": "v1-12", "protocol": "bifsmn", "split": "test",
-     "labels": [...], "run_dir": "...", "kind": "student", "data_root": "..."}
+     "labels": [...], "run_dir": "...", "kind": "student", "data_root": "...",
+     "detection": {"protocol": "bifsmn", "num_examples": N, "far_target": 0.01,
+                   "thresholds_from": "validation", "det_png": "...",
+                   "widths": {"8": <bifsmn_tf.detection.detection_summary record>, ...}}}
+
+**Detection.** Accuracy on a split with a tenth of non-keywords hides how often other words are
+taken for keywords. ``detection`` scores every width on every non-keyword clip of the split (the
+``bifsmn`` protocol's composition, whatever the accuracy's protocol), chooses for each width the
+lowest posterior threshold whose false-accept rate on the *validation* split's non-keyword speech
+is at most ``far_target``, and reports the false-reject and false-accept rates that threshold gives
+on the evaluated split, per keyword and pooled, plus the non-keyword rejection of the plain argmax
+decision (:mod:`bifsmn_tf.detection` defines every field). :func:`headline` picks the few figures
+that summaries show beside accuracy.
 
 Accuracy is the exact count of correct clips over all clips (the official v1 code averaged
 per-batch accuracies, which biases towards the last, smaller batch).
@@ -25,13 +39,19 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
+from bifsmn_tf import detection
 from bifsmn_tf.data.labels import task_labels
-from bifsmn_tf.data.pipeline import make_dataset
+from bifsmn_tf.data.pipeline import DataConfig, make_dataset
 from bifsmn_tf.fileio import atomic_path, atomic_write_text, check_output
 from bifsmn_tf.models.dfsmn import width_model
 from bifsmn_tf.training.run import RunConfigs, load_run_model, read_run_info
 
 EVAL_DIR = "eval"
+#: Detection figures use every non-keyword clip of a split, whatever the accuracy's protocol.
+DETECTION_PROTOCOL = "bifsmn"
+#: The split whose scores choose the operating thresholds: never the one they are applied to.
+THRESHOLD_SPLIT = "validation"
+DEFAULT_FAR_TARGET = 0.01
 
 
 def evaluate_run(
@@ -43,6 +63,7 @@ def evaluate_run(
     batch_size: int = 256,
     progress: bool = True,
     out_dir: str | Path | None = None,
+    far_target: float = DEFAULT_FAR_TARGET,
 ) -> dict[str, Any]:
     """Evaluate every trained width of the run's best model on ``split``.
 
@@ -55,9 +76,13 @@ def evaluate_run(
         progress: show a tqdm bar over batches.
         out_dir: where the files go; default ``RUN_DIR/eval/<split>-<protocol>/`` (a run of
             another user's may not be writable: then give another).
+        far_target: the false-accept rate on non-keyword speech the detection thresholds are
+            chosen for, on the validation split (see the module docstring).
     Returns:
         The evaluation dict (see the module docstring), also saved as ``evaluation.json``.
     """
+    if not 0.0 <= far_target <= 1.0:
+        raise ValueError(f"far_target must be in [0, 1], got {far_target}")
     run_dir = Path(run_dir)
     info = read_run_info(run_dir)
     configs = RunConfigs.load(run_dir)
@@ -78,18 +103,22 @@ def evaluate_run(
 
     @tf.function(reduce_retracing=True)
     def predict(features: tf.Tensor) -> list[tf.Tensor]:
-        return [tf.argmax(m(features, training=False), axis=-1, output_type=tf.int32) for m in models]
+        return [tf.nn.softmax(m(features, training=False), axis=-1) for m in models]
 
-    dataset = make_dataset(data_config, configs.features, split)
-    truth, predictions = [], [[] for _ in widths]
-    for features, batch_labels in tqdm(
-        dataset, total=len(dataset), desc=f"evaluate {split}", unit="batch", disable=not progress
-    ):
-        truth.append(batch_labels.numpy())
-        for index, predicted in enumerate(predict(features)):
-            predictions[index].append(predicted.numpy())
-    truth_all = np.concatenate(truth)
+    def posteriors(config: DataConfig, on: str) -> tuple[np.ndarray, list[np.ndarray]]:
+        """``(labels (N,), [scores (N, classes) per width])`` of split ``on``."""
+        dataset = make_dataset(config, configs.features, on)
+        truth, scores = [], [[] for _ in widths]
+        for features, batch_labels in tqdm(
+            dataset, total=len(dataset), desc=f"evaluate {on} ({config.protocol})", unit="batch",
+            disable=not progress,
+        ):
+            truth.append(batch_labels.numpy())
+            for index, batch_scores in enumerate(predict(features)):
+                scores[index].append(batch_scores.numpy())
+        return np.concatenate(truth), [np.concatenate(s) for s in scores]
 
+    truth_all, scores = posteriors(data_config, split)
     result: dict[str, Any] = {
         "widths": {},
         "num_examples": int(len(truth_all)),
@@ -101,16 +130,58 @@ def evaluate_run(
         "kind": info["kind"],
         "data_root": data_config.root,
     }
-    for width, predicted in zip(widths, predictions, strict=True):
-        confusion = confusion_matrix(truth_all, np.concatenate(predicted), len(labels))
+    for width, width_scores in zip(widths, scores, strict=True):
+        confusion = confusion_matrix(truth_all, width_scores.argmax(axis=-1), len(labels))
         entry = width_metrics(confusion, labels)
         entry["confusion_png"] = str(
             plot_confusion(confusion, labels, out_dir / f"confusion_w{width}.png", title=_title(info, width, entry))
         )
         result["widths"][str(width)] = entry
+
+    # False accepts are measured on every non-keyword clip of the split (the bifsmn protocol's
+    # composition): the standard protocol keeps a tenth of them, too few to see a rate of 1 %.
+    detection_config = data_config.replace(protocol=DETECTION_PROTOCOL)
+    if detection_config != data_config:
+        truth_all, scores = posteriors(detection_config, split)
+    if split == THRESHOLD_SPLIT:
+        val_truth, val_scores = truth_all, scores
+    else:
+        val_truth, val_scores = posteriors(detection_config, THRESHOLD_SPLIT)
+    summaries = {}
+    for width, test_scores, width_val_scores in zip(widths, scores, val_scores, strict=True):
+        thresholds = detection.choose_thresholds(width_val_scores, val_truth, labels, far_target)
+        summaries[str(width)] = detection.detection_summary(test_scores, truth_all, labels, thresholds)
+    det_png = detection.plot_det(
+        {f"width {w}": summary for w, summary in summaries.items()}, out_dir / "det.png",
+        title=f"{info['kind']} on {split}: keywords against non-keyword speech",
+    )
+    result["detection"] = {
+        "protocol": DETECTION_PROTOCOL,
+        "num_examples": int(len(truth_all)),
+        "far_target": far_target,
+        "thresholds_from": THRESHOLD_SPLIT,
+        "det_png": str(det_png),
+        "widths": summaries,
+    }
     atomic_write_text(out_dir / "evaluation.json", json.dumps(result, indent=2) + "\n")
     atomic_write_text(out_dir / "report.md", format_report(result))
     return result
+
+
+def headline(result: dict[str, Any], width: str) -> dict[str, float | None]:
+    """The figures a keyword spotter is judged by, for one width of an evaluation: accuracy,
+    non-keyword rejection at argmax, and the pooled false-reject and false-accept rates at the
+    threshold chosen on validation for the target false-accept rate."""
+    summary = result["detection"]["widths"][width]
+    at = summary["at_pooled_threshold"]
+    return {
+        "accuracy": result["widths"][width]["accuracy"],
+        "non_keyword_rejection": summary["argmax"]["non_keyword_rejection"],
+        "argmax_frr": summary["argmax"]["pooled"]["frr"],
+        "threshold": summary["thresholds"]["pooled"] if summary["thresholds"] else None,
+        "frr": at["pooled"]["frr"] if at else None,
+        "far": at["pooled"]["far"] if at else None,
+    }
 
 
 def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
@@ -192,4 +263,31 @@ def format_report(result: dict[str, Any]) -> str:
         recalls = [result["widths"][w]["per_class"][label]["recall"] for w in widths]
         cells = " | ".join("-" if r is None else f"{100 * r:.1f}" for r in recalls)
         lines.append(f"| {label} | {support} | {cells} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + ["", *format_detection(result)]) + "\n"
+
+
+def percent(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{100 * value:.{digits}f}"
+
+
+def format_detection(result: dict[str, Any]) -> list[str]:
+    """Markdown lines: per width, non-keyword rejection at argmax and FRR/FAR at the threshold
+    chosen on validation."""
+    found = result["detection"]
+    target = percent(found["far_target"], 2)
+    lines = [
+        f"Keywords against non-keyword speech ({found['num_examples']} clips of {result['split']}, every "
+        f"non-keyword kept): threshold chosen on {found['thresholds_from']} for a false-accept rate of "
+        f"{target} %; DET curves in `{Path(found['det_png']).name}`.",
+        "",
+        "| width | non-keywords rejected at argmax (%) | FRR at argmax (%) | threshold | FRR (%) | FAR (%) |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for width in found["widths"]:
+        h = headline(result, width)
+        threshold = "n/a" if h["threshold"] is None else f"{h['threshold']:.3f}"
+        lines.append(
+            f"| {width} | {percent(h['non_keyword_rejection'])} | {percent(h['argmax_frr'])} | {threshold} | "
+            f"{percent(h['frr'])} | {percent(h['far'], 2)} |"
+        )
+    return lines

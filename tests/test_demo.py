@@ -13,12 +13,23 @@ from bifsmn_tf import demo
 from bifsmn_tf.features import FeatureConfig
 
 
-def _evaluation(accuracies: dict[str, float]) -> dict:
+def _evaluation(accuracies: dict[str, float], rejection: float = 0.69) -> dict:
+    """An evaluation record with the fields the table reads; each width's detection figures
+    are ``rejection`` and, at the threshold, FRR = 1 - accuracy and FAR = (1 - rejection) / 10."""
+    detection = {
+        w: {
+            "argmax": {"non_keyword_rejection": rejection, "pooled": {"frr": 0.05}},
+            "thresholds": {"pooled": 0.8},
+            "at_pooled_threshold": {"pooled": {"frr": 1 - a, "far": (1 - rejection) / 10}},
+        }
+        for w, a in accuracies.items()
+    }
     return {
         "widths": {w: {"accuracy": a} for w, a in accuracies.items()},
         "num_examples": 200,
         "task": "v1-12",
         "protocol": "bifsmn",
+        "detection": {"num_examples": 300, "far_target": 0.01, "widths": detection},
     }
 
 
@@ -59,9 +70,11 @@ def test_results_table_lists_teacher_and_every_width():
     table = demo.format_results(results)
     assert "| student_w8.tflite | 152,436 | 18 | 60 | 100.0 % |" in table
     assert "15.61x by file bytes, 21.15x by parameter count" in table
-    assert "| D-FSMN teacher | 8 | 32/32 | 95.00 | 0.00 |" in table
-    assert "| BiFSMN (HED) | 4 | 1/1 | 90.00 | -5.00 |" in table
-    assert "| BiFSMN (HED) | 2 | 1/1 | 87.50 | -7.50 |" in table
+    assert "| D-FSMN teacher | 8 | 32/32 | 95.00 | +0.00 | 69.0 | 5.0 | 3.10 |" in table
+    assert "| BiFSMN (HED) | 4 | 1/1 | 90.00 | -5.00 | 69.0 | 10.0 | 3.10 |" in table
+    assert "| BiFSMN (HED) | 2 | 1/1 | 87.50 | -7.50 | 69.0 | 12.5 | 3.10 |" in table
+    assert "every non-keyword clip of the test split kept (300 clips)" in table
+    assert "false-accept rate of 1 %" in table
     assert "Full-width drop: 2.00 points (within" in table
     assert "memory convs fed the float residual stream" in table
     assert "Features: 32 log-mel bins, 128 ms window, 32 ms hop (32 frames)." in table

@@ -11,7 +11,9 @@ import pytest
 
 import bifsmn_tf  # noqa: F401  (Keras 2 before TensorFlow loads)
 
-from bifsmn_tf import evaluate
+import tensorflow as tf
+
+from bifsmn_tf import detection, evaluate
 from bifsmn_tf.cli import main
 from bifsmn_tf.data.labels import LABELS_12
 from bifsmn_tf.data.pipeline import make_dataset
@@ -78,7 +80,32 @@ def test_evaluation_has_one_row_per_trained_width_and_agrees_with_the_model(runs
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     out_dir = runs[kind] / evaluate.EVAL_DIR / "test-bifsmn"
     assert json.loads((out_dir / "evaluation.json").read_text()) == result
-    assert "| width | accuracy (%) |" in (out_dir / "report.md").read_text()
+    report = (out_dir / "report.md").read_text()
+    assert "| width | accuracy (%) |" in report and "non-keywords rejected at argmax" in report
+
+    # Detection: thresholds come from the validation split's softmax, rates from the test split's.
+    found = result["detection"]
+    assert (found["protocol"], found["thresholds_from"], found["far_target"]) == ("bifsmn", "validation", 0.01)
+    assert found["num_examples"] == result["num_examples"] and list(found["widths"]) == widths
+    assert (out_dir / "det.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    val_features, val_labels = zip(*make_dataset(configs.data.replace(batch_size=64), configs.features, "validation"))
+    unknown, silence = LABELS_12.index("unknown"), LABELS_12.index("silence")
+    for width in widths:
+        summary = found["widths"][width]
+        logits = width_model(model, int(width))(features, training=False).numpy()
+        non_keywords = np.argmax(logits[labels == unknown], -1)
+        assert summary["argmax"]["non_keyword_rejection"] == pytest.approx(np.isin(non_keywords, [unknown, silence]).mean())
+        val_scores = tf.nn.softmax(width_model(model, int(width))(np.concatenate(val_features), training=False)).numpy()
+        chosen = detection.choose_thresholds(val_scores, np.concatenate(val_labels), LABELS_12, 0.01)
+        assert summary["thresholds"]["pooled"] == pytest.approx(chosen["pooled"])
+        # At that threshold, the validation split's own false-accept rate meets the target.
+        val_rates = detection.rates(
+            detection.threshold_decisions(val_scores, LABELS_12, chosen["pooled"]), np.concatenate(val_labels), LABELS_12
+        )
+        assert val_rates["pooled"]["far"] <= 0.01
+        assert summary["at_pooled_threshold"]["pooled"]["frr"] == pytest.approx(
+            evaluate.headline(result, width)["frr"]
+        )
 
 
 def test_standard_protocol_changes_the_composition(runs, synth_dataset):
@@ -88,6 +115,10 @@ def test_standard_protocol_changes_the_composition(runs, synth_dataset):
     keywords = sum(support[w] for w in LABELS_12[2:])
     assert support["silence"] == math.ceil(0.1 * keywords)  # noise crops instead of 10 % zeros
     assert 0 < support["unknown"] <= math.ceil(0.1 * keywords)
+    # The detection figures keep every non-keyword clip whatever the protocol of the accuracy.
+    assert result["detection"]["protocol"] == "bifsmn"
+    files = split_files(synth_dataset, "test")
+    assert result["detection"]["num_examples"] == len(files) + int(0.1 * len(files))
 
 
 def test_cli_evaluate_prints_the_table_and_writes_json(runs, synth_dataset, tmp_path, capsys):
