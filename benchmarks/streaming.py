@@ -3,11 +3,24 @@
 For a finished ``bifsmn-tf demo`` output directory, builds long recordings from its synthetic
 test split (:func:`bifsmn_tf.data.long_recording.keyword_recording`: every keyword
 ``--keywords-per-label`` times, 2-4 s apart over the set's background noise, then
-``--noise-minutes`` of noise alone), runs the converted student of every width (``--widths``)
-over them once (``bifsmn-tf listen``'s spotter), replays the recorded posteriors through the
-detector with the spotter's default settings or each combination of ``--threshold`` and
-``--smoothing-ms`` (:func:`bifsmn_tf.stream.replay`), and scores the detections
-(:func:`bifsmn_tf.stream.score_detections`, ±250 ms).
+``--noise-minutes`` of noise alone; with ``--talk``, non-keyword speech too), runs the converted
+student of every width (``--widths``) over them once (``bifsmn-tf listen``'s spotter), replays
+the recorded posteriors through the detector with the spotter's default settings or each
+combination of ``--threshold`` and ``--smoothing-ms`` (:func:`bifsmn_tf.stream.replay`), and
+scores the detections (:func:`bifsmn_tf.stream.score_detections`, which matches with
+:func:`bifsmn_tf.detection.match_events`): a detection of the keyword from 250 ms before its
+speech to 250 ms after it is a hit, each keyword and detection matched once. Figures written
+before that matcher (BENCHMARKS.md's streaming table, demo run ``/tmp/demo11``) counted a
+detection within ±250 ms of the speech's middle, matched greedily; a word lasts about 0.3-0.5 s,
+so the window is now a little wider.
+
+``--talk``: people talk between the commands. Every pause around a keyword also holds a run of
+non-keyword words of the test split (every Speech Commands word but the keywords, pseudo-sentences
+of 2-6 words), and the babble recording's test stretch follows the last keyword
+(:func:`~bifsmn_tf.data.long_recording.keyword_recording` with ``talk=True``; a seed keeps its
+keywords). Rows then add the minutes of non-keyword speech and the false alarms per hour of it:
+every false alarm before the noise alone (in talk, babble or the pauses around the keywords) over
+the hours of non-keyword speech, so a pause's false alarm counts against the talk too.
 
 Conditions (``--snr``): ``as-made`` adds each clip at the level it was synthesised at over the
 noise at gain 0.3 (the slow test ``test_trained_model_finds_keywords_in_a_long_recording``;
@@ -18,6 +31,8 @@ the noise under it (the keyword stays at its made level; the noise among the key
     python benchmarks/streaming.py --demo bifsmn-demo [--snr as-made,20,10,5,0] [--recordings 2]
     python benchmarks/streaming.py --demo bifsmn-demo --snr as-made --widths 8 \
         --threshold 0.5,0.6,0.7,0.8 --smoothing-ms 100,300,500 --out /tmp/sweep.md
+    python benchmarks/streaming.py --demo bifsmn-demo --talk --snr as-made --teacher \
+        --out benchmarks/results/streaming_talk.md
 
 Uses the demo's ``student/flatbuffers`` (converted by the demo); ``--teacher`` also runs the FP32
 teacher's flatbuffer from there through the same spotter (rows with width "FP32 teacher"), to
@@ -80,10 +95,14 @@ def score_row(
     """Recall, timing and false alarms of ``config`` summed over ``(recording, hops)`` runs of
     ``model`` (a student width, or the teacher)."""
     scores = [
-        score_detections(replay(hops, labels, config), r.keywords, r.speech_seconds, TOLERANCE_S)
+        score_detections(
+            replay(hops, labels, config), r.events, r.speech_seconds, r.non_keyword_seconds, TOLERANCE_S
+        )
         for r, hops in runs
     ]
     errors = np.concatenate([s.timing_errors_s for s in scores] + [[]])
+    in_speech = sum(len(s.false_alarms_in_speech) for s in scores)
+    talk_hours = sum(r.non_keyword_seconds for r, _ in runs) / 3600
     return {
         "snr_db": AS_MADE if snr is None else snr,
         "width": model,
@@ -93,10 +112,13 @@ def score_row(
         "found": sum(s.found for s in scores),
         "timing_mean_ms": round(float(errors.mean()) * 1000, 1) if errors.size else None,
         "timing_sd_ms": round(float(errors.std()) * 1000, 1) if errors.size else None,
-        "false_alarms_in_speech": sum(len(s.false_alarms_in_speech) for s in scores),
+        "false_alarms_in_speech": in_speech,
         "false_alarms_in_noise": sum(len(s.false_alarms_in_noise) for s in scores),
         "minutes": round(sum(r.seconds for r, _ in runs) / 60, 2),
         "noise_minutes": round(sum(r.noise_seconds for r, _ in runs) / 60, 2),
+        "non_keyword_minutes": round(talk_hours * 60, 2),
+        # The recordings' own rates pooled: all their false alarms over all their talk.
+        "false_alarms_per_hour_of_talk": round(in_speech / talk_hours, 1) if talk_hours else None,
     }
 
 
@@ -110,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="seed of the first recording (the slow test's recording is seed 0)")
     parser.add_argument("--keywords-per-label", type=int, default=3)
     parser.add_argument("--noise-minutes", type=float, default=2.0)
+    parser.add_argument("--talk", action="store_true",
+                        help="lay non-keyword speech between the keywords; report false alarms per hour of it")
     parser.add_argument("--widths", help="comma-separated widths (default: every converted one)")
     parser.add_argument("--teacher", action="store_true",
                         help="also run the FP32 teacher's flatbuffer through the same spotter")
@@ -133,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             for seed in range(args.first_seed, args.first_seed + args.recordings):
                 recording = keyword_recording(
                     root, keywords_per_label=args.keywords_per_label, noise_minutes=args.noise_minutes,
-                    snr_db=snr, seed=seed,
+                    snr_db=snr, seed=seed, talk=args.talk,
                 )
                 wav = Path(tmp) / f"{snr}-{seed}.wav"
                 write_wav(wav, recording.samples)
@@ -159,24 +183,30 @@ def main(argv: list[str] | None = None) -> int:
         f"Demo: `{args.demo}` (student flatbuffers, LCE interpreter on {platform.machine()}). "
         f"Recordings: {args.recordings} per condition (seeds {args.first_seed}-"
         f"{args.first_seed + args.recordings - 1}), each with every keyword "
-        f"{args.keywords_per_label} times from the test split and {args.noise_minutes:g} min of noise "
-        f"alone. Spotter: hop {StreamConfig.hop_ms:g} ms, smoothing and threshold as listed; a "
-        f"detection counts within ±{TOLERANCE_S * 1000:.0f} ms of the keyword's speech centre."
+        f"{args.keywords_per_label} times from the test split"
+        f"{', non-keyword speech between them' if args.talk else ''} and {args.noise_minutes:g} min "
+        f"of noise alone. Spotter: hop {StreamConfig.hop_ms:g} ms, smoothing and threshold as "
+        f"listed; a detection counts from {TOLERANCE_S * 1000:.0f} ms before the keyword's speech "
+        f"to {TOLERANCE_S * 1000:.0f} ms after it."
     )
     lines = [
         header, "",
-        "| speech over noise | width | threshold | smoothing (ms) | recall | timing error, mean (SD) | false alarms among keywords | false alarms in noise alone | per minute of recording |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| speech over noise | width | threshold | smoothing (ms) | recall | timing error, mean (SD) | false alarms among keywords | false alarms in noise alone | per minute of recording | per hour of non-keyword speech |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         snr = "as made (noise gain 0.3)" if r["snr_db"] == AS_MADE else f"{r['snr_db']:g} dB"
         timing = "–" if r["timing_mean_ms"] is None else f"{r['timing_mean_ms']:+.0f} ms ({r['timing_sd_ms']:.0f})"
         false_alarms = r["false_alarms_in_speech"] + r["false_alarms_in_noise"]
+        per_hour = (
+            "–" if r["false_alarms_per_hour_of_talk"] is None
+            else f"{r['false_alarms_per_hour_of_talk']:g} (in {r['non_keyword_minutes']:g} min)"
+        )
         lines.append(
             f"| {snr} | {r['width']} | {r['threshold']:g} | {r['smoothing_ms']:g} | "
             f"{100 * r['found'] / r['keywords']:.0f} % ({r['found']}/{r['keywords']}) | "
             f"{timing} | {r['false_alarms_in_speech']} | {r['false_alarms_in_noise']} "
-            f"(in {r['noise_minutes']:g} min) | {false_alarms / r['minutes']:.2f} |"
+            f"(in {r['noise_minutes']:g} min) | {false_alarms / r['minutes']:.2f} | {per_hour} |"
         )
     command = "python benchmarks/streaming.py " + " ".join(sys.argv[1:] if argv is None else argv)
     lines += ["", f"Command: `{command}`"]

@@ -43,6 +43,7 @@ from bifsmn_tf.config import ConfigError, JsonConfig
 from bifsmn_tf.convert import INPUTS, KIND_STUDENT, MANIFEST, FlatbufferModel
 from bifsmn_tf.data.audio import read_wav
 from bifsmn_tf.data.labels import SILENCE, UNKNOWN
+from bifsmn_tf.detection import match_events
 from bifsmn_tf.features import FeatureConfig, build_frontend
 
 
@@ -562,22 +563,29 @@ def spot_microphone(
 class SpottingScore:
     """Detections matched against the keywords of a recording (:func:`score_detections`).
 
-    ``timing_errors_s`` holds ``detection time - keyword time`` of every match; false alarms
-    are split by where they fall: among the keywords, or in the noise after them.
+    ``match`` is the record of :func:`bifsmn_tf.detection.match_events` over the detections up to
+    the recording's ``speech_seconds`` (keywords and non-keyword speech); its
+    ``false_alarms_per_hour`` is per hour of non-keyword speech (``None`` without any). False
+    alarms are also split by where they fall: up to ``speech_seconds``, or in the noise after it.
+    ``timing_errors_s`` holds ``detection time - middle of the keyword's speech`` of every match.
     """
 
-    keywords: int
+    match: dict[str, Any]
     timing_errors_s: list[float]
     false_alarms_in_speech: list[Detection]
     false_alarms_in_noise: list[Detection]
 
     @property
+    def keywords(self) -> int:
+        return self.match["events"]
+
+    @property
     def found(self) -> int:
-        return len(self.timing_errors_s)
+        return self.match["hits"]
 
     @property
     def recall(self) -> float:
-        return self.found / self.keywords if self.keywords else 0.0
+        return self.match["recall"] or 0.0
 
     @property
     def false_alarms(self) -> int:
@@ -588,40 +596,41 @@ class SpottingScore:
         if self.timing_errors_s:
             errors = np.asarray(self.timing_errors_s)
             timing = f", timing error mean {errors.mean() * 1000:+.0f} ms (SD {errors.std() * 1000:.0f})"
+        per_hour = self.match["false_alarms_per_hour"]
+        talk = "" if per_hour is None else f" ({per_hour:.1f} per hour of non-keyword speech)"
         return (
             f"recall {self.recall:.0%} ({self.found}/{self.keywords}){timing}; false alarms "
-            f"{len(self.false_alarms_in_speech)} among the keywords, "
+            f"{len(self.false_alarms_in_speech)} among the keywords{talk}, "
             f"{len(self.false_alarms_in_noise)} in the noise"
         )
 
 
 def score_detections(
     detections: Iterable[Detection],
-    keywords: Iterable[tuple[float, str]],
+    events: Iterable[tuple[float, float, str]],
     speech_seconds: float,
+    non_keyword_seconds: float = 0.0,
     tolerance_s: float = 0.25,
 ) -> SpottingScore:
-    """Match each detection to the first unmatched keyword ``(time_s, label)`` with its label
-    within ``tolerance_s``; the rest are false alarms, in speech before ``speech_seconds`` or in
-    the noise after it."""
-    keywords = list(keywords)
-    matched: set[int] = set()
-    errors, in_speech, in_noise = [], [], []
-    for d in detections:
-        hit = next(
-            (
-                i
-                for i, (t, label) in enumerate(keywords)
-                if label == d.label and abs(d.time_s - t) <= tolerance_s and i not in matched
-            ),
-            None,
-        )
-        if hit is not None:
-            matched.add(hit)
-            errors.append(d.time_s - keywords[hit][0])
-        else:
-            (in_noise if d.time_s > speech_seconds else in_speech).append(d)
-    return SpottingScore(len(keywords), errors, in_speech, in_noise)
+    """Match detections to the keywords ``(start_s, end_s, label)`` spoken before
+    ``speech_seconds`` with :func:`bifsmn_tf.detection.match_events` (a detection of the label
+    from ``tolerance_s`` before the speech to ``tolerance_s`` after it; each keyword and detection
+    matched once, as many matches as possible); the rest are false alarms, in speech or in the
+    noise after it. ``non_keyword_seconds`` of non-keyword speech before ``speech_seconds`` make
+    the denominator of false alarms per hour."""
+    detections, events = list(detections), list(events)
+    in_speech = [d for d in detections if d.time_s <= speech_seconds]
+    # Only the detections of the speech: noise alone would otherwise count against talk.
+    match = match_events(
+        [(d.time_s, d.label) for d in in_speech], events, non_keyword_seconds / 3600, tolerance_s=tolerance_s
+    )
+    matched = dict(match["matches"])
+    return SpottingScore(
+        match,
+        [in_speech[d].time_s - (events[e][0] + events[e][1]) / 2 for d, e in matched.items()],
+        [d for i, d in enumerate(in_speech) if i not in matched],
+        [d for d in detections if d.time_s > speech_seconds],
+    )
 
 
 def replay(hops: Iterable[Hop], labels: Iterable[str], config: StreamConfig) -> list[Detection]:

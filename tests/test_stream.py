@@ -535,24 +535,127 @@ def test_keyword_recording_refuses_what_it_cannot_build(synth_dataset, tmp_path)
         keyword_recording(synth_dataset, keywords_per_label=2, noise_minutes=0.1)
 
 
+def test_keyword_recording_without_talk_is_the_one_the_figures_were_made_on(synth_dataset):
+    import hashlib
+
+    # SHA-256 of ``samples.tobytes()`` of these two recordings, computed with keyword_recording
+    # as it was before ``talk`` existed (same SMALL_SYNTH set, engines of this venv: the set is
+    # byte-identical for the same engine versions).
+    pinned = {
+        None: "83d11237c7b5b0f93f376a21e5c673d83136cbdfc84e4ab7ef3a9d85d3a6caa4",
+        10.0: "e1f03ba539d9859ae67940a54fe39e0d029d9b31bfa82d73260033876830780d",
+    }
+    for snr_db, digest in pinned.items():
+        recording = keyword_recording(synth_dataset, keywords_per_label=1, noise_minutes=0.1, seed=3, snr_db=snr_db)
+        assert hashlib.sha256(recording.samples.tobytes()).hexdigest() == digest
+        assert recording.talk == [] and recording.non_keyword_seconds == 0
+
+
+def test_keyword_recording_with_talk_holds_the_non_keyword_words_where_it_says(synth_dataset):
+    from bifsmn_tf.data.audio import read_wav
+    from bifsmn_tf.data.labels import KEYWORDS
+    from bifsmn_tf.data.long_recording import BABBLE
+
+    records = json.loads((synth_dataset / "synth.json").read_text())["clips"]
+    recording = keyword_recording(synth_dataset, keywords_per_label=1, noise_minutes=0.1, seed=3, talk=True)
+    plain = keyword_recording(synth_dataset, keywords_per_label=1, noise_minutes=0.1, seed=3)
+    assert recording.clips == plain.clips  # the same keywords in the same order, with talk among them
+    words = [source for *_, source in recording.talk if source != BABBLE]
+    assert all(records[w]["split"] == "testing" and w.split("/")[0] not in KEYWORDS for w in words)
+    # Every test clip of a non-keyword word is said (the small set's 20) before one is said again.
+    unknown = {p for p, r in records.items() if r["split"] == "testing" and p.split("/")[0] not in KEYWORDS}
+    assert set(words[: len(unknown)]) == unknown
+    assert [source for *_, source in recording.talk].count(BABBLE) == 1
+
+    spans = sorted([(start, end) for start, end, _ in recording.talk + recording.events])
+    assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:])), "speech overlaps"
+    assert spans[-1][1] < recording.speech_seconds and recording.noise_seconds == pytest.approx(6.0, abs=1e-3)
+    assert recording.non_keyword_seconds == pytest.approx(sum(end - start for start, end, _ in recording.talk))
+    # About a minute of talk between the ten keywords (not a word here and there).
+    assert recording.non_keyword_seconds > 20
+
+    speech = recording.samples - recording.background
+    # Where the sum went past full scale the recording is clipped, not the speech moved.
+    clipped = np.abs(recording.samples) >= 1
+    speech[clipped] = np.nan
+    assert clipped.mean() < 1e-4
+    babble = read_wav(synth_dataset / BABBLE)
+    for start, end, source in recording.talk:
+        if source == BABBLE:
+            expected = babble[int(0.9 * len(babble)) :] * 0.3  # its test stretch, at the noise's gain
+        else:
+            onset, length = records[source]["onset_seconds"], records[source]["speech_seconds"]
+            expected = read_wav(synth_dataset / source)[int(onset * 16000) : int((onset + length) * 16000)]
+            assert end - start == pytest.approx(length)
+        at = int(start * 16000)
+        heard = speech[at : at + len(expected)]
+        np.testing.assert_allclose(heard[~np.isnan(heard)], expected[~np.isnan(heard)], atol=1e-5)
+    for (start, end, label), clip in zip(recording.events, recording.clips):
+        onset, length = records[clip]["onset_seconds"], records[clip]["speech_seconds"]
+        assert (label, end - start) == (clip.split("/")[0], pytest.approx(length))
+        at = int((start - onset) * 16000)
+        heard, expected = speech[at : at + 16000], read_wav(synth_dataset / clip)
+        np.testing.assert_allclose(heard[~np.isnan(heard)], expected[~np.isnan(heard)], atol=1e-5)
+
+    again = keyword_recording(synth_dataset, keywords_per_label=1, noise_minutes=0.1, seed=3, talk=True)
+    np.testing.assert_array_equal(again.samples, recording.samples)
+    assert (again.events, again.talk) == (recording.events, recording.talk)
+    other = keyword_recording(synth_dataset, keywords_per_label=1, noise_minutes=0.1, seed=4, talk=True)
+    assert other.talk != recording.talk
+
+
 def test_score_detections_matches_each_keyword_once_within_the_tolerance():
     from bifsmn_tf.stream import Detection
 
-    keywords = [(2.0, "yes"), (5.0, "no"), (8.0, "yes")]
+    events = [(1.8, 2.2, "yes"), (4.9, 5.1, "no"), (7.9, 8.1, "yes")]
     detections = [
-        Detection(2.1, "yes", 0.9, 8),  # hit, +100 ms
+        Detection(2.1, "yes", 0.9, 8),  # hit, +100 ms from the middle of the word
         Detection(2.2, "yes", 0.9, 8),  # the same keyword again: a false alarm
-        Detection(4.6, "no", 0.8, 8),  # 400 ms early: outside the tolerance
+        Detection(4.6, "no", 0.8, 8),  # 300 ms before the word: outside the tolerance
         Detection(7.8, "yes", 0.9, 8),  # hit, -200 ms
         Detection(12.0, "off", 0.9, 8),  # in the noise after the keywords
     ]
-    score = score_detections(detections, keywords, speech_seconds=10.0, tolerance_s=0.25)
+    score = score_detections(detections, events, speech_seconds=10.0, non_keyword_seconds=36.0, tolerance_s=0.25)
     assert (score.keywords, score.found, score.recall) == (3, 2, pytest.approx(2 / 3))
     assert score.timing_errors_s == pytest.approx([0.1, -0.2])
     assert [d.time_s for d in score.false_alarms_in_speech] == [2.2, 4.6]
     assert [d.time_s for d in score.false_alarms_in_noise] == [12.0]
     assert score.false_alarms == 3
-    assert "recall 67% (2/3)" in str(score) and "-50 ms" in str(score)
+    # Two false alarms in 36 s of non-keyword speech; the noise alone is not talk.
+    assert score.match["false_alarms_per_hour"] == pytest.approx(200.0)
+    assert "recall 67% (2/3)" in str(score) and "-50 ms" in str(score) and "200.0 per hour" in str(score)
+
+
+def test_streaming_benchmark_scores_replayed_hops_per_hour_of_talk():
+    import importlib.util
+
+    from bifsmn_tf.data.long_recording import KeywordRecording
+    from bifsmn_tf.stream import Hop
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "streaming.py"
+    spec = importlib.util.spec_from_file_location("streaming_benchmark", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+
+    # 30 s: "yes" at 2.0-2.4 s, 15 s of talk (words, then babble) until 20 s, noise alone after
+    # it; the hops hear "yes", then "no" in the talk and "up" in the noise.
+    heard = {2.2: "yes", 6.0: "no", 25.0: "up"}
+    hops = []
+    for time_s in np.arange(0.5, 30.0, HOP_S).round(1):
+        posteriors = np.zeros(len(LABELS_12), np.float32)
+        word = next((w for t, w in heard.items() if abs(time_s - t) < 0.35), "unknown")
+        posteriors[LABELS_12.index(word)] = 1.0
+        hops.append(Hop(float(time_s), 8, 1.0, posteriors))
+    silence = np.zeros(30 * 16000, np.float32)
+    recording = KeywordRecording(
+        silence, [(2.0, 2.4, "yes")], ["yes/a.wav"], 20.0, silence,
+        [(3.0, 12.0, "one/a.wav"), (13.0, 19.0, "_background_noise_/babble.wav")],
+    )
+    row = benchmark.score_row([(recording, hops)], LABELS_12, StreamConfig(width=8), None, "8")
+    assert (row["keywords"], row["found"]) == (1, 1)
+    assert (row["false_alarms_in_speech"], row["false_alarms_in_noise"]) == (1, 1)
+    assert row["non_keyword_minutes"] == pytest.approx(0.25)
+    assert row["false_alarms_per_hour_of_talk"] == pytest.approx(240.0)
 
 
 # --- a trained model on a long recording ----------------------------------------------------------
@@ -595,7 +698,7 @@ def test_trained_model_finds_keywords_in_a_long_recording(tmp_path_factory, tmp_
 
     spotter = build_spotter(read_converted(converted), StreamConfig(width=8))
     score = score_detections(
-        spot_file(wav, spotter), recording.keywords, recording.speech_seconds, KEYWORD_TOLERANCE_S
+        spot_file(wav, spotter), recording.events, recording.speech_seconds, tolerance_s=KEYWORD_TOLERANCE_S
     )
     assert score.recall >= 0.8, str(score)
     # No more than one false alarm per minute of noise: over the whole recording, and in the
