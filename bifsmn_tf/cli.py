@@ -434,7 +434,7 @@ def _raise_user_error(err: Exception) -> None:
 def _register_evaluate(verbs) -> None:
     parser = verbs.add_parser(
         "evaluate",
-        help="accuracy per width, per-class table and confusion matrices of a run",
+        help="accuracy per width, per-class table, confusion matrices, and false rejects against false accepts on non-keyword speech (DET curves) of a run",
         description=(
             "Evaluate the best model of RUN_DIR (teacher: one row; student: each trained width) "
             "on a split of a dataset in the Speech Commands layout. Prints the accuracy per width, "

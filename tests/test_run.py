@@ -234,7 +234,7 @@ def test_killed_run_resumes_with_its_epoch_count_and_optimizer_state(synth_datas
     process.communicate()
     assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
 
-    committed = run._committed_epoch(out / run.CHECKPOINTS)
+    committed = run._committed_epoch(out)
     assert 2 <= committed < epochs
     assert not json.loads((out / run.RUN_INFO).read_text())["complete"]
     rows_before = [r for r in read_metrics(out) if int(r["epoch"]) < committed]
@@ -305,6 +305,6 @@ def test_cli_frontend_flags_leave_the_official_frontend_and_refuse_a_bad_one(tmp
 
 def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
     assert main(["train", "--teacher", str(tmp_path / "absent"), "--out", str(tmp_path / "s")]) == 2
-    assert "config file not found" in capsys.readouterr().err
+    assert "absent does not exist; give a training run directory" in capsys.readouterr().err
     assert main(["train", "--teacher", str(tmp_path), "--out", str(tmp_path / "s"), "--widths", "8,x"]) == 2
     assert "--widths" in capsys.readouterr().err

@@ -64,7 +64,7 @@ from bifsmn_tf.data import tts
 from bifsmn_tf.data.audio import SAMPLE_RATE, read_wav, write_wav
 from bifsmn_tf.data.labels import WORDS
 from bifsmn_tf.data.recognizer import RecognizerError, WordRecognizer
-from bifsmn_tf.fileio import atomic_write_text
+from bifsmn_tf.fileio import OutputPathError, atomic_write_text, check_output
 
 #: Bump whenever the same config would produce different files.
 #: 2: no espeak-ng variants with breath noise (not reproducible); 3: Kokoro's share 0.25 -> 0.1.
@@ -775,6 +775,10 @@ def generate(
     if jobs < 1:
         raise SynthError(f"jobs must be at least 1, got {jobs}")
     config = config.resolve()
+    try:  # before the workers: a pool that cannot write wastes their start-up
+        check_output(out_dir, directory=True, what="OUT_DIR")
+    except OutputPathError as err:
+        raise SynthError(str(err)) from None
     # "spawn": the caller may have started threads (TensorFlow), which fork does not survive.
     pool = ProcessPoolExecutor(
         min(jobs, default_jobs(), config.clips_per_word), mp_context=get_context("spawn"),
