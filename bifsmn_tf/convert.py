@@ -11,11 +11,20 @@
 - ``manifest.json``: every file with its width, bytes, op counts and the check below, and the
   storage ratios of the student against the FP32 baseline.
 
+**Resumable.** Each flatbuffer, once written and checked, gets a record in ``.verified/``: its
+sha256, its manifest entry and what it was made from (a hash of the source model's architecture
+and weights, of the clips it was checked and calibrated on, the configs and the library
+versions). A rerun after an interruption reuses a file whose record matches all that and whose
+bytes still hash to the record's sha256, and redoes every other, so its manifest is the one an
+uninterrupted run writes.
+
 **Checked, not assumed.** Each flatbuffer runs in LCE's interpreter on real clips of the test
 split and is compared with the Keras model it came from: top-1 agreement (at least
 ``ConvertConfig.min_agreement`` for the lossless conversions, the student and the float teacher)
 and the largest logit difference. int8 quantization is lossy by design; its agreement is
-reported, not required.
+reported, not required. Before converting, :func:`untie_signs` moves BN zeros that float rounding
+could put on either side of a binary convolution's output level (the function is unchanged), so
+a correct conversion is not refused for a tie.
 
 **Storage, two ways**, both against the FP32 D-FSMN of the published architecture (the paper's
 baseline, which is the teacher of a ``paper`` run; a ``lean`` run's teacher has the lean head, and
@@ -38,6 +47,7 @@ storage ratios then compare files that both carry the frontend's constants (mel 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -51,22 +61,28 @@ from tensorflow.lite.python import schema_py_generated as schema
 from tensorflow.lite.tools import flatbuffer_utils
 from tqdm import tqdm
 
+from bifsmn_tf import __version__
 from bifsmn_tf.config import ConfigError, JsonConfig
 from bifsmn_tf.data.labels import task_labels
 from bifsmn_tf.data.pipeline import split_waveforms
 from bifsmn_tf.features import FeatureConfig, build_frontend
 from bifsmn_tf.fileio import atomic_write_bytes, atomic_write_text
+from bifsmn_tf.models import quantizers
 from bifsmn_tf.models.dfsmn import (
     ModelConfig,
     build_teacher,
     model_config,
+    model_kind,
     weight_counts,
     width_model,
 )
+from bifsmn_tf.models.layers import DFSMNBlock
 from bifsmn_tf.tflite_ops import op_counts
 from bifsmn_tf.training.run import RunConfigs, load_run_model, read_run_info
 
 MANIFEST = "manifest.json"
+#: Per-file records of the flatbuffers already written and checked: what a rerun reuses.
+VERIFIED = ".verified"
 INPUTS = ("features", "audio")
 KIND_STUDENT = "student"
 KIND_FP32 = "teacher_fp32"
@@ -206,6 +222,42 @@ def convert_int8(model: tf.keras.Model, calibration: np.ndarray, *, integer_io: 
     return converter.convert()
 
 
+def untie_signs(student: tf.keras.Model) -> None:
+    """Moves, in place, the zero of every BN whose output only reaches a sign (after fe3 and after
+    each block's expand) to the middle of the gap between two output levels of the binary
+    convolution before it. Every level keeps the sign it has in exact arithmetic (a zero right on
+    a level keeps it at +1, as Larq's sign of 0), so the model computes the same function.
+
+    A binary convolution outputs its scale times an integer: exactly in LCE (a popcount), up to
+    float rounding in Keras (a float sum of +-scale). With a BN zero within that rounding of a
+    level the two binarize the level differently for every input that hits it: one hidden channel
+    put a millionth of a level above level 0 made LCE's top-1 disagree with Keras on 16 % of
+    inputs, neither being wrong to float precision. Half a level away no rounding reaches.
+    Students of other binarizers (shifted or scaled signs) are left as they are.
+    """
+    config = model_config(student)
+    plain_signs = config.binarizer in quantizers.SIGN_INPUT_BINARIZERS
+    if model_kind(student) != "student" or not plain_signs:
+        return
+    blocks = [layer for layer in student.layers if isinstance(layer, DFSMNBlock)]
+    pairs = [(block.expand, block.hidden_bn) for block in blocks]
+    if len(config.fc1_input_thresholds) == 1:  # fc1 reads the sign of fe3's PReLU, no copies
+        pairs.append((student.get_layer("fe3"), student.get_layer("fe3_bn")))
+    for conv, bn in pairs:
+        magnitudes = np.abs(conv.kernel_quantizer(tf.constant(conv.kernel.numpy())).numpy())
+        step = magnitudes.max(axis=(0, 1, 2))
+        if not np.all(magnitudes == step):  # not +-scale per output channel: no levels
+            continue
+        gamma = bn.gamma.numpy().astype(np.float64)
+        live = gamma != 0  # a zero gamma outputs beta whatever the input: no zero to move
+        gamma = np.where(live, gamma, 1.0)
+        std = np.sqrt(bn.moving_variance.numpy().astype(np.float64) + bn.epsilon)
+        zero = (bn.moving_mean.numpy() - bn.beta.numpy() * std / gamma) / step  # in levels
+        on_level = zero == np.round(zero)
+        middle = np.where(on_level, zero - 0.5 * np.sign(gamma), np.floor(zero) + 0.5)
+        bn.moving_mean.assign_add(np.where(live, (middle - zero) * step, 0.0).astype(np.float32))
+
+
 def strip_tensor_names(flatbuffer: bytes, probe: np.ndarray) -> tuple[bytes, bool]:
     """``(flatbuffer without tensor/subgraph names and signatures, True)`` when its outputs on
     ``probe`` are bit-identical to the original's; otherwise ``(flatbuffer, False)``."""
@@ -305,6 +357,46 @@ def _sample(count: int | None, total: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(total, size=count, replace=False))
 
 
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _model_digest(model: tf.keras.Model) -> str:
+    """sha256 of ``model``'s kind, config and every weight (BN statistics included): equal digests
+    convert to the same flatbuffers."""
+    digest = hashlib.sha256(
+        json.dumps({"kind": model_kind(model), "config": model_config(model).to_dict()}).encode()
+    )
+    for weight in model.weights:
+        value = np.ascontiguousarray(weight.numpy())
+        digest.update(f"{value.dtype}{value.shape}".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def _arrays_digest(*arrays: np.ndarray) -> str:
+    """sha256 of arrays' dtypes, shapes and values."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _reusable_entry(out_dir: Path, file: str, source: dict[str, Any]) -> dict[str, Any] | None:
+    """The manifest entry recorded for ``file`` when it was made from ``source`` and its bytes
+    are still the ones checked then; ``None`` when it must be (re)done."""
+    try:
+        record = json.loads((out_dir / VERIFIED / f"{file}.json").read_text())
+        data = (out_dir / file).read_bytes()
+    except (OSError, ValueError):  # not there yet, or a record damaged by hand: redo
+        return None
+    if not isinstance(record, dict) or record.get("source") != source:
+        return None
+    return record.get("entry") if record.get("sha256") == _sha256(data) else None
+
+
 def convert_models(
     student: tf.keras.Model,
     teacher: tf.keras.Model,
@@ -325,6 +417,8 @@ def convert_models(
     unless ``config.input == "audio"``. Raises :class:`ConversionError` when a lossless conversion
     agrees with Keras on fewer than ``config.min_agreement`` of the clips; the manifest is then not
     written (an old one is removed first), so a directory with a manifest is always complete.
+    ``student`` is first passed through :func:`untie_signs` (in place). Files a killed or failed
+    earlier call finished and checked are reused (see the module doc), and their names printed.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -345,6 +439,28 @@ def convert_models(
     calibration_inputs = to_inputs(calibration)
     verify_inputs, verify_labels = to_inputs(verification[0]), np.asarray(verification[1])
     probe = verify_inputs[:16]
+    common = {
+        "verification": _arrays_digest(verify_inputs, verify_labels),
+        "convert_config": config.to_dict(),
+        "feature_config": feature_config.to_dict(),
+        "versions": {
+            "tensorflow": tf.__version__,
+            "larq_compute_engine": lce.__version__,
+            "bifsmn_tf": __version__,
+        },
+    }
+    teacher_digest = _model_digest(teacher)
+    sources = {
+        KIND_STUDENT: {**common, "model": _model_digest(student)},
+        KIND_FP32: {**common, "model": teacher_digest},
+        KIND_INT8: {
+            **common,
+            "model": teacher_digest,
+            "calibration": _arrays_digest(calibration_inputs),
+        },
+    }
+
+    untie_signs(student)  # after its digest: the same weights on disk untie the same way
 
     # Each job: the file, its kind and width, the Keras model the check compares with, the graph
     # handed to the converter (same logits), and the converter.
@@ -379,6 +495,13 @@ def convert_models(
     for file, kind, width, keras_model, exported, converter in tqdm(
         jobs, desc="convert", unit="file"
     ):
+        # As JSON reads it back from a record (lists, not tuples), to compare with one.
+        source = json.loads(json.dumps({"file": file, "width": width, **sources[kind]}))
+        entry = _reusable_entry(out_dir, file, source)
+        if entry is not None:
+            tqdm.write(f"{file}: reused (written and checked earlier from the same models and data)")
+            entries.append(entry)
+            continue
         keras_logits = keras_model.predict(verify_inputs, batch_size=256, verbose=0)
         if not np.isfinite(keras_logits).all():
             raise ConversionError(
@@ -399,18 +522,20 @@ def convert_models(
                 f"difference {check['max_abs_logit_diff']:.3g}"
             )
         atomic_write_bytes(out_dir / file, flatbuffer)
-        entries.append(
-            {
-                "file": file,
-                "kind": kind,
-                "width": width,
-                "bytes": len(flatbuffer),
-                "names_stripped": stripped,
-                "input_shape": list(FlatbufferModel(flatbuffer).input_shape),
-                **op_summary(flatbuffer),
-                "verification": check,
-            }
-        )
+        entry = {
+            "file": file,
+            "kind": kind,
+            "width": width,
+            "bytes": len(flatbuffer),
+            "names_stripped": stripped,
+            "input_shape": list(FlatbufferModel(flatbuffer).input_shape),
+            **op_summary(flatbuffer),
+            "verification": check,
+        }
+        # Written after the file: a record always vouches for a complete, checked file.
+        record = {"sha256": _sha256(flatbuffer), "source": source, "entry": entry}
+        atomic_write_text(out_dir / VERIFIED / f"{file}.json", json.dumps(record, indent=2) + "\n")
+        entries.append(entry)
 
     full = max(widths)
     student_bits = storage_bits(student, full)

@@ -5,6 +5,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -20,6 +26,7 @@ from bifsmn_tf.convert import (
     KIND_INT8,
     KIND_STUDENT,
     MANIFEST,
+    VERIFIED,
     ConversionError,
     ConvertConfig,
     FlatbufferModel,
@@ -29,12 +36,15 @@ from bifsmn_tf.convert import (
     float_op_count,
     storage_bits,
     strip_tensor_names,
+    untie_signs,
 )
 from bifsmn_tf.features import FeatureConfig, build_frontend
 from bifsmn_tf.models.dfsmn import (
     ModelConfig,
     build_bifsmn,
     build_teacher,
+    load_model,
+    save_model,
     weight_counts,
     width_model,
 )
@@ -88,6 +98,7 @@ def data():
 
 @pytest.fixture(scope="module")
 def lean(data, tmp_path_factory):
+    tf.keras.utils.set_random_seed(0)
     config = ModelConfig(profile="lean", widths=WIDTHS)
     student, teacher = build_bifsmn(config), build_teacher(config)
     _briefly_train(student, data["features"][:96], data["labels"][:96])
@@ -326,3 +337,146 @@ def test_audio_input_puts_the_frontend_inside(lean, data, tmp_path):
     np.testing.assert_allclose(
         audio_model(data["waveforms"][96:104]), features_model(data["features"][96:104]), atol=1e-3
     )
+
+
+# A student and teacher small enough to convert in seconds, one width; "paper": the teacher is the
+# storage baseline, no third model to convert.
+TINY = ModelConfig(frontend_channels=4, num_blocks=2, hidden_size=32, memory_size=16, widths=(2,))
+
+# Converts the saved tiny models as the test does, but the third job (the int8 teacher) never
+# ends: the test kills the process there, when student_w2 and teacher_fp32 are finished.
+KILLED_CONVERSION = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    import bifsmn_tf
+    from bifsmn_tf import convert
+    from bifsmn_tf.models.dfsmn import load_model
+
+    root, out = sys.argv[1:]
+    convert.convert_int8 = lambda *args, **kwargs: time.sleep(3600)
+    clips = np.load(f"{root}/clips.npz")
+    convert.convert_models(
+        load_model(f"{root}/student")[0], load_model(f"{root}/teacher")[0], (2,), out,
+        calibration=clips["calibration"], verification=(clips["verify"], clips["labels"]),
+    )
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def tiny(data, tmp_path_factory):
+    tf.keras.utils.set_random_seed(0)
+    root = tmp_path_factory.mktemp("tiny")
+    for name, build in (("student", build_bifsmn), ("teacher", build_teacher)):
+        model = build(TINY)
+        _briefly_train(model, data["features"][:96], data["labels"][:96])
+        save_model(model, root / name, TINY)
+    np.savez(
+        root / "clips.npz",
+        calibration=data["waveforms"][:16],
+        verify=data["waveforms"][96:],
+        labels=data["labels"][96:],
+    )
+    return root
+
+
+def _convert_tiny(root, out, calibration_clips=16):
+    clips = np.load(root / "clips.npz")
+    return convert_models(
+        load_model(root / "student")[0],
+        load_model(root / "teacher")[0],
+        (2,),
+        out,
+        calibration=clips["calibration"][:calibration_clips],
+        verification=(clips["verify"], clips["labels"]),
+    )
+
+
+def _reused(output: str) -> list[str]:
+    return [line.split(":")[0] for line in output.splitlines() if ": reused" in line]
+
+
+def _identity(path):
+    """Changes when the file is written again (atomically: a new inode)."""
+    stat = path.stat()
+    return stat.st_ino, stat.st_mtime_ns
+
+
+@pytest.mark.slow  # 76 s on a 2-core EPYC: converts the tiny models one and a half times
+def test_a_killed_conversion_reuses_its_checked_files_and_redoes_the_rest(tiny, tmp_path, capsys):
+    reference = tmp_path / "uninterrupted"
+    uninterrupted = _convert_tiny(tiny, reference)
+    assert _reused(capsys.readouterr().out) == []
+
+    out, log = tmp_path / "killed", tmp_path / "killed.log"
+    with open(log, "w") as stderr:  # a file, not a pipe nobody reads until the end: it never fills
+        process = subprocess.Popen(
+            [sys.executable, "-c", KILLED_CONVERSION, str(tiny), str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    deadline = time.monotonic() + 300
+    while not (out / VERIFIED / "teacher_fp32.tflite.json").exists():
+        assert process.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, "teacher_fp32 was never finished"
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert sorted(p.name for p in out.glob("*.tflite")) == ["student_w2.tflite", "teacher_fp32.tflite"]
+    assert not (out / MANIFEST).exists()
+
+    # Bytes damaged after their record was written are not trusted.
+    damaged = bytearray((out / "teacher_fp32.tflite").read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    (out / "teacher_fp32.tflite").write_bytes(damaged)
+    finished = _identity(out / "student_w2.tflite")
+    manifest = _convert_tiny(tiny, out)
+    assert _reused(capsys.readouterr().out) == ["student_w2.tflite"]
+    assert _identity(out / "student_w2.tflite") == finished
+    assert manifest == uninterrupted == json.loads((out / MANIFEST).read_text())
+    for file in ("student_w2.tflite", "teacher_fp32.tflite", "teacher_int8.tflite"):
+        assert (out / file).read_bytes() == (reference / file).read_bytes()
+
+    # Other calibration clips: only the file they make is redone.
+    calibrated = _identity(out / "teacher_int8.tflite")
+    _convert_tiny(tiny, out, calibration_clips=8)
+    assert _reused(capsys.readouterr().out) == ["student_w2.tflite", "teacher_fp32.tflite"]
+    assert _identity(out / "teacher_int8.tflite") != calibrated
+
+
+def _zeros_in_levels(block):
+    """Where block's hidden BN crosses 0, in output levels of its expand convolution."""
+    bn, expand = block.hidden_bn, block.expand
+    step = np.abs(expand.kernel_quantizer(tf.constant(expand.kernel.numpy())).numpy()).max((0, 1, 2))
+    std = np.sqrt(bn.moving_variance.numpy().astype(np.float64) + bn.epsilon)
+    return (bn.moving_mean.numpy() - bn.beta.numpy() * std / bn.gamma.numpy()) / step, step
+
+
+def test_untie_signs_keeps_the_function_and_settles_a_tie_lce_and_keras_split(tiny, data):
+    student = load_model(tiny / "student")[0]
+    features = data["features"][96:]
+    before = width_model(student, 2).predict(features, verbose=0)
+    untie_signs(student)
+    # Only signs read the moved BNs, and none changed: the logits are the same to the bit.
+    np.testing.assert_array_equal(width_model(student, 2).predict(features, verbose=0), before)
+    for index in (0, 1):
+        zeros, _ = _zeros_in_levels(student.get_layer(f"block_{index}"))
+        np.testing.assert_allclose(zeros - np.floor(zeros), 0.5, atol=1e-3)
+
+    # A BN zero 1e-7 of a level above level 0, the sum expand's 16 inputs reach most often:
+    # Keras's float sum of +-scale and LCE's popcount fall on either side of it (without the
+    # second untie_signs, 9 of 128 clips change class and logits move by 0.61).
+    block = student.get_layer("block_1")
+    zeros, step = _zeros_in_levels(block)
+    shift = np.zeros(TINY.hidden_size, np.float32)
+    shift[0] = (1e-7 - zeros[0]) * step[0]
+    block.hidden_bn.moving_mean.assign_add(shift)
+    untie_signs(student)
+    flatbuffer = convert_binary(width_model(student, 2, for_lce=True))
+    check = compare(
+        width_model(student, 2).predict(features, verbose=0),
+        FlatbufferModel(flatbuffer)(features),
+        data["labels"][96:],
+    )
+    assert check["top1_agreement"] == 1.0 and check["max_abs_logit_diff"] < 1e-4, check

@@ -3,15 +3,19 @@ training, and LCE conversion checked against Keras in LCE's interpreter."""
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pytest
 
 import bifsmn_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+import larq as lq
 import larq_compute_engine as lce
 import tensorflow as tf
 from larq.models import ModelProfile
 
 from bifsmn_tf.config import ConfigError
+from bifsmn_tf.convert import untie_signs
 from bifsmn_tf.models import quantizers
 from bifsmn_tf.models.dfsmn import (
     WIDTH_BLOCKS,
@@ -37,9 +41,11 @@ SMALL = ModelConfig(
 )
 
 
-def _features(batch: int, config: ModelConfig = ModelConfig()) -> np.ndarray:
+def _features(
+    batch: int, config: ModelConfig = ModelConfig(), rng: np.random.Generator = RNG
+) -> np.ndarray:
     # Raw dB-like scale, as the official frontend produces (no normalisation).
-    return (RNG.normal(size=(batch, config.num_frames, config.num_features)) * 10).astype("float32")
+    return (rng.normal(size=(batch, config.num_frames, config.num_features)) * 10).astype("float32")
 
 
 def _trainable_count(model: tf.keras.Model) -> int:
@@ -328,29 +334,82 @@ def test_each_baseline_trains_with_a_falling_loss(binarizer):
     assert losses[-1] < 0.8 * losses[0], losses
 
 
-def _trained_student(config: ModelConfig) -> tf.keras.Model:
+def _trained_student(config: ModelConfig, seed: int = 0) -> tf.keras.Model:
+    tf.keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
     model = build_bifsmn(config)
     # A few real steps so that BN statistics and weights are not at their initial values.
-    _train(model, _features(16, config), RNG.integers(0, config.num_classes, size=16), 2, 1e-3)
+    _train(model, _features(16, config, rng), rng.integers(0, config.num_classes, size=16), 2, 1e-3)
+    # Two steps leave BN near its identity init: its zeros sit next to level 0 of the binary
+    # convolutions, the most frequent one, where rounding decides LCE's and Keras's signs apart.
+    untie_signs(model)
     return model
+
+
+#: Distance from 0 every activation sign's input keeps on the compared inputs: about 10x the
+#: largest difference of LCE's and Keras's values near 0 in front of a sign (3.4e-6 in 256
+#: inputs), 20x the largest margin at which the two were seen to binarize differently (1.5e-6,
+#: in 16384 inputs of 32 models).
+TIE_MARGIN = 3e-5
+
+
+def _sign_margins(model: tf.keras.Model, x: np.ndarray) -> np.ndarray:
+    """Per sample of ``x``: the smallest |input| of any activation sign in Keras, its distance
+    from a binarization tie (where LCE's and Keras's rounding may pick different signs)."""
+    margins, sign = [], lq.math.sign
+
+    def recording(inputs: tf.Tensor) -> tf.Tensor:
+        if inputs.shape[0] == len(x):  # an activation; kernels have fewer rows than x has samples
+            margins.append(np.abs(inputs.numpy().reshape(len(x), -1)).min(axis=1))
+        return sign(inputs)
+
+    with mock.patch.object(lq.math, "sign", recording):
+        model(x)
+    return np.min(margins, axis=0)
+
+
+def _untied_features(model: tf.keras.Model, count: int = 8) -> np.ndarray:
+    """The ``count`` of 64 random inputs farthest from a binarization tie in ``model``. Where
+    ``untie_signs`` settles the ties at binary convolution levels (plain-sign binarizers), each
+    keeps ``TIE_MARGIN``, so LCE must reproduce Keras on them; other binarizers keep ties at
+    level 0 of their barely trained BNs that some inputs cannot avoid."""
+    candidates = _features(64, model_config(model), np.random.default_rng(0))
+    margins = _sign_margins(model, candidates)
+    chosen = np.argsort(margins)[-count:]
+    if model_config(model).binarizer in quantizers.SIGN_INPUT_BINARIZERS:
+        assert margins[chosen].min() >= TIE_MARGIN, f"few inputs away from ties: {np.sort(margins)}"
+    return candidates[np.sort(chosen)]
+
+
+def _assert_reproduces(model: tf.keras.Model, x: np.ndarray, actual: np.ndarray) -> None:
+    expected = model.predict(x, verbose=0)
+    np.testing.assert_allclose(actual, expected, rtol=1e-3, atol=1e-3)
+    np.testing.assert_array_equal(actual.argmax(axis=1), expected.argmax(axis=1))
 
 
 def _check_conversion(
     model: tf.keras.Model, expected_bconvs: int, compare: bool = True
 ) -> dict[str, int]:
     """Convert with LCE, check the binary convolution count and, with ``compare``, that LCE's
-    interpreter reproduces Keras (LCE's own end-to-end tolerance). Returns the op counts, with
-    the flatbuffer's size under ``"bytes"``."""
+    interpreter reproduces Keras (LCE's own end-to-end tolerance) on inputs away from sign ties,
+    and that it no longer does once one binary weight of the Keras model is flipped. Returns the
+    op counts, with the flatbuffer's size under ``"bytes"``."""
     flatbuffer = lce.convert_keras_model(model)
     ops = op_counts(flatbuffer)
     assert ops.get("LceBconv2d", 0) == expected_bconvs, ops
-    x = _features(8)
+    x = _untied_features(model) if compare else _features(8)
     actual = lce.testing.Interpreter(flatbuffer).predict(x)
     assert actual.shape == (8, model_config(model).num_classes) and np.isfinite(actual).all()
     if compare:
-        expected = model.predict(x, verbose=0)
-        np.testing.assert_allclose(actual, expected, rtol=1e-3, atol=1e-3)
-        np.testing.assert_array_equal(actual.argmax(axis=1), expected.argmax(axis=1))
+        _assert_reproduces(model, x, actual)
+        # A conversion one bit off (fc1's scale is the mean magnitude: unchanged) must not pass.
+        kernel = model.get_layer("fc1").kernel
+        kernel[0, 0, 0, 0].assign(-kernel[0, 0, 0, 0])
+        try:
+            with pytest.raises(AssertionError):
+                _assert_reproduces(model, x, actual)
+        finally:
+            kernel[0, 0, 0, 0].assign(-kernel[0, 0, 0, 0])
     return ops | {"bytes": len(flatbuffer)}
 
 
