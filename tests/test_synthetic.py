@@ -321,8 +321,8 @@ def test_a_directory_holding_something_else_is_refused_untouched(tmp_path: Path)
 def test_a_file_or_an_unwritable_place_is_refused(tmp_path: Path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    refused(blocker, SMALL_SYNTH, "is not a directory")
-    refused(blocker / "out", SMALL_SYNTH, "cannot write there")
+    refused(blocker, SMALL_SYNTH, "is a file; a directory is needed there")
+    refused(blocker / "out", SMALL_SYNTH, "which is a file, not a directory")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
