@@ -364,14 +364,8 @@ def _sha256(data: bytes) -> str:
 def _model_digest(model: tf.keras.Model) -> str:
     """sha256 of ``model``'s kind, config and every weight (BN statistics included): equal digests
     convert to the same flatbuffers."""
-    digest = hashlib.sha256(
-        json.dumps({"kind": model_kind(model), "config": model_config(model).to_dict()}).encode()
-    )
-    for weight in model.weights:
-        value = np.ascontiguousarray(weight.numpy())
-        digest.update(f"{value.dtype}{value.shape}".encode())
-        digest.update(value.tobytes())
-    return digest.hexdigest()
+    header = json.dumps({"kind": model_kind(model), "config": model_config(model).to_dict()})
+    return _arrays_digest(np.frombuffer(header.encode(), dtype=np.uint8), *(w.numpy() for w in model.weights))
 
 
 def _arrays_digest(*arrays: np.ndarray) -> str:
