@@ -4,19 +4,24 @@ Steps, each resumable (run the demo again with the same ``out_dir`` after an int
 
 1. ``OUT/data``: the synthetic V1 keyword set (:func:`bifsmn_tf.data.synthetic.generate`), unless
    it is complete already; its decoded clips are cached in ``OUT/cache``.
-2. ``OUT/teacher``: the FP D-FSMN teacher, ``demo`` preset.
+2. ``OUT/teacher``: the FP D-FSMN teacher, ``demo`` preset, each epoch with as many non-keyword
+   clips as keyword clips, drawn afresh (:data:`TRAIN_UNKNOWN_SHARE`).
 3. ``OUT/student``: BiFSMN (``bifsmn`` binarizer) distilled with HED over widths 8/4/2 from the
    teacher, ``demo`` preset, memory convs on the float residual stream (:data:`MEMORY_INPUT`),
    fe3's and fc1's inputs binarized at three thresholds (:data:`INPUT_THRESHOLDS`).
-4. Evaluation of the teacher and of every student width on the test split.
+4. Evaluation of the teacher and of every student width on the test split: accuracy, and false
+   rejects and false accepts on every non-keyword clip at the threshold chosen on validation for
+   :data:`FAR_TARGET` (DET curves beside each evaluation).
 5. ``OUT/student/flatbuffers``: one LCE flatbuffer per student width, the FP32 and int8 teachers,
    each checked against Keras in LCE's interpreter (:func:`bifsmn_tf.convert.convert_run`).
 6. ``OUT/results.md`` and ``OUT/results.json``: the tables, the evaluations, the conversion
    manifest's storage figures, the run directories and how long each step took.
 
-The bounds the demo is tuned for (2-core CPU, fresh clone): at most 20 minutes in total, the
-full-width binary student within 3 points of the FP teacher on the test split, and accuracy
-non-increasing as the width shrinks.
+The bounds the demo is tuned for (2-core CPU, fresh clone): the full-width binary student within
+3 points of the FP teacher on the test split, in accuracy and in false rejects at the FAR target,
+and neither getting better as the width shrinks. Its target, reported but not yet met (see
+BENCHMARKS.md): at full width, at least 95 % of non-keyword clips rejected with at least 90 % of
+keyword clips found.
 """
 
 from __future__ import annotations
@@ -55,10 +60,19 @@ SYNTH = SynthConfig(
     validation_percent=100 * SPEAKERS[1] / sum(SPEAKERS),
     testing_percent=100 * SPEAKERS[2] / sum(SPEAKERS),
 )
-#: In a short budget the ``bifsmn`` protocol (every non-keyword is unknown: two thirds of the
-#: clips) keeps the models at the class prior for long; the ``standard`` protocol (10 % unknown,
-#: 10 % noise silence) puts the keywords first.
+#: Evaluation and validation keep the ``standard`` composition (10 % unknown, 10 % noise silence)
+#: for the accuracy columns; the detection figures score every non-keyword clip anyway.
 PROTOCOL = "standard"
+#: Training draws as many non-keyword clips per epoch as there are keyword clips, afresh each
+#: epoch from all of them (``DataConfig.train_unknown_share``): with the standard protocol's 10 %
+#: the models took about a third of other words for keywords. All non-keywords every epoch (the
+#: ``bifsmn`` protocol) would cost twice as much per epoch for the same effect.
+TRAIN_UNKNOWN_SHARE = 0.5
+#: The false-accept rate the detection thresholds are chosen for on validation, and the demo's
+#: target at full width on test: reject at least 95 % of non-keyword clips with at least 90 % of
+#: keyword clips found.
+FAR_TARGET = 0.05
+MAX_FRR = 0.10
 #: The time-mean head is invariant to where the word sits in the second, which the synthetic set
 #: varies; it learns from few speakers much sooner than the flatten head of ``paper``.
 PROFILE = "lean"
@@ -73,7 +87,7 @@ MEMORY_INPUT = "float"
 #: bitpacked hand-off inside the blocks (``width_model(for_lce=True)``) more than pays for.
 INPUT_THRESHOLDS = (-0.67, 0.0, 0.67)
 #: The student may trail the teacher by at most this many points at full width (the paper's
-#: claim for V1-12).
+#: claim for V1-12), in accuracy and in false rejects at the FAR target.
 MAX_DROP_POINTS = 3.0
 
 
@@ -97,7 +111,7 @@ def run_demo(
     started = time.monotonic()
     teacher_configs = run.teacher_configs(
         data, TASK, preset="demo", profile=PROFILE, protocol=PROTOCOL, data_dir=cache,
-        features=features,
+        features=features, train_unknown_share=TRAIN_UNKNOWN_SHARE,
     )
     run.train(teacher_run, teacher_configs, progress=progress)
     seconds["teacher"] = time.monotonic() - started
@@ -116,8 +130,8 @@ def run_demo(
     seconds["student"] = time.monotonic() - started
 
     started = time.monotonic()
-    teacher_eval = evaluate.evaluate_run(teacher_run, split="test", progress=progress)
-    student_eval = evaluate.evaluate_run(student_run, split="test", progress=progress)
+    teacher_eval = evaluate.evaluate_run(teacher_run, split="test", progress=progress, far_target=FAR_TARGET)
+    student_eval = evaluate.evaluate_run(student_run, split="test", progress=progress, far_target=FAR_TARGET)
     seconds["evaluation"] = time.monotonic() - started
 
     started = time.monotonic()
@@ -154,15 +168,33 @@ def run_demo(
 
 
 def demo_checks(teacher_eval: dict[str, Any], student_eval: dict[str, Any]) -> dict[str, Any]:
-    """The demo's accuracy bounds: full-width drop <= 3 points, accuracy 8 >= 4 >= 2."""
-    teacher_accuracy = teacher_eval["widths"]["8"]["accuracy"]
-    accuracies = [student_eval["widths"][str(w)]["accuracy"] for w in WIDTHS]
-    drop = 100 * (teacher_accuracy - accuracies[0])
+    """The demo's bounds, in accuracy and in false rejects at the FAR target: the full-width
+    student within :data:`MAX_DROP_POINTS` of the teacher, no gain as the width shrinks, and the
+    full-width student's test FAR <= :data:`FAR_TARGET` with FRR <= :data:`MAX_FRR`."""
+    teacher, students = evaluate.headline(teacher_eval, "8"), [
+        evaluate.headline(student_eval, str(w)) for w in WIDTHS
+    ]
+    accuracies = [s["accuracy"] for s in students]
+    drop = 100 * (teacher["accuracy"] - accuracies[0])
+    frrs = [s["frr"] for s in students]
+    frr_known = None not in frrs and teacher["frr"] is not None
+    frr_drop = 100 * (frrs[0] - teacher["frr"]) if frr_known else None
+    full = students[0]
     return {
         "drop_points_full_width": round(drop, 2),
         "within_max_drop": drop <= MAX_DROP_POINTS,
         "monotone_in_width": all(a >= b for a, b in zip(accuracies, accuracies[1:])),
+        "frr_drop_points_full_width": None if frr_drop is None else round(frr_drop, 2),
+        "frr_within_max_drop": frr_known and frr_drop <= MAX_DROP_POINTS,
+        "frr_monotone_in_width": frr_known and all(a <= b for a, b in zip(frrs, frrs[1:])),
+        "meets_detection_target": (
+            full["far"] is not None and full["far"] <= FAR_TARGET and full["frr"] <= MAX_FRR
+        ),
     }
+
+
+def _points(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 def _thresholds(results: dict[str, Any]) -> str:
@@ -207,9 +239,17 @@ def format_results(results: dict[str, Any]) -> str:
         f"the {results['memory_input']} residual stream. "
         f"Features: {FeatureConfig.from_dict(results['features']).summary}.",
         "",
-        f"Full-width drop: {checks['drop_points_full_width']:.2f} points "
-        f"({'within' if checks['within_max_drop'] else 'OUTSIDE'} the {MAX_DROP_POINTS:g}-point bound); "
-        f"accuracy {'does not rise' if checks['monotone_in_width'] else 'RISES'} as the width shrinks.",
+        f"Full-width drop: {checks['drop_points_full_width']:.2f} points of accuracy "
+        f"({'within' if checks['within_max_drop'] else 'OUTSIDE'} the {MAX_DROP_POINTS:g}-point bound), "
+        f"{_points(checks['frr_drop_points_full_width'])} points of FRR "
+        f"({'within' if checks['frr_within_max_drop'] else 'OUTSIDE'} the bound); as the width "
+        f"shrinks, accuracy {'does not rise' if checks['monotone_in_width'] else 'RISES'} and "
+        f"FRR {'does not fall' if checks['frr_monotone_in_width'] else 'FALLS'}.",
+        "",
+        f"Target at full width: at least {100 * (1 - FAR_TARGET):g} % of non-keyword clips rejected "
+        f"with at least {100 * (1 - MAX_FRR):g} % of keyword clips found (test FAR <= "
+        f"{100 * FAR_TARGET:g} %, FRR <= {100 * MAX_FRR:g} %): "
+        f"{'met' if checks['meets_detection_target'] else 'NOT met'}.",
         "",
         f"## LCE flatbuffers (`{results['flatbuffers']}`)",
         "",

@@ -34,17 +34,32 @@ def _evaluation(accuracies: dict[str, float], rejection: float = 0.69) -> dict:
 
 
 @pytest.mark.parametrize(
-    "teacher, student, within, monotone",
+    "teacher, student, rejection, within, monotone, target",
     [
-        (0.95, {"8": 0.93, "4": 0.90, "2": 0.90}, True, True),
-        (0.95, {"8": 0.91, "4": 0.90, "2": 0.85}, False, True),
-        (0.95, {"8": 0.94, "4": 0.95, "2": 0.85}, True, False),
+        (0.95, {"8": 0.93, "4": 0.90, "2": 0.90}, 0.69, True, True, True),
+        (0.95, {"8": 0.91, "4": 0.90, "2": 0.85}, 0.69, False, True, True),
+        (0.95, {"8": 0.94, "4": 0.95, "2": 0.85}, 0.69, True, False, True),
+        (0.95, {"8": 0.93, "4": 0.90, "2": 0.90}, 0.40, True, True, False),  # FAR 6 %
+        (0.95, {"8": 0.89, "4": 0.88, "2": 0.80}, 0.69, False, True, False),  # FRR 11 %
     ],
 )
-def test_checks_apply_the_demo_bounds(teacher, student, within, monotone):
-    checks = demo.demo_checks(_evaluation({"8": teacher}), _evaluation(student))
+def test_checks_apply_the_demo_bounds(teacher, student, rejection, within, monotone, target):
+    # In _evaluation, FRR at the threshold is 1 - accuracy: both bounds move together.
+    checks = demo.demo_checks(_evaluation({"8": teacher}), _evaluation(student, rejection))
     assert checks["within_max_drop"] is within and checks["monotone_in_width"] is monotone
+    assert checks["frr_within_max_drop"] is within and checks["frr_monotone_in_width"] is monotone
+    assert checks["meets_detection_target"] is target
     assert checks["drop_points_full_width"] == pytest.approx(100 * (teacher - student["8"]), abs=0.01)
+    assert checks["frr_drop_points_full_width"] == pytest.approx(100 * (teacher - student["8"]), abs=0.01)
+
+
+def test_checks_without_thresholds_fail_the_detection_bounds():
+    student = _evaluation({"8": 0.93, "4": 0.90, "2": 0.90})
+    for width in student["detection"]["widths"].values():
+        width["thresholds"]["pooled"], width["at_pooled_threshold"] = None, None
+    checks = demo.demo_checks(_evaluation({"8": 0.95}), student)
+    assert checks["frr_drop_points_full_width"] is None
+    assert not (checks["frr_within_max_drop"] or checks["frr_monotone_in_width"] or checks["meets_detection_target"])
 
 
 def test_results_table_lists_teacher_and_every_width():
@@ -75,7 +90,9 @@ def test_results_table_lists_teacher_and_every_width():
     assert "| BiFSMN (HED) | 2 | 1/1 | 87.50 | -7.50 | 69.0 | 12.5 | 3.10 |" in table
     assert "every non-keyword clip of the test split kept (300 clips)" in table
     assert "false-accept rate of 1 %" in table
-    assert "Full-width drop: 2.00 points (within" in table
+    assert "Full-width drop: 2.00 points of accuracy (within the 3-point bound), 2.00 points of FRR (within" in table
+    assert "accuracy does not rise and FRR does not fall" in table
+    assert "FAR <= 5 %, FRR <= 10 %): met." in table
     assert "memory convs fed the float residual stream" in table
     assert "Features: 32 log-mel bins, 128 ms window, 32 ms hop (32 frames)." in table
     finer = FeatureConfig(n_fft=512, win_length=480, hop_length=320, n_mels=40, per_bin_mean_removal=True)

@@ -145,6 +145,8 @@ CASES = [
             ("lr", "-1", "learning_rate must be > 0, got -1.0"), ("lr", "0", "learning_rate must be > 0"),
             ("weight-decay", "-inf", "not a finite number"), ("weight-decay", "-0.1", "weight_decay must be >= 0"),
             ("lr", "fast", "not a number"),
+            ("train-unknown-share", "nan", "not a finite number"),
+            ("train-unknown-share", "0", "train_unknown_share must be a positive number"),
         ]
     ],
     *[

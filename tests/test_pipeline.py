@@ -116,6 +116,38 @@ def test_training_stream_is_seeded_per_epoch(data_dir):
     assert not np.array_equal(_epoch(other_seed)[1], first[1])
 
 
+@pytest.mark.parametrize("protocol", speech_commands.PROTOCOLS)
+def test_unknowns_are_drawn_afresh_each_epoch(data_dir, protocol):
+    config = DataConfig(
+        task="v2-12", protocol=protocol, data_dir=str(data_dir), batch_size=8,
+        augment=AugmentConfig(enabled=False), train_unknown_share=0.5,
+    )
+    labels = task_labels("v2-12")
+    unknown = labels.index(UNKNOWN)
+    every = speech_commands.examples(
+        speech_commands.find_dataset("v2", str(data_dir)), "v2-12", "train", protocol,
+        unknown_share=np.inf,
+    )
+    n_keywords = sum(labels[e.label] not in (UNKNOWN, SILENCE) for e in every)
+    n_others = sum(e.label != unknown for e in every)
+    drawn = round(0.5 * n_keywords)
+    assert drawn < sum(e.label == unknown for e in every), "the tree must have more to draw from"
+    stream = make_dataset(config, FEATURES, "train", training=True)
+    assert stream.cardinality().numpy() == -(-(n_others + drawn) // 8)
+    heard = []
+    for _ in range(3):
+        features, epoch_labels = _epoch(stream)
+        assert len(epoch_labels) == n_others + drawn and np.sum(epoch_labels == unknown) == drawn
+        heard.append({float(f.sum()) for f, y in zip(features, epoch_labels, strict=True) if y == unknown})
+    assert heard[0] != heard[1] or heard[1] != heard[2], "each epoch draws its own unknown clips"
+    resumed = make_dataset(config, FEATURES, "train", training=True, first_epoch=2)
+    features, epoch_labels = _epoch(resumed)
+    assert {float(f.sum()) for f, y in zip(features, epoch_labels, strict=True) if y == unknown} == heard[2]
+
+    evaluation = split_waveforms(config, FEATURES, "validation")[1]
+    assert np.array_equal(evaluation, split_waveforms(config.replace(train_unknown_share=None), FEATURES, "validation")[1])
+
+
 def test_augmentation_only_in_training(data_dir):
     config = DataConfig(task="v2-35", data_dir=str(data_dir), batch_size=32)
     plain_features, plain_labels = _epoch(make_dataset(config, FEATURES, "train"))
@@ -218,6 +250,9 @@ def test_missing_background_noise_with_noise_mixing(tmp_path, copied_root):
 def test_data_config_round_trip_and_validation(tmp_path):
     config = DataConfig(task="v1-12", protocol="standard", augment=AugmentConfig(noise_prob=0.5))
     assert DataConfig.load(config.save(tmp_path / "data.json")) == config
-    for bad in ({"task": "v3-12"}, {"protocol": "kws"}, {"batch_size": 0}):
+    for bad in (
+        {"task": "v3-12"}, {"protocol": "kws"}, {"batch_size": 0},
+        {"train_unknown_share": 0.0}, {"train_unknown_share": float("nan")}, {"train_unknown_share": float("inf")},
+    ):
         with pytest.raises(ConfigError, match="DataConfig"):
             DataConfig(**bad)

@@ -89,6 +89,14 @@ def test_a_run_with_other_settings_is_refused(teacher_run, synth_dataset, cache)
         run.train(teacher_run, teacher_configs(synth_dataset, cache, epochs=3), progress=False)
 
 
+def test_train_unknown_share_is_recorded_with_the_run(tmp_path, synth_dataset, cache):
+    configs = teacher_configs(synth_dataset, cache, epochs=1)
+    assert configs.data.train_unknown_share is None
+    configs = run.teacher_configs(synth_dataset, "v1-12", data_dir=str(cache), train_unknown_share=0.5)
+    configs.save(tmp_path)
+    assert run.RunConfigs.load(tmp_path).data.train_unknown_share == 0.5
+
+
 def test_a_directory_that_is_not_a_run_is_refused(tmp_path, synth_dataset, cache):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(run.RunError, match="not a training run directory"):

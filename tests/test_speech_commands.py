@@ -386,6 +386,21 @@ def test_standard_protocol_labels(tree_v2, split):
     assert items == sc.examples(tree_v2, "v2-12", split, "standard"), "protocol draws must be fixed"
 
 
+@pytest.mark.parametrize("share", [0.5, 3.0, math.inf])
+def test_standard_unknown_share(tree_v2, share):
+    labels = task_labels("v2-12")
+    files = sc.split_files(tree_v2, "train")
+    n_keywords = sum(f.split("/")[0] in KEYWORDS for f in files)
+    items = sc.examples(tree_v2, "v2-12", "train", "standard", unknown_share=share)
+    unknowns = [e for e in items if labels[e.label] == UNKNOWN]
+    expected = {0.5: math.ceil(0.5 * n_keywords), 3.0: len(files) - n_keywords, math.inf: len(files) - n_keywords}
+    assert len(files) - n_keywords < 3 * n_keywords, "3.0 must ask for more than the split has"
+    assert len(unknowns) == expected[share]
+    default = sc.examples(tree_v2, "v2-12", "train", "standard")
+    silence = [e for e in default if labels[e.label] == SILENCE]
+    assert [e for e in items if labels[e.label] == SILENCE] == silence, "the same silence crops"
+
+
 @pytest.mark.parametrize("protocol", sc.PROTOCOLS)
 def test_v2_35_has_every_word_and_nothing_else(tree_v2, protocol):
     labels = task_labels("v2-35")

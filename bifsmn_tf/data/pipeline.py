@@ -34,7 +34,7 @@ import tensorflow as tf
 from bifsmn_tf.config import ConfigError, JsonConfig
 from bifsmn_tf.data import speech_commands
 from bifsmn_tf.data.augment import NUM_DRAWS, AugmentConfig, NoiseBank, augment_batch
-from bifsmn_tf.data.labels import TASKS
+from bifsmn_tf.data.labels import SILENCE, TASKS, UNKNOWN
 from bifsmn_tf.features import FeatureConfig, build_frontend
 from bifsmn_tf.fileio import atomic_path
 
@@ -58,6 +58,11 @@ class DataConfig(JsonConfig):
         augment: training augmentation.
         cache_audio: keep the decoded clips on disk (else they are decoded in every process).
         resample: resample clips at another rate instead of rejecting them.
+        train_unknown_share: training split only: each epoch holds this many ``unknown`` clips
+            per keyword clip, drawn afresh every epoch from every non-keyword clip of the split
+            (either protocol), so that over the epochs the model hears every non-keyword of
+            every speaker for the cost of a fixed share per epoch. ``None``: the protocol's own
+            unknown clips, the same every epoch. Evaluation splits keep the protocol's.
     """
 
     task: str = "v2-12"
@@ -69,6 +74,7 @@ class DataConfig(JsonConfig):
     augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
     cache_audio: bool = True
     resample: bool = False
+    train_unknown_share: float | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -81,6 +87,12 @@ class DataConfig(JsonConfig):
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError(
                 f"DataConfig: batch_size must be a positive integer, got {self.batch_size!r}"
+            )
+
+        share = self.train_unknown_share
+        if share is not None and not (isinstance(share, (int, float)) and 0 < share < math.inf):
+            raise ConfigError(
+                f"DataConfig: train_unknown_share must be a positive number or None, got {share!r}"
             )
 
     @property
@@ -142,6 +154,12 @@ def load_split(data_config: DataConfig, feature_config: FeatureConfig, split: st
         data_config.protocol,
         sample_rate=rate,
         resample=data_config.resample,
+        # Every non-keyword, for make_dataset's per-epoch draws.
+        unknown_share=(
+            math.inf
+            if split == "train" and data_config.train_unknown_share is not None
+            else speech_commands.UNKNOWN_SHARE
+        ),
     )
     if not examples:
         raise speech_commands.DatasetError(f"{root}: the {split} split has no clips")
@@ -218,7 +236,6 @@ def make_dataset(
         pcm = tf.ensure_shape(pcm, [None, clip_samples])
         return tf.cast(pcm, tf.float32) / _PCM_SCALE, tf.gather(lengths, rows)
 
-    batches = math.ceil(len(data) / data_config.batch_size)
     if not training:
         dataset = tf.data.Dataset.range(len(data)).batch(data_config.batch_size)
         dataset = dataset.map(
@@ -232,15 +249,28 @@ def make_dataset(
     if augment.uses_noise:
         noise = _noise_bank(split_root(data_config, split), data_config, feature_config)
     num_examples = len(data)
+    always, pool, drawn = _epoch_composition(data, data_config)
+    epoch_size = len(always) + drawn
 
     def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
         key = tf.random.experimental.stateless_fold_in(
             tf.constant([data_config.seed, 0], tf.int64), epoch
         )
-        order = tf.argsort(
-            tf.random.stateless_uniform(
-                [num_examples], tf.random.experimental.stateless_fold_in(key, 0)
-            )
+        members = tf.constant(always, tf.int64)
+        if drawn:
+            picked = tf.argsort(
+                tf.random.stateless_uniform(
+                    [len(pool)], tf.random.experimental.stateless_fold_in(key, 2)
+                )
+            )[:drawn]
+            members = tf.concat([members, tf.gather(tf.constant(pool, tf.int64), picked)], 0)
+        order = tf.gather(
+            members,
+            tf.argsort(
+                tf.random.stateless_uniform(
+                    [epoch_size], tf.random.experimental.stateless_fold_in(key, 0)
+                )
+            ),
         )
         draws = tf.random.stateless_uniform(
             [num_examples, NUM_DRAWS], tf.random.experimental.stateless_fold_in(key, 1)
@@ -254,10 +284,25 @@ def make_dataset(
         waveforms = augment_batch(waveforms, clip_lengths, draws, augment, noise)
         return frontend(waveforms), tf.gather(labels, indices)
 
+    batches = math.ceil(epoch_size / data_config.batch_size)
     dataset = _epoch_numbers(first_epoch).flat_map(one_epoch)
     dataset = dataset.map(augmented_features, num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _epoch_composition(data: SplitAudio, data_config: DataConfig) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(always, pool, drawn)``: the examples in every epoch, and ``drawn`` more drawn from
+    ``pool`` each epoch (``DataConfig.train_unknown_share``)."""
+    everything = np.arange(len(data))
+    labels = TASKS[data_config.task][1]
+    share = data_config.train_unknown_share
+    if share is None or UNKNOWN not in labels:
+        return everything, everything[:0], 0
+    unknown = data.labels == labels.index(UNKNOWN)
+    keywords = int(np.sum(~unknown & (data.labels != labels.index(SILENCE))))
+    pool = everything[unknown]
+    return everything[~unknown], pool, min(len(pool), round(share * keywords))
 
 
 def _epoch_numbers(first_epoch: int) -> tf.data.Dataset:

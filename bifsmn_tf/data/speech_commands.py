@@ -601,11 +601,14 @@ def examples(
     *,
     sample_rate: int = SAMPLE_RATE,
     resample: bool = False,
+    unknown_share: float = UNKNOWN_SHARE,
 ) -> list[Example]:
     """The labelled clips of ``split`` for ``task`` under ``protocol`` (see the module doc).
 
     ``sample_rate`` fixes the 1-s length of ``standard`` silence crops; the background-noise files
-    are read (with ``resample``) only for that protocol.
+    are read (with ``resample``) only for that protocol. ``unknown_share``: ``standard``'s unknown
+    clips per keyword clip (Warden's ``unknown_percentage`` / 100), at most every non-keyword of
+    the split (``math.inf``); a different share keeps the same silence crops.
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {sorted(TASKS)}")
@@ -627,7 +630,8 @@ def examples(
     rng = np.random.default_rng([PROTOCOL_SEED, SPLITS.index(split)])
     keywords = [e for e in labelled if e.label != unknown]
     unknowns = [e for e in labelled if e.label == unknown]
-    n_unknown = min(len(unknowns), math.ceil(UNKNOWN_SHARE * len(keywords)))
+    wanted = unknown_share * len(keywords)
+    n_unknown = len(unknowns) if wanted >= len(unknowns) else math.ceil(wanted)
     chosen = [unknowns[i] for i in sorted(rng.permutation(len(unknowns))[:n_unknown])]
     n_silence = math.ceil(SILENCE_SHARE * len(keywords))
     crops = _noise_crops(

@@ -127,11 +127,13 @@ def teacher_configs(
     protocol: str = "bifsmn",
     data_dir: str | None = None,
     features: FeatureConfig | None = None,
+    train_unknown_share: float | None = None,
     **train_overrides: Any,
 ) -> RunConfigs:
     """Configs of an FP teacher run on the dataset at ``data_root`` (Speech Commands layout).
 
     ``data_dir`` is where decoded-audio caches go (default ``$BIFSMN_DATA`` or the user cache);
+    ``train_unknown_share`` is :class:`DataConfig`'s (its students inherit the data config);
     ``features`` is the frontend (default: the official one); its students inherit it;
     ``train_overrides`` replace fields of the preset's :class:`TrainConfig` (``None``: keep).
     """
@@ -150,6 +152,7 @@ def teacher_configs(
             protocol=protocol,
             data_dir=data_dir,
             root=str(Path(data_root).expanduser().resolve()),
+            train_unknown_share=train_unknown_share,
         ),
         features=features,
     )
