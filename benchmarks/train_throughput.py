@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import sys
 import time
@@ -37,17 +36,6 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "train_throughput.jsonl"
-
-
-def cpu_model() -> str:
-    """The CPU's model name from ``/proc/cpuinfo`` (``platform.processor()`` elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 class _Clock:
@@ -102,6 +90,7 @@ def measure(args: argparse.Namespace) -> list[dict]:
         tf.config.threading.set_inter_op_parallelism_threads(args.inter_threads)
 
     from bifsmn_tf import demo
+    from bifsmn_tf.bench import host_description
     from bifsmn_tf.data.pipeline import DataConfig, make_dataset
     from bifsmn_tf.features import FeatureConfig
     from bifsmn_tf.models.dfsmn import ModelConfig, build_bifsmn, build_teacher
@@ -172,7 +161,7 @@ def measure(args: argparse.Namespace) -> list[dict]:
 
     settings = {
         "label": args.label,
-        "cpu": cpu_model(),
+        "cpu": host_description()["cpu"],
         "cpus": os.cpu_count(),
         "tensorflow": tf.__version__,
         "jit": args.jit,

@@ -27,11 +27,12 @@ keyword clips found.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
 
-from bifsmn_tf import convert, evaluate
+from bifsmn_tf import bench, convert, evaluate
 from bifsmn_tf.data import tts
 from bifsmn_tf.data.synthetic import SynthConfig, generate
 from bifsmn_tf.features import FeatureConfig
@@ -159,6 +160,7 @@ def run_demo(
             ],
         },
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
+        "host": bench.host_description() | {"cores": os.cpu_count()},
     }
     table = format_results(results)
     print(table)
@@ -191,6 +193,11 @@ def demo_checks(teacher_eval: dict[str, Any], student_eval: dict[str, Any]) -> d
             full["far"] is not None and full["far"] <= FAR_TARGET and full["frr"] <= MAX_FRR
         ),
     }
+
+
+def _on_host(results: dict[str, Any]) -> str:
+    host = results.get("host")
+    return f" on {host['cpu']}, {host['cores']} cores" if host else ""
 
 
 def _points(value: float | None) -> str:
@@ -266,7 +273,8 @@ def format_results(results: dict[str, Any]) -> str:
         "parameter count (1 bit per binary weight, 32 per other parameter). Latency: "
         "`bifsmn-tf bench` on this host, `deploy/pi_benchmark.py` on a Raspberry Pi.",
         "",
-        "Time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in results["seconds"].items()),
+        f"Time (s){_on_host(results)}: "
+        + ", ".join(f"{k} {v:.0f}" for k, v in results["seconds"].items()),
         "",
         f"Runs: teacher `{results['teacher_run']}`, student `{results['student_run']}`; "
         "per-class tables and confusion matrices in each run's `eval/test-"
