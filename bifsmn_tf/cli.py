@@ -233,7 +233,7 @@ def _add_train_flags(parser, *, student: bool) -> None:
     parser.add_argument("--preset", choices=["paper", "demo"], default="paper",
                         help="recipe: 'paper' = 300 epochs, batch 96, SGD lr 5e-3 cosine, wd 1e-4 "
                              "(spec section 6); 'demo' = the short recipe of `bifsmn-tf demo`, "
-                             "Adam, cosine, no weight decay: teacher 40 epochs, batch 32, lr "
+                             "Adam, cosine, no weight decay: teacher 30 epochs, batch 32, lr "
                              "2e-3; student 100 epochs, batch 96, lr 4e-3, --gamma 0.1, "
                              "--logit-distill 0.5 (default paper)")
     parser.add_argument("--epochs", type=int, help="override the preset's number of epochs")

@@ -392,7 +392,8 @@ def _wire(
     model: tf.keras.Model, widths: Sequence[int | None], for_lce: bool = False
 ) -> tuple[tf.Tensor, list[tuple[tf.Tensor, list[tf.Tensor]]]]:
     """The features input and ``(logits, block outputs)`` of each width, one front end for all."""
-    config, kind = [_check_width(model, width) for width in widths][0]
+    checked = [_check_width(model, width) for width in widths]
+    config, kind = checked[0]
     layers = {layer.name: layer for layer in model.layers}
     layers["head"] = layers["flatten" if config.profile == "paper" else "time_mean"]
     features = _features_input(config)

@@ -159,9 +159,9 @@ class Preset:
 #: decay. The validation split (480 clips) has a binomial standard error of about 2 points at
 #: 80 %, hence the monotone tolerance. 100 student epochs, not 120: with fe3 and fc1 read at three
 #: thresholds (the demo's student) an epoch costs about 20 % more, and 120 took the whole demo to
-#: 18 min 40 s, too close to its 20 minutes. The demo draws as many non-keyword clips per epoch as
-#: keyword clips (``DataConfig.train_unknown_share`` 1.0), which makes an epoch 1.75x longer: the
-#: teacher gets 30 epochs (more optimizer steps than the 40 before).
+#: 18 min 40 s, too close to its 20 minutes. The demo's epochs hold half as many non-keyword
+#: clips as keyword clips (``DataConfig.train_unknown_share`` 0.5), 1.33x the clips of the
+#: ``standard`` protocol's: 30 teacher epochs make as many optimizer steps as 40 did.
 PRESETS: dict[str, Preset] = {
     "paper": Preset(teacher=TrainConfig().for_teacher(), student=TrainConfig()),
     "demo": Preset(
@@ -202,8 +202,8 @@ class Distiller(tf.keras.Model):
     Each train step runs every width in ``widths`` (widest first) on the batch, in one graph
     whose front end runs once for all widths (:func:`~bifsmn_tf.models.dfsmn.widths_feature_model`),
     adds ``λ_w · (CE + γ · distillation)`` over widths plus the L2 term, and applies ONE
-    optimizer update. The teacher runs in inference mode (``training=False``: BN moving statistics, no
-    dropout), once per batch, outside the gradient tape.
+    optimizer update. The teacher runs in inference mode (``training=False``: BN moving
+    statistics, no dropout), once per batch, outside the gradient tape.
 
     Metrics, per width ``w``: ``ce_w`` and ``acc_w`` (train and test), ``distill_w`` (train,
     when distilling); ``loss`` is the λ-weighted objective without the L2 term; ``examples``
