@@ -3,7 +3,8 @@
 Stages measured on one split:
 
 - ``decode``: WAV files -> the int16 clip cache (``read_audio`` in a thread pool), cold;
-- ``train``: the training stream from the cached clips: gather, augmentation (spec §2.2), log-mel;
+- ``train``: the training stream from the cached clips: gather, augmentation
+  (docs/design.md#augmentation), log-mel;
 - ``train, no augmentation``: the same with augmentation off (the difference is its cost);
 - ``eval``: the evaluation stream: gather and log-mel, in a fixed order.
 
@@ -22,8 +23,6 @@ Writes ``benchmarks/results/data_pipeline.md`` and ``.json``.
 
 from __future__ import annotations
 
-import bifsmn_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
-
 import argparse
 import json
 import os
@@ -35,6 +34,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
+import bifsmn_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from bifsmn_tf.data.augment import AugmentConfig
 from bifsmn_tf.data.pipeline import DataConfig, load_split, make_dataset
 from bifsmn_tf.features import FeatureConfig
@@ -100,9 +100,7 @@ def run(args: argparse.Namespace) -> dict:
             "train, no augmentation (cache -> log-mel)": _stream_rates(
                 make_dataset(unaugmented, features, args.split, training=True), args.epochs
             ),
-            "eval (cache -> log-mel)": _stream_rates(
-                make_dataset(config, features, args.split), args.epochs
-            ),
+            "eval (cache -> log-mel)": _stream_rates(make_dataset(config, features, args.split), args.epochs),
         }
         examples = len(load_split(config, features, args.split))
     return {

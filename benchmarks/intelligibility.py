@@ -21,8 +21,6 @@ Writes ``PATH.md`` and ``PATH.json`` (default ``benchmarks/results/intelligibili
 
 from __future__ import annotations
 
-import bifsmn_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
-
 import argparse
 import json
 import sys
@@ -31,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+import bifsmn_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from bifsmn_tf.data import tts
 from bifsmn_tf.data.labels import KEYWORDS, WORDS
 from bifsmn_tf.data.recognizer import RecognizerError, WordRecognizer
@@ -99,11 +98,14 @@ def write_report(out: Path, rates: dict[str, dict], transfer: dict | None, comma
     report = {"command": command, "rates": RATES, "engines": rates}
     if transfer is not None:
         t = report["against_transfer"] = against_transfer(rates, transfer)
-        lines += ["", f"Against the held-out-engine recall of `{t['transfer_command']}`: Pearson r = "
-                      f"{t['pearson_r']:.2f} over {t['pairs']} engine-keyword pairs. The model recalls "
-                      f"{100 * t['recall_of_heard_pairs']:.0f} % of the {t['heard_pairs']} pairs that "
-                      f"pocketsphinx hears at least half the time, {100 * t['recall_of_other_pairs']:.0f} % "
-                      f"of the other {t['pairs'] - t['heard_pairs']}."]  # fmt: skip
+        lines += [
+            "",
+            f"Against the held-out-engine recall of `{t['transfer_command']}`: Pearson r = "
+            f"{t['pearson_r']:.2f} over {t['pairs']} engine-keyword pairs. The model recalls "
+            f"{100 * t['recall_of_heard_pairs']:.0f} % of the {t['heard_pairs']} pairs that "
+            f"pocketsphinx hears at least half the time, {100 * t['recall_of_other_pairs']:.0f} % "
+            f"of the other {t['pairs'] - t['heard_pairs']}.",
+        ]
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     atomic_write_text(out.with_suffix(".json"), json.dumps(report, indent=2) + "\n")
@@ -115,9 +117,11 @@ def main() -> None:
     parser.add_argument("--engines", help="comma-separated (default: every installed engine)")
     parser.add_argument("--transfer", type=Path, help="a synth_transfer.json to set the rates beside")
     parser.add_argument(
-        "--out", type=Path, default=RESULTS / "intelligibility",
+        "--out",
+        type=Path,
+        default=RESULTS / "intelligibility",
         help="report path without suffix: writes OUT.md and OUT.json",
-    )  # fmt: skip
+    )
     args = parser.parse_args()
     if args.voices < 1:
         parser.error("--voices must be at least 1")

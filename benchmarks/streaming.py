@@ -10,7 +10,7 @@ combination of ``--threshold`` and ``--smoothing-ms`` (:func:`bifsmn_tf.stream.r
 scores the detections (:func:`bifsmn_tf.stream.score_detections`, which matches with
 :func:`bifsmn_tf.detection.match_events`): a detection of the keyword from 250 ms before its
 speech to 250 ms after it is a hit, each keyword and detection matched once. Figures written
-before that matcher (BENCHMARKS.md's streaming table, demo run ``/tmp/demo11``) counted a
+before that matcher (BENCHMARKS.md, "Streaming keyword spotting", in noise) counted a
 detection within ±250 ms of the speech's middle, matched greedily; a word lasts about 0.3-0.5 s,
 so the window is now a little wider.
 
@@ -25,8 +25,9 @@ the hours of non-keyword speech, so a pause's false alarm counts against the tal
 Conditions (``--snr``): ``as-made`` adds each clip at the level it was synthesised at over the
 noise at gain 0.3 (the slow test ``test_trained_model_finds_keywords_in_a_long_recording``;
 quiet takes sit below the noise there), a number puts every keyword's speech that many dB above
-the noise under it (the keyword stays at its made level; the noise among the keywords is set). Each condition is run on ``--recordings`` recordings (seeds ``--first-seed``,
-``--first-seed`` + 1, ...), whose counts are summed.
+the noise under it (the keyword stays at its made level; the noise among the keywords is set).
+Each condition is run on ``--recordings`` recordings (seeds ``--first-seed``, ``--first-seed`` + 1,
+...), whose counts are summed.
 
     python benchmarks/streaming.py --demo bifsmn-demo [--snr as-made,20,10,5,0] [--recordings 2]
     python benchmarks/streaming.py --demo bifsmn-demo --snr as-made --widths 8 \
@@ -54,12 +55,19 @@ from pathlib import Path
 
 import numpy as np
 
-from bifsmn_tf.convert import KIND_FP32, MANIFEST
 from bifsmn_tf.data.audio import write_wav
 from bifsmn_tf.data.long_recording import KeywordRecording, keyword_recording
 from bifsmn_tf.fileio import atomic_write_text
+from bifsmn_tf.records import KIND_FP32, MANIFEST, ConversionManifest
 from bifsmn_tf.stream import (
-    ConvertedModels, Hop, StreamConfig, build_spotter, read_converted, replay, score_detections, spot_file,
+    ConvertedModels,
+    Hop,
+    StreamConfig,
+    build_spotter,
+    read_converted,
+    replay,
+    score_detections,
+    spot_file,
 )
 from bifsmn_tf.training.run import RunConfigs
 
@@ -72,9 +80,8 @@ TEACHER = "FP32 teacher"
 
 def with_teacher_as_width_8(converted: ConvertedModels) -> ConvertedModels:
     """``converted`` whose only width, 8, is its FP32 teacher's flatbuffer (same input and labels)."""
-    manifest = json.loads((converted.directory / MANIFEST).read_text())
-    (entry,) = [e for e in manifest["models"] if e["kind"] == KIND_FP32]
-    return dataclasses.replace(converted, widths={8: converted.directory / entry["file"]})
+    entry = ConversionManifest.load(converted.directory / MANIFEST).entry(KIND_FP32)
+    return dataclasses.replace(converted, widths={8: converted.directory / entry.file})
 
 
 def parse_snrs(text: str) -> list[float | None]:
@@ -89,15 +96,16 @@ def parse_snrs(text: str) -> list[float | None]:
 
 
 def score_row(
-    runs: list[tuple[KeywordRecording, list[Hop]]], labels: tuple[str, ...], config: StreamConfig, snr: float | None,
+    runs: list[tuple[KeywordRecording, list[Hop]]],
+    labels: tuple[str, ...],
+    config: StreamConfig,
+    snr: float | None,
     model: str,
 ) -> dict:
     """Recall, timing and false alarms of ``config`` summed over ``(recording, hops)`` runs of
     ``model`` (a student width, or the teacher)."""
     scores = [
-        score_detections(
-            replay(hops, labels, config), r.events, r.speech_seconds, r.non_keyword_seconds, TOLERANCE_S
-        )
+        score_detections(replay(hops, labels, config), r.events, r.speech_seconds, r.non_keyword_seconds, TOLERANCE_S)
         for r, hops in runs
     ]
     errors = np.concatenate([s.timing_errors_s for s in scores] + [[]])
@@ -125,22 +133,41 @@ def score_row(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--demo", required=True, type=Path, help="a finished `bifsmn-tf demo --out` directory")
-    parser.add_argument("--snr", type=parse_snrs, default=parse_snrs(f"{AS_MADE},20,10,5,0"),
-                        help=f"comma-separated conditions: {AS_MADE!r} or dB of speech over noise")
+    parser.add_argument(
+        "--snr",
+        type=parse_snrs,
+        default=parse_snrs(f"{AS_MADE},20,10,5,0"),
+        help=f"comma-separated conditions: {AS_MADE!r} or dB of speech over noise",
+    )
     parser.add_argument("--recordings", type=int, default=2, help="recordings per condition (seeds S..S+N-1)")
-    parser.add_argument("--first-seed", type=int, default=0, metavar="S",
-                        help="seed of the first recording (the slow test's recording is seed 0)")
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        metavar="S",
+        help="seed of the first recording (the slow test's recording is seed 0)",
+    )
     parser.add_argument("--keywords-per-label", type=int, default=3)
     parser.add_argument("--noise-minutes", type=float, default=2.0)
-    parser.add_argument("--talk", action="store_true",
-                        help="lay non-keyword speech between the keywords; report false alarms per hour of it")
+    parser.add_argument(
+        "--talk",
+        action="store_true",
+        help="lay non-keyword speech between the keywords; report false alarms per hour of it",
+    )
     parser.add_argument("--widths", help="comma-separated widths (default: every converted one)")
-    parser.add_argument("--teacher", action="store_true",
-                        help="also run the FP32 teacher's flatbuffer through the same spotter")
-    parser.add_argument("--threshold", default=str(StreamConfig.threshold),
-                        help="comma-separated spotter thresholds to try (default the spotter's)")
-    parser.add_argument("--smoothing-ms", default=f"{StreamConfig.smoothing_ms:g}",
-                        help="comma-separated posterior smoothing spans to try (default the spotter's)")
+    parser.add_argument(
+        "--teacher", action="store_true", help="also run the FP32 teacher's flatbuffer through the same spotter"
+    )
+    parser.add_argument(
+        "--threshold",
+        default=str(StreamConfig.threshold),
+        help="comma-separated spotter thresholds to try (default the spotter's)",
+    )
+    parser.add_argument(
+        "--smoothing-ms",
+        default=f"{StreamConfig.smoothing_ms:g}",
+        help="comma-separated posterior smoothing spans to try (default the spotter's)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "streaming.md")
     args = parser.parse_args(argv)
 
@@ -156,8 +183,12 @@ def main(argv: list[str] | None = None) -> int:
             recordings = []
             for seed in range(args.first_seed, args.first_seed + args.recordings):
                 recording = keyword_recording(
-                    root, keywords_per_label=args.keywords_per_label, noise_minutes=args.noise_minutes,
-                    snr_db=snr, seed=seed, talk=args.talk,
+                    root,
+                    keywords_per_label=args.keywords_per_label,
+                    noise_minutes=args.noise_minutes,
+                    snr_db=snr,
+                    seed=seed,
+                    talk=args.talk,
                 )
                 wav = Path(tmp) / f"{snr}-{seed}.wav"
                 write_wav(wav, recording.samples)
@@ -190,8 +221,11 @@ def main(argv: list[str] | None = None) -> int:
         f"to {TOLERANCE_S * 1000:.0f} ms after it."
     )
     lines = [
-        header, "",
-        "| speech over noise | width | threshold | smoothing (ms) | recall | timing error, mean (SD) | false alarms among keywords | false alarms in noise alone | per minute of recording | per hour of non-keyword speech |",
+        header,
+        "",
+        "| speech over noise | width | threshold | smoothing (ms) | recall | timing error, mean (SD) "
+        "| false alarms among keywords | false alarms in noise alone | per minute of recording "
+        "| per hour of non-keyword speech |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
@@ -199,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         timing = "–" if r["timing_mean_ms"] is None else f"{r['timing_mean_ms']:+.0f} ms ({r['timing_sd_ms']:.0f})"
         false_alarms = r["false_alarms_in_speech"] + r["false_alarms_in_noise"]
         per_hour = (
-            "–" if r["false_alarms_per_hour_of_talk"] is None
+            "–"
+            if r["false_alarms_per_hour_of_talk"] is None
             else f"{r['false_alarms_per_hour_of_talk']:g} (in {r['non_keyword_minutes']:g} min)"
         )
         lines.append(

@@ -1,5 +1,8 @@
 """What buys transfer to an unseen speech engine: more engines, or more speakers of the same ones?
 
+A research script, like ``synth_transfer.py`` whose training loop it uses (not the package's
+trainer; that module's docstring says why).
+
 The leave-one-engine-out protocol of ``synth_transfer.py`` (same teacher, frontend flags, set and
 balanced 12-class score), with the training data cut down along two axes. For every held-out
 engine E, the teacher is trained on
@@ -24,8 +27,6 @@ skips the runs found there (an interrupted benchmark resumes). Writes ``OUT.md``
 
 from __future__ import annotations
 
-import bifsmn_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
-
 import argparse
 import itertools
 import json
@@ -35,11 +36,19 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from bifsmn_tf.fileio import atomic_write_text
 from synth_transfer import (
-    RESULTS, ClipFeatures, add_common_arguments, fit, model_settings, model_summary, prepare, scores,
+    RESULTS,
+    ClipFeatures,
+    add_common_arguments,
+    fit,
+    model_settings,
+    model_summary,
+    prepare,
+    scores,
 )
+
+import bifsmn_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+from bifsmn_tf.fileio import atomic_write_text
 
 
 def speaker_subset(data: ClipFeatures, train: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -123,7 +132,8 @@ def summarise(rows: list[dict], engines: tuple[str, ...]) -> dict[str, dict[str,
     for row in rows:
         column = (
             f"{len(row['trained_on'])} engine{'s' * (len(row['trained_on']) > 1)}"
-            if row["speaker_fraction"] == 1 else f"{others} engines, {row['speaker_fraction']:g} of the speakers"
+            if row["speaker_fraction"] == 1
+            else f"{others} engines, {row['speaker_fraction']:g} of the speakers"
         )
         table.setdefault(column, {}).setdefault(row["held_out"], []).append(row)
     return {
@@ -159,7 +169,9 @@ def plot(summary: dict[str, dict[str, float]], title: str, path: Path) -> None:
             if c in labelled:  # the full fold ends both lines
                 continue
             labelled.add(c)
-            ax.annotate(c.replace(" of the speakers", " spk"), (xi, yi), textcoords="offset points", xytext=(4, -10), fontsize=7)
+            ax.annotate(
+                c.replace(" of the speakers", " spk"), (xi, yi), textcoords="offset points", xytext=(4, -10), fontsize=7
+            )
     ax.axhline(80, color="grey", linestyle="--", linewidth=1, label="aim (80 %)")
     ax.set_xscale("log")
     ax.margins(x=0.1)  # room for the labels of the end points
@@ -185,8 +197,11 @@ def write_report(summary, rows, engines, args, command: str, generation: str, co
         f"Set: `bifsmn-tf data synth --clips-per-word {config.clips_per_word} --seed {config.seed}` "
         f"(v1 words, engines {', '.join(engines)}; {generation}). Model as in `synth_transfer.py`: "
         f"{model_summary(args)}. "
-        + (f"Draws of k engines per held-out engine: {args.subsets or 'every combination'}. "
-           if args.axis != "speakers" else "")
+        + (
+            f"Draws of k engines per held-out engine: {args.subsets or 'every combination'}. "
+            if args.axis != "speakers"
+            else ""
+        )
         + f"Machine: {platform.machine()}.",
         "",
         "Balanced 12-class accuracy (mean recall over the 10 keywords and unknown) on every clip of "
@@ -199,8 +214,13 @@ def write_report(summary, rows, engines, args, command: str, generation: str, co
     for engine in [*engines, "mean"]:
         lines.append(f"| {engine} | " + " | ".join(percent(summary[c][engine]) for c in columns) + " |")
     lines.append("| training clips | " + " | ".join(f"{summary[c]['training_clips']:.0f}" for c in columns) + " |")
-    lines += ["", "Every run:", "", "| held-out | trained on | speakers | training clips | held-out balanced | seconds |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Every run:",
+        "",
+        "| held-out | trained on | speakers | training clips | held-out balanced | seconds |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         lines.append(
             f"| {r['held_out']} | {', '.join(r['trained_on'])} | {r['training_speakers']} "
@@ -210,9 +230,21 @@ def write_report(summary, rows, engines, args, command: str, generation: str, co
     atomic_write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
     atomic_write_text(
         args.out.with_suffix(".json"),
-        json.dumps({"command": command, "synth_config": config.to_dict(), "model": args.model,
-                    **model_settings(args), "generation": generation,
-                    "axis": args.axis, "subsets": args.subsets, "summary": summary, "runs": rows}, indent=2) + "\n",  # fmt: skip
+        json.dumps(
+            {
+                "command": command,
+                "synth_config": config.to_dict(),
+                "model": args.model,
+                **model_settings(args),
+                "generation": generation,
+                "axis": args.axis,
+                "subsets": args.subsets,
+                "summary": summary,
+                "runs": rows,
+            },
+            indent=2,
+        )
+        + "\n",
     )
 
 
@@ -227,22 +259,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_arguments(parser)
     parser.add_argument(
-        "--axis", choices=("both", "engines", "speakers"), default="both",
+        "--axis",
+        choices=("both", "engines", "speakers"),
+        default="both",
         help="which cut of the training data to train: k of the other engines, a share of the speakers, "
         "or both (default); the full fold always runs",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--subsets", type=int, default=2,
+        "--subsets",
+        type=int,
+        default=2,
         help="seeded draws of k engines per held-out engine and k (default 2; 0: every combination)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--speaker-fractions", type=fractions_arg, default=[0.25, 0.5],
+        "--speaker-fractions",
+        type=fractions_arg,
+        default=[0.25, 0.5],
         help="shares of each engine's training speakers to train on, comma-separated (default 0.25,0.5)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--out", type=Path, default=RESULTS / "synth_scaling",
+        "--out",
+        type=Path,
+        default=RESULTS / "synth_scaling",
         help="report path without suffix: writes OUT.md, OUT.json, OUT.png and OUT.runs.jsonl",
-    )  # fmt: skip
+    )
     args = parser.parse_args()
     if args.subsets < 0:
         parser.error(f"--subsets must be at least 0, got {args.subsets}")

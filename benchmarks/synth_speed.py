@@ -77,9 +77,12 @@ def main() -> None:
     parser.add_argument("--clips-per-word", type=int, default=20, help="speakers per timed set (default 20)")
     parser.add_argument("--default-set", action="store_true", help="also time the default set")
     parser.add_argument(
-        "--out", type=Path, default=RESULTS / "synth_speed", metavar="PATH",
+        "--out",
+        type=Path,
+        default=RESULTS / "synth_speed",
+        metavar="PATH",
         help="report path without suffix: writes PATH.md and PATH.json (default: benchmarks/results/synth_speed)",
-    )  # fmt: skip
+    )
     args = parser.parse_args()
     host, onnxruntime = host_description(), onnxruntime_version()
     installed = tts.installed_engines()

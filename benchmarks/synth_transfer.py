@@ -1,5 +1,14 @@
 """Does a keyword model trained on the synthetic set hear voices it never heard? Leave-one-engine-out.
 
+**A research script, not the package's training path.** It trains with a loop of its own
+(:func:`train_model`: Keras ``fit`` on precomputed features, Adam 2e-3 on a per-step cosine,
+batch 64, every class weighted equally) because its folds are not Speech Commands splits: each
+trains on the clips of some engines (or speakers) of one set, picked from ``synth.json``, and
+``--model speech-embedding`` trains a model that is not the package's. ``bifsmn-tf train-teacher``
+(:func:`bifsmn_tf.training.run.train`) reads a dataset's own splits and would need a copy of the
+set per fold, under another recipe, so its figures would not be these. The figures it gives are
+about the synthetic set, not a recipe to reproduce with ``bifsmn-tf``.
+
 For every installed speech engine E, the package's full-precision teacher
 (``bifsmn_tf.models.dfsmn.build_teacher``, 12 classes, log-mel frontend ``build_frontend``) is
 trained on the training speakers of every other engine and tested on **all** clips of E, whose
@@ -54,8 +63,6 @@ Writes ``benchmarks/results/synth_transfer.md`` and ``.json`` (``--out`` elsewhe
 
 from __future__ import annotations
 
-import bifsmn_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
-
 import argparse
 import importlib.metadata
 import importlib.util
@@ -69,10 +76,12 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+import bifsmn_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from bifsmn_tf.config import ConfigError
 from bifsmn_tf.data.audio import read_wav
 from bifsmn_tf.data.labels import KEYWORDS, SILENCE, UNKNOWN, task_labels
-from bifsmn_tf.data.synthetic import BACKGROUND_NOISE_DIR, SYNTH_JSON, SynthConfig, SynthError, generate
+from bifsmn_tf.data.speech_commands import BACKGROUND_NOISE_DIR, CLIP_SAMPLES
+from bifsmn_tf.data.synthetic import SYNTH_JSON, SynthConfig, SynthError, generate
 from bifsmn_tf.features import FEATURE_KINDS, FeatureConfig, build_frontend
 from bifsmn_tf.fileio import atomic_write_text
 from bifsmn_tf.models.dfsmn import PROFILES, ModelConfig, build_teacher
@@ -127,11 +136,11 @@ def features_of(waveforms: np.ndarray, frontend: tf.keras.layers.Layer) -> np.nd
 
 
 def silence(count: int, noise: list[np.ndarray], frontend, rng: np.random.Generator) -> np.ndarray:
-    clips = np.zeros((count, 16000), np.float32)
+    clips = np.zeros((count, CLIP_SAMPLES), np.float32)
     for clip in clips[count // 3 :]:
         recording = noise[int(rng.integers(len(noise)))]
-        start = int(rng.integers(len(recording) - 16000))
-        clip[:] = recording[start : start + 16000] * rng.uniform(0.0, 1.0)
+        start = int(rng.integers(len(recording) - CLIP_SAMPLES))
+        clip[:] = recording[start : start + CLIP_SAMPLES] * rng.uniform(0.0, 1.0)
     return features_of(clips, frontend)
 
 
@@ -218,10 +227,14 @@ def train_model(x, y, x_val, y_val, args) -> tf.keras.Model:
         model = build_embedding_head(x.shape[1:])
     else:
         features = tf.keras.Input(x.shape[1:])
-        teacher = build_teacher(ModelConfig(
-            num_classes=len(LABELS), profile=args.profile,
-            num_frames=args.features.num_frames, num_features=args.features.num_features,
-        ))  # fmt: skip
+        teacher = build_teacher(
+            ModelConfig(
+                num_classes=len(LABELS),
+                profile=args.profile,
+                num_frames=args.features.num_frames,
+                num_features=args.features.num_features,
+            )
+        )
         model = tf.keras.Model(features, teacher(RandomMelWarp(args.mel_warp)(features)))
     steps = args.epochs * int(np.ceil(len(x) / 64))
     model.compile(
@@ -232,9 +245,14 @@ def train_model(x, y, x_val, y_val, args) -> tf.keras.Model:
     counts = np.bincount(y, minlength=len(LABELS))
     class_weight = counts.sum() / (len(LABELS) * np.maximum(counts, 1))
     model.fit(
-        x, y, sample_weight=class_weight[y], batch_size=64, epochs=args.epochs,
-        validation_data=(x_val, y_val, class_weight[y_val]), verbose=2,
-    )  # fmt: skip
+        x,
+        y,
+        sample_weight=class_weight[y],
+        batch_size=64,
+        epochs=args.epochs,
+        validation_data=(x_val, y_val, class_weight[y_val]),
+        verbose=2,
+    )
     return model
 
 
@@ -318,12 +336,14 @@ def real_speech(model: tf.keras.Model, frontend) -> list[dict] | None:
     for name, row in zip(names, logits):
         probabilities = tf.nn.softmax(row).numpy()
         predicted = LABELS[int(np.argmax(row))]
-        rows.append({
-            "clip": name,
-            "predicted": predicted,
-            "probability": round(float(probabilities.max()), 3),
-            "correct": predicted in REAL_EXPECTED[name],
-        })  # fmt: skip
+        rows.append(
+            {
+                "clip": name,
+                "predicted": predicted,
+                "probability": round(float(probabilities.max()), 3),
+                "correct": predicted in REAL_EXPECTED[name],
+            }
+        )
     return rows
 
 
@@ -333,8 +353,7 @@ def model_summary(args: argparse.Namespace) -> str:
     if args.model == "speech-embedding":
         return (
             f"a head on Google's speech embedding (`{SpeechEmbedding.__name__}`, openWakeWord "
-            f"{SpeechEmbedding.VERSION}: 9 windows × 96 per clip; `build_embedding_head`, 12 classes), "
-            + training
+            f"{SpeechEmbedding.VERSION}: 9 windows × 96 per clip; `build_embedding_head`, 12 classes), " + training
         )
     return (
         f"the FP teacher (`build_teacher`, profile `{args.profile}`, 12 classes), {training}. "
@@ -346,8 +365,12 @@ def model_settings(args: argparse.Namespace) -> dict:
     """The settings the model was made with (and only those), for a report's JSON and for resuming."""
     if args.model == "speech-embedding":
         return {"speech_embedding": f"openwakeword {SpeechEmbedding.VERSION}", "epochs": args.epochs}
-    return {"features": args.features.to_dict(), "epochs": args.epochs, "profile": args.profile,
-            "mel_warp": args.mel_warp}  # fmt: skip
+    return {
+        "features": args.features.to_dict(),
+        "epochs": args.epochs,
+        "profile": args.profile,
+        "mel_warp": args.mel_warp,
+    }
 
 
 def percent(value: float) -> str:
@@ -355,7 +378,12 @@ def percent(value: float) -> str:
 
 
 def write_report(
-    config: SynthConfig, data: ClipFeatures, folds: list[dict], real: list[dict] | None, args, command: str,
+    config: SynthConfig,
+    data: ClipFeatures,
+    folds: list[dict],
+    real: list[dict] | None,
+    args,
+    command: str,
     generation: str,
 ) -> None:
     lines = [
@@ -366,8 +394,11 @@ def write_report(
         f"Set: `bifsmn-tf data synth --clips-per-word {config.clips_per_word} --seed {config.seed}"
         f"{' --check-words' if config.check_words else ''}` "
         f"(v1 words, engines {', '.join(config.engines)}"
-        + (f"; takes left out by the check: {', '.join(f'{e} {n}' for e, n in data.rejected.items()) or 'none'}"
-           if config.check_words else "")
+        + (
+            f"; takes left out by the check: {', '.join(f'{e} {n}' for e, n in data.rejected.items()) or 'none'}"
+            if config.check_words
+            else ""
+        )
         + f"). Model: {model_summary(args)}. "
         f"Machine: {platform.machine()}, shared with other work "
         f"(the set: {generation}).",
@@ -388,46 +419,74 @@ def write_report(
         held, seen = f.get("held_out_engine", blank), f["seen_engines"]
         lines.append(
             f"| {f['held_out'] or '(none)'} | {', '.join(f['trained_on'])} | {f['training_clips']} | "
-            + " | ".join(percent(held[k]) for k in ("balanced", "keywords", "unknown")) + " | "
-            + " | ".join(percent(seen[k]) for k in ("balanced", "keywords", "unknown")) + " |"
+            + " | ".join(percent(held[k]) for k in ("balanced", "keywords", "unknown"))
+            + " | "
+            + " | ".join(percent(seen[k]) for k in ("balanced", "keywords", "unknown"))
+            + " |"
             + (f" {percent(f.get('held_out_engine_other_set', blank)['balanced'])} |" if args.also_score_on else "")
         )
     held_out = [f["held_out_engine"] for f in folds if "held_out_engine" in f]
     if held_out:
-        lines += ["", "Mean over held-out engines: balanced "
-                      f"{percent(float(np.mean([h['balanced'] for h in held_out])))}, keywords "
-                      f"{percent(float(np.mean([h['keywords'] for h in held_out])))} (aim: at least 80 %)."]
+        lines += [
+            "",
+            "Mean over held-out engines: balanced "
+            f"{percent(float(np.mean([h['balanced'] for h in held_out])))}, keywords "
+            f"{percent(float(np.mean([h['keywords'] for h in held_out])))} (aim: at least 80 %).",
+        ]
     other = [f["held_out_engine_other_set"] for f in folds if "held_out_engine_other_set" in f]
     if other:
-        lines += ["", f"The same models on every clip of the held-out engine in `{args.also_score_on}`: "
-                      f"balanced {percent(float(np.mean([h['balanced'] for h in other])))}, keywords "
-                      f"{percent(float(np.mean([h['keywords'] for h in other])))}."]
+        lines += [
+            "",
+            f"The same models on every clip of the held-out engine in `{args.also_score_on}`: "
+            f"balanced {percent(float(np.mean([h['balanced'] for h in other])))}, keywords "
+            f"{percent(float(np.mean([h['keywords'] for h in other])))}.",
+        ]
     if held_out:
         spoken = [label for label in LABELS if label != SILENCE]
-        lines += ["", "Recall per class on each held-out engine (in brackets: the label most often "
-                      "given instead):", "",
-                  "| held-out engine | " + " | ".join(spoken) + " |", "|---" * (len(spoken) + 1) + "|"]
+        lines += [
+            "",
+            "Recall per class on each held-out engine (in brackets: the label most often given instead):",
+            "",
+            "| held-out engine | " + " | ".join(spoken) + " |",
+            "|---" * (len(spoken) + 1) + "|",
+        ]
         for f in folds:
             if "held_out_engine" in f:
                 per_class = f["held_out_engine"]["per_class"]
-                lines.append(f"| {f['held_out']} | " + " | ".join(
-                    f"{100 * per_class[c]['recall']:.0f} % ({per_class[c]['mistaken_for'] or '–'})" for c in spoken
-                ) + " |")
+                lines.append(
+                    f"| {f['held_out']} | "
+                    + " | ".join(
+                        f"{100 * per_class[c]['recall']:.0f} % ({per_class[c]['mistaken_for'] or '–'})" for c in spoken
+                    )
+                    + " |"
+                )
     lines += ["", "## Real recordings (model trained on every engine)", ""]
     if real is None:
         lines.append(f"Skipped: {REAL_SPEECH} is absent.")
     else:
         lines += ["| clip | predicted | probability | acceptable |", "|---|---|---|---|"]
-        lines += [f"| {r['clip']} | {r['predicted']} | {r['probability']} | {'yes' if r['correct'] else 'no'} |" for r in real]
+        lines += [
+            f"| {r['clip']} | {r['predicted']} | {r['probability']} | {'yes' if r['correct'] else 'no'} |" for r in real
+        ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
     atomic_write_text(
         args.out.with_suffix(".json"),
-        json.dumps({"command": command, "synth_config": config.to_dict(), "model": args.model,
-                    **model_settings(args), "rejected": data.rejected,
-                    "also_score_on": str(args.also_score_on) if args.also_score_on else None,
-                    "generation": generation, "folds": folds, "real_speech": real},
-                   indent=2) + "\n"  # fmt: skip
+        json.dumps(
+            {
+                "command": command,
+                "synth_config": config.to_dict(),
+                "model": args.model,
+                **model_settings(args),
+                "rejected": data.rejected,
+                "also_score_on": str(args.also_score_on) if args.also_score_on else None,
+                "generation": generation,
+                "folds": folds,
+                "real_speech": real,
+            },
+            indent=2,
+        )
+        + "\n",
     )
 
 
@@ -436,41 +495,50 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clips-per-word", type=int, default=400)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument(
-        "--model", choices=MODELS, default="teacher",
+        "--model",
+        choices=MODELS,
+        default="teacher",
         help="the package's FP teacher on the log-mel (default), or a head on Google's speech embedding, "
-             "pretrained on real speech (pip install openwakeword==0.5.0 --no-deps); the frontend, "
-             "mel-warp and profile flags are the teacher's",
-    )  # fmt: skip
+        "pretrained on real speech (pip install openwakeword==0.5.0 --no-deps); the frontend, "
+        "mel-warp and profile flags are the teacher's",
+    )
+    parser.add_argument("--profile", choices=PROFILES, default="lean", help="the teacher's head (default: the demo's)")
     parser.add_argument(
-        "--profile", choices=PROFILES, default="lean", help="the teacher's head (default: the demo's)"
+        "--no-per-bin-mean-removal",
+        dest="per_bin_mean_removal",
+        action="store_false",
+        help="feed the teacher the log-mel as it is (default: each bin's mean over the clip removed)",
     )
     parser.add_argument(
-        "--no-per-bin-mean-removal", dest="per_bin_mean_removal", action="store_false",
-        help="feed the teacher the log-mel as it is (default: each bin's mean over the clip removed)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--mel-warp", type=float, default=1.0,
+        "--mel-warp",
+        type=float,
+        default=1.0,
         help="training stretches the mel axis by up to this factor either way (default 1: not at all)",
-    )  # fmt: skip
+    )
     official = FeatureConfig()
     for field, meaning in FRONTEND_FLAGS.items():
         default = getattr(official, field)
         parser.add_argument(
-            "--" + field.replace("_", "-"), type=int, default=default,
+            "--" + field.replace("_", "-"),
+            type=int,
+            default=default,
             help=f"{meaning} (default {default if default is not None else '--n-fft'})",
-        )  # fmt: skip
+        )
     parser.add_argument(
-        "--kind", choices=FEATURE_KINDS, default=official.kind,
+        "--kind",
+        choices=FEATURE_KINDS,
+        default=official.kind,
         help=f"log-mel, or MFCCs of it (default {official.kind})",
-    )  # fmt: skip
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=None, help="generation processes (default: every core)")
     parser.add_argument("--engines", help="comma-separated (default: every installed engine)")
     parser.add_argument("--data", type=Path, help="keep or reuse the generated set here")
     parser.add_argument(
-        "--check-words", action="store_true",
+        "--check-words",
+        action="store_true",
         help="make the set with `data synth --check-words` (pip install 'bifsmn-tf[check]')",
-    )  # fmt: skip
+    )
 
 
 def prepare(
@@ -482,8 +550,11 @@ def prepare(
     if args.mel_warp < 1:
         parser.error(f"--mel-warp must be at least 1, got {args.mel_warp}")
     if args.model == "speech-embedding":
-        teachers = [f for f in (*FRONTEND_FLAGS, "kind", "per_bin_mean_removal", "mel_warp", "profile")
-                    if getattr(args, f) != parser.get_default(f)]  # fmt: skip
+        teachers = [
+            f
+            for f in (*FRONTEND_FLAGS, "kind", "per_bin_mean_removal", "mel_warp", "profile")
+            if getattr(args, f) != parser.get_default(f)
+        ]
         if teachers:
             flags = ", ".join("--" + f.replace("_", "-") for f in teachers)
             parser.error(f"{flags}: the teacher's, not used by --model speech-embedding")
@@ -493,9 +564,10 @@ def prepare(
             parser.error(str(err))
     try:
         args.features = FeatureConfig(
-            **{field: getattr(args, field) for field in FRONTEND_FLAGS}, kind=args.kind,
+            **{field: getattr(args, field) for field in FRONTEND_FLAGS},
+            kind=args.kind,
             per_bin_mean_removal=args.per_bin_mean_removal,
-        )  # fmt: skip
+        )
     except ConfigError as err:
         parser.error(str(err))
     engines = tuple(args.engines.split(",")) if args.engines else ()
@@ -523,14 +595,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_arguments(parser)
     parser.add_argument(
-        "--out", type=Path, default=RESULTS / "synth_transfer",
+        "--out",
+        type=Path,
+        default=RESULTS / "synth_transfer",
         help="report path without suffix: writes OUT.md and OUT.json (default: benchmarks/results/synth_transfer)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--also-score-on", type=Path, metavar="DIR",
+        "--also-score-on",
+        type=Path,
+        metavar="DIR",
         help="a complete synthetic set with the same engines (say, the same seed without --check-words): "
-             "each held-out engine is also scored on every clip of it there",
-    )  # fmt: skip
+        "each held-out engine is also scored on every clip of it there",
+    )
     args = parser.parse_args()
     if args.also_score_on and not (args.also_score_on / SYNTH_JSON).is_file():
         parser.error(f"--also-score-on {args.also_score_on}: not a complete synthetic set (no {SYNTH_JSON})")

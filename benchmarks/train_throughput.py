@@ -89,36 +89,33 @@ def measure(args: argparse.Namespace) -> list[dict]:
     if args.inter_threads:
         tf.config.threading.set_inter_op_parallelism_threads(args.inter_threads)
 
-    from bifsmn_tf import demo
     from bifsmn_tf.bench import host_description
-    from bifsmn_tf.data.pipeline import DataConfig, make_dataset
-    from bifsmn_tf.features import FeatureConfig
-    from bifsmn_tf.models.dfsmn import ModelConfig, build_bifsmn, build_teacher
-    from bifsmn_tf.training.trainer import PRESETS, Distiller, build_optimizer, default_width_weights
+    from bifsmn_tf.data.pipeline import make_dataset
+    from bifsmn_tf.models.dfsmn import build_bifsmn, build_teacher
+    from bifsmn_tf.training.presets import PRESETS
+    from bifsmn_tf.training.trainer import Distiller, build_optimizer
 
-    features = FeatureConfig()
-    teacher_model = ModelConfig(
-        num_frames=features.num_frames, num_features=features.num_features, profile=demo.PROFILE
-    )
-    student_model = teacher_model.replace(
-        memory_input=demo.MEMORY_INPUT,
-        fe3_input_thresholds=demo.INPUT_THRESHOLDS,
-        fc1_input_thresholds=demo.INPUT_THRESHOLDS,
-        widths=demo.WIDTHS,
-    )
     preset = PRESETS["demo"]
-    student_train = preset.student.replace(
-        widths=demo.WIDTHS, width_weights=default_width_weights(demo.WIDTHS)
-    )
-    teacher_train = preset.teacher
+    features = preset.features
+    # The demo's models, as `bifsmn_tf.training.run` builds them from the preset.
+    model = preset.model.replace(num_frames=features.num_frames, num_features=features.num_features)
+    teacher_model = model.for_teacher()
+    student_model = model.replace(widths=preset.student.widths)
+    student_train = preset.student
+    teacher_train = preset.teacher.for_teacher(model.num_blocks)
     if args.batch_size:
         student_train = student_train.replace(batch_size=args.batch_size)
         teacher_train = teacher_train.replace(batch_size=args.batch_size)
 
     def distiller(student, teacher, config):
         model = Distiller(
-            student, teacher, widths=config.widths, width_weights=config.width_weights,
-            distill=config.distill, gamma=config.gamma, logit_distill=config.logit_distill,
+            student,
+            teacher,
+            widths=config.widths,
+            width_weights=config.width_weights,
+            distill=config.distill,
+            gamma=config.gamma,
+            logit_distill=config.logit_distill,
             weight_decay=config.weight_decay,
         )
         model.compile(optimizer=build_optimizer(config), jit_compile=args.jit)
@@ -133,8 +130,10 @@ def measure(args: argparse.Namespace) -> list[dict]:
     rows = []
     teacher = build_teacher(teacher_model)
     wall, cpu = _fit_timed(
-        distiller(teacher, None, teacher_train), random_batches(teacher_train.batch_size),
-        args.steps, teacher_train.batch_size,
+        distiller(teacher, None, teacher_train),
+        random_batches(teacher_train.batch_size),
+        args.steps,
+        teacher_train.batch_size,
     )
     rows.append(_row("teacher step", args.steps * teacher_train.batch_size, wall, cpu))
 
@@ -143,9 +142,11 @@ def measure(args: argparse.Namespace) -> list[dict]:
     rows.append(_row("student step", args.steps * student_train.batch_size, wall, cpu))
 
     if args.data:
-        data = DataConfig(
-            task=demo.TASK, protocol=args.protocol, root=str(Path(args.data).resolve()),
-            data_dir=args.data_dir, batch_size=student_train.batch_size,
+        data = preset.data.replace(
+            protocol=args.protocol,
+            root=str(Path(args.data).resolve()),
+            data_dir=args.data_home,
+            batch_size=student_train.batch_size,
         )
         pipeline = make_dataset(data, features, "train", training=True)
         iterator = iter(pipeline.repeat())
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", help="a dataset root (the demo's data/) for the pipeline rows")
-    parser.add_argument("--data-dir", help="where the decoded-audio cache lives (default: as training)")
+    parser.add_argument("--data-home", metavar="DIR", help="where the decoded-audio cache lives (default: as training)")
     parser.add_argument("--protocol", default="standard", choices=("standard", "bifsmn"))
     parser.add_argument("--steps", type=int, default=30, help="measured steps (after as many warm-up)")
     parser.add_argument("--batch-size", type=int, help="both models' batch (default: the demo preset's)")

@@ -16,7 +16,6 @@ column, tab- or space-aligned, and ``Primary graph profile:`` / ``Subgraph`` sec
 from __future__ import annotations
 
 import dataclasses
-import json
 import platform
 import re
 import time
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from bifsmn_tf.records import MANIFEST, ConversionManifest, RecordError
 
 HOST_LATENCY_NOTE = (
     "Measured in LCE's Python interpreter on this host. On x86, LCE runs portable reference "
@@ -140,8 +141,7 @@ def parse_benchmark_output(text: str) -> BenchmarkOutput:
     if "inference_avg_us" not in timings:
         tail = "\n".join(text.strip().splitlines()[-8:])
         raise BenchmarkOutputError(
-            "no 'Inference timings in us: ... Inference (avg): N' line in the benchmark output; "
-            f"it ends with:\n{tail}"
+            f"no 'Inference timings in us: ... Inference (avg): N' line in the benchmark output; it ends with:\n{tail}"
         )
     # The tool prints a warm-up block, then the regular block; each has one statistics line.
     warmup_stats = stats_after_header[0] if len(stats_after_header) >= 2 else {}
@@ -302,14 +302,11 @@ def time_flatbuffer(
     from larq_compute_engine.tflite.python.interpreter import Interpreter
 
     if runs < 1 or warmup_runs < 0 or threads < 1:
-        raise ValueError(
-            f"need runs >= 1, warmup_runs >= 0, threads >= 1; got {runs}, {warmup_runs}, {threads}"
-        )
+        raise ValueError(f"need runs >= 1, warmup_runs >= 0, threads >= 1; got {runs}, {warmup_runs}, {threads}")
     interpreter = Interpreter(flatbuffer, num_threads=threads)
     rng = np.random.default_rng(seed)
     inputs = [
-        _random_input(rng, shape, dtype)
-        for shape, dtype in zip(interpreter.input_shapes, interpreter.input_types)
+        _random_input(rng, shape, dtype) for shape, dtype in zip(interpreter.input_shapes, interpreter.input_types)
     ]
     # The wrapper's per-sample predict: set inputs, invoke, read outputs, without the batching
     # loop of Interpreter.predict.
@@ -369,16 +366,13 @@ def flatbuffer_paths(paths: Iterable[str | Path]) -> list[Path]:
     expanded: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            manifest = path / "manifest.json"
+            manifest = path / MANIFEST
             if manifest.exists():
                 try:
-                    entries = json.loads(manifest.read_bytes())["models"]
-                    expanded.extend(path / entry["file"] for entry in entries)
-                except (OSError, ValueError, KeyError, TypeError) as err:  # a damaged manifest
-                    problem = f"not a manifest of `bifsmn-tf convert` ({type(err).__name__}: {err})"
-                    raise FlatbufferError(
-                        f"{manifest}: {problem}; convert again, or name the .tflite files"
-                    ) from None
+                    entries = ConversionManifest.load(manifest).models
+                except RecordError as err:
+                    raise FlatbufferError(f"{err}; convert again, or name the .tflite files") from None
+                expanded.extend(path / entry.file for entry in entries)
             else:
                 expanded.extend(sorted(path.glob("*.tflite")))
         elif path.is_file():

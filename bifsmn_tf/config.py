@@ -76,6 +76,7 @@ def non_finite_fields(config: JsonConfig) -> list[str]:
     ``float("nan")`` passes every range check written as a comparison (``nan <= 0`` is false),
     so a config states finiteness first: ``--lr nan`` once trained a model of NaN weights.
     """
+
     def finite(value: Any) -> bool:
         if isinstance(value, tuple):
             return all(finite(v) for v in value)

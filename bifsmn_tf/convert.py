@@ -9,7 +9,8 @@
 - ``teacher_int8.tflite``: the FP teacher after full-integer post-training quantization (int8
   weights, activations, input and output), calibrated on real clips of the training split;
 - ``manifest.json``: every file with its width, bytes, op counts and the check below, and the
-  storage ratios of the student against the FP32 baseline.
+  storage ratios of the student against the FP32 baseline
+  (:class:`~bifsmn_tf.records.ConversionManifest`, which ``convert_run`` returns).
 
 **Resumable.** Each flatbuffer, once written and checked, gets a record in ``.verified/``: its
 sha256, its manifest entry and what it was made from (a hash of the source model's architecture
@@ -56,7 +57,6 @@ from typing import Any
 import larq_compute_engine as lce
 import numpy as np
 import tensorflow as tf
-from larq_compute_engine.tflite.python.interpreter import Interpreter
 from tensorflow.lite.python import schema_py_generated as schema
 from tensorflow.lite.tools import flatbuffer_utils
 from tqdm import tqdm
@@ -77,16 +77,22 @@ from bifsmn_tf.models.dfsmn import (
     width_model,
 )
 from bifsmn_tf.models.layers import DFSMNBlock
+from bifsmn_tf.records import (
+    INPUTS,
+    KIND_FP32,
+    KIND_INT8,
+    KIND_STUDENT,
+    MANIFEST,
+    ConversionManifest,
+    FlatbufferEntry,
+    RecordError,
+)
+from bifsmn_tf.runtime import FlatbufferModel
 from bifsmn_tf.tflite_ops import op_counts
 from bifsmn_tf.training.run import RunConfigs, load_run_model, read_run_info
 
-MANIFEST = "manifest.json"
 #: Per-file records of the flatbuffers already written and checked: what a rerun reuses.
 VERIFIED = ".verified"
-INPUTS = ("features", "audio")
-KIND_STUDENT = "student"
-KIND_FP32 = "teacher_fp32"
-KIND_INT8 = "teacher_int8"
 #: The storage ratios are taken against the published FP32 D-FSMN, as the paper's are.
 BASELINE_PROFILE = "paper"
 STORAGE_NOTE = (
@@ -128,50 +134,11 @@ class ConvertConfig(JsonConfig):
 
     def __post_init__(self) -> None:
         if self.input not in INPUTS:
-            raise ConfigError(
-                f"ConvertConfig.input: unknown {self.input!r}; choose one of {INPUTS}"
-            )
+            raise ConfigError(f"ConvertConfig.input: unknown {self.input!r}; choose one of {INPUTS}")
         if self.calibration_clips < 1 or (self.verify_clips is not None and self.verify_clips < 1):
             raise ConfigError("ConvertConfig: calibration_clips and verify_clips must be >= 1")
         if not 0.0 <= self.min_agreement <= 1.0:
-            raise ConfigError(
-                f"ConvertConfig.min_agreement: must be in [0, 1], got {self.min_agreement}"
-            )
-
-
-class FlatbufferModel:
-    """A flatbuffer in LCE's interpreter, called like a Keras model on float arrays.
-
-    ``model(x)`` takes ``(N, *input_shape)`` float32 and returns ``(N, C)`` float32, running the
-    samples one by one at batch 1. For int8 inputs or outputs it quantizes and dequantizes with
-    the tensors' scales and zero points, so float models and full-integer models are called alike.
-    """
-
-    def __init__(self, flatbuffer: bytes, *, num_threads: int = 1) -> None:
-        self.interpreter = Interpreter(flatbuffer, num_threads=num_threads)
-        if len(self.interpreter.input_shapes) != 1 or len(self.interpreter.output_shapes) != 1:
-            raise ValueError("FlatbufferModel: expected one input and one output tensor")
-        self.input_shape: tuple[int, ...] = tuple(self.interpreter.input_shapes[0][1:])
-        self.input_dtype = np.dtype(self.interpreter.input_types[0])
-        self.output_dtype = np.dtype(self.interpreter.output_types[0])
-
-    def __call__(self, inputs: np.ndarray) -> np.ndarray:
-        inputs = np.asarray(inputs, dtype=np.float32)
-        if inputs.shape[1:] != self.input_shape:
-            raise ValueError(
-                f"FlatbufferModel: inputs {inputs.shape[1:]} != model input {self.input_shape}"
-            )
-        if np.issubdtype(self.input_dtype, np.integer):
-            scale, zero = self.interpreter.input_scales[0], self.interpreter.input_zero_points[0]
-            limits = np.iinfo(self.input_dtype)
-            inputs = np.clip(np.round(inputs / scale + zero), limits.min, limits.max).astype(
-                self.input_dtype
-            )
-        outputs = self.interpreter.predict(inputs)
-        if np.issubdtype(self.output_dtype, np.integer):
-            scale, zero = self.interpreter.output_scales[0], self.interpreter.output_zero_points[0]
-            outputs = (outputs.astype(np.float32) - zero) * scale
-        return np.asarray(outputs, dtype=np.float32).reshape(len(inputs), -1)
+            raise ConfigError(f"ConvertConfig.min_agreement: must be in [0, 1], got {self.min_agreement}")
 
 
 def with_audio_frontend(model: tf.keras.Model, feature_config: FeatureConfig) -> tf.keras.Model:
@@ -190,7 +157,7 @@ def _batch_one_converter(model: tf.keras.Model) -> tf.lite.TFLiteConverter:
     """TFLite's converter on ``model`` at batch size 1, as LCE's converter fixes it: a dynamic
     batch would add run-time shape ops (SHAPE, STRIDED_SLICE, PACK) to the teachers only."""
     signature = tf.TensorSpec([1, *model.input_shape[1:]], model.input.dtype)
-    function = tf.function(lambda inputs: model(inputs, training=False)).get_concrete_function(
+    function = tf.function(lambda inputs: model(inputs, training=False), autograph=False).get_concrete_function(
         signature
     )
     return tf.lite.TFLiteConverter.from_concrete_functions([function], model)
@@ -230,9 +197,9 @@ def untie_signs(student: tf.keras.Model) -> None:
 
     A binary convolution outputs its scale times an integer: exactly in LCE (a popcount), up to
     float rounding in Keras (a float sum of +-scale). With a BN zero within that rounding of a
-    level the two binarize the level differently for every input that hits it: one hidden channel
-    put a millionth of a level above level 0 made LCE's top-1 disagree with Keras on 16 % of
-    inputs, neither being wrong to float precision. Half a level away no rounding reaches.
+    level the two binarize the level differently for every input that hits it, so that LCE's
+    top-1 can disagree with Keras on many inputs with neither wrong to float precision
+    (CHANGELOG.md, 2026-12-06). Half a level away no rounding reaches.
     Students of other binarizers (shifted or scaled signs) are left as they are.
     """
     config = model_config(student)
@@ -268,9 +235,7 @@ def strip_tensor_names(flatbuffer: bytes, probe: np.ndarray) -> tuple[bytes, boo
     return (stripped, True) if same else (flatbuffer, False)
 
 
-def compare(
-    keras_logits: np.ndarray, flatbuffer_logits: np.ndarray, labels: np.ndarray
-) -> dict[str, Any]:
+def compare(keras_logits: np.ndarray, flatbuffer_logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     """Flatbuffer logits against Keras logits of the same clips. Non-finite flatbuffer logits
     count as disagreements (an argmax over NaNs would agree by accident)."""
     finite = np.isfinite(flatbuffer_logits).all(axis=-1)
@@ -315,6 +280,29 @@ def op_summary(flatbuffer: bytes) -> dict[str, Any]:
         "binary_convs": counts.get("LceBconv2d", 0),
         "float_ops": float_op_count(flatbuffer),
     }
+
+
+def flatbuffer_entry(
+    file: str,
+    kind: str,
+    width: int | None,
+    flatbuffer: bytes,
+    *,
+    names_stripped: bool,
+    verification: dict[str, Any],
+) -> FlatbufferEntry:
+    """The manifest entry of ``flatbuffer``, written as ``file``: its size, input shape and
+    operators as measured, and what :func:`compare` found (``verification``)."""
+    return FlatbufferEntry(
+        file=file,
+        kind=kind,
+        width=width,
+        bytes=len(flatbuffer),
+        names_stripped=names_stripped,
+        input_shape=FlatbufferModel(flatbuffer).input_shape,
+        **op_summary(flatbuffer),
+        verification=verification,
+    )
 
 
 def storage_bits(model: tf.keras.Model, width: int | None = None) -> int:
@@ -378,7 +366,7 @@ def _arrays_digest(*arrays: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def _reusable_entry(out_dir: Path, file: str, source: dict[str, Any]) -> dict[str, Any] | None:
+def _reusable_entry(out_dir: Path, file: str, source: dict[str, Any]) -> FlatbufferEntry | None:
     """The manifest entry recorded for ``file`` when it was made from ``source`` and its bytes
     are still the ones checked then; ``None`` when it must be (re)done."""
     try:
@@ -388,7 +376,12 @@ def _reusable_entry(out_dir: Path, file: str, source: dict[str, Any]) -> dict[st
         return None
     if not isinstance(record, dict) or record.get("source") != source:
         return None
-    return record.get("entry") if record.get("sha256") == _sha256(data) else None
+    if record.get("sha256") != _sha256(data):
+        return None
+    try:
+        return FlatbufferEntry.from_dict(record.get("entry"), out_dir)
+    except RecordError:
+        return None
 
 
 def convert_models(
@@ -399,20 +392,23 @@ def convert_models(
     *,
     calibration: np.ndarray,
     verification: tuple[np.ndarray, np.ndarray],
+    labels: Sequence[str],
     config: ConvertConfig = ConvertConfig(),
     feature_config: FeatureConfig = FeatureConfig(),
-    labels: Sequence[str] = (),
     provenance: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> ConversionManifest:
     """Convert, check and write every flatbuffer and ``manifest.json`` to ``out_dir``.
 
     ``calibration`` and ``verification`` hold waveforms ``(N, clip_samples)`` in [-1, 1] (the
-    latter with their labels); features are computed from them with ``feature_config``'s frontend
-    unless ``config.input == "audio"``. Raises :class:`ConversionError` when a lossless conversion
+    latter with their labels); ``labels`` name the models' classes, in output order. Features are
+    computed from the waveforms with ``feature_config``'s frontend unless ``config.input ==
+    "audio"``. Raises :class:`ConversionError` when a lossless conversion
     agrees with Keras on fewer than ``config.min_agreement`` of the clips; the manifest is then not
     written (an old one is removed first), so a directory with a manifest is always complete.
     ``student`` is first passed through :func:`untie_signs` (in place). Files a killed or failed
     earlier call finished and checked are reused (see the module doc), and their names printed.
+    ``provenance`` fills the manifest's ``run_dir``, ``teacher_run``, ``profile``, ``task`` and
+    ``protocol`` (:class:`~bifsmn_tf.records.ConversionManifest`) for a conversion of a run.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -426,9 +422,7 @@ def convert_models(
     def to_inputs(waveforms: np.ndarray) -> np.ndarray:
         if audio:
             return np.asarray(waveforms, np.float32)
-        return np.concatenate(
-            [frontend(waveforms[i : i + 256]).numpy() for i in range(0, len(waveforms), 256)]
-        )
+        return np.concatenate([frontend(waveforms[i : i + 256]).numpy() for i in range(0, len(waveforms), 256)])
 
     calibration_inputs = to_inputs(calibration)
     verify_inputs, verify_labels = to_inputs(verification[0]), np.asarray(verification[1])
@@ -471,9 +465,7 @@ def convert_models(
         for width in widths
     ]
     teacher_model = wrap(width_model(teacher))
-    jobs.append(
-        ("teacher_fp32.tflite", KIND_FP32, None, teacher_model, teacher_model, convert_float)
-    )
+    jobs.append(("teacher_fp32.tflite", KIND_FP32, None, teacher_model, teacher_model, convert_float))
     jobs.append(
         (
             "teacher_int8.tflite",
@@ -486,9 +478,7 @@ def convert_models(
     )
 
     entries = []
-    for file, kind, width, keras_model, exported, converter in tqdm(
-        jobs, desc="convert", unit="file"
-    ):
+    for file, kind, width, keras_model, exported, converter in tqdm(jobs, desc="convert", unit="file"):
         # As JSON reads it back from a record (lists, not tuples), to compare with one.
         source = json.loads(json.dumps({"file": file, "width": width, **sources[kind]}))
         entry = _reusable_entry(out_dir, file, source)
@@ -516,44 +506,33 @@ def convert_models(
                 f"difference {check['max_abs_logit_diff']:.3g}"
             )
         atomic_write_bytes(out_dir / file, flatbuffer)
-        entry = {
-            "file": file,
-            "kind": kind,
-            "width": width,
-            "bytes": len(flatbuffer),
-            "names_stripped": stripped,
-            "input_shape": list(FlatbufferModel(flatbuffer).input_shape),
-            **op_summary(flatbuffer),
-            "verification": check,
-        }
+        entry = flatbuffer_entry(file, kind, width, flatbuffer, names_stripped=stripped, verification=check)
         # Written after the file: a record always vouches for a complete, checked file.
-        record = {"sha256": _sha256(flatbuffer), "source": source, "entry": entry}
+        record = {"sha256": _sha256(flatbuffer), "source": source, "entry": entry.to_dict(out_dir)}
         atomic_write_text(out_dir / VERIFIED / f"{file}.json", json.dumps(record, indent=2) + "\n")
         entries.append(entry)
 
     full = max(widths)
     student_bits = storage_bits(student, full)
     teacher_bits = storage_bits(teacher)
-    teacher_bytes = next(e["bytes"] for e in entries if e["kind"] == KIND_FP32)
-    student_bytes = next(
-        e["bytes"] for e in entries if e["kind"] == KIND_STUDENT and e["width"] == full
-    )
+    teacher_bytes = next(e.bytes for e in entries if e.kind == KIND_FP32)
+    student_bytes = next(e.bytes for e in entries if e.kind == KIND_STUDENT and e.width == full)
     if model_config(teacher).profile == BASELINE_PROFILE:
         baseline_bits, baseline_bytes = teacher_bits, teacher_bytes
     else:
         baseline_bits, baseline_bytes = published_baseline(
             model_config(teacher), probe, wrap=wrap, strip=config.strip_names
         )
-    manifest = {
-        "input": config.input,
-        "input_shape": entries[0]["input_shape"],
-        "labels": list(labels),
-        "widths": list(widths),
-        "feature_config": feature_config.to_dict(),
-        "convert_config": config.to_dict(),
-        "versions": {"tensorflow": tf.__version__, "larq_compute_engine": lce.__version__},
+    manifest = ConversionManifest(
+        input=config.input,
+        input_shape=entries[0].input_shape,
+        labels=tuple(labels),
+        widths=tuple(widths),
+        feature_config=feature_config.to_dict(),
+        convert_config=config.to_dict(),
+        versions={"tensorflow": tf.__version__, "larq_compute_engine": lce.__version__},
         **(provenance or {}),
-        "storage": {
+        storage={
             "parameter_count_ratio": baseline_bits / student_bits,
             "flatbuffer_ratio": baseline_bytes / student_bytes,
             "baseline_fp32_bytes": baseline_bytes,
@@ -566,35 +545,45 @@ def convert_models(
             "flatbuffer_ratio_vs_run_teacher": teacher_bytes / student_bytes,
             "how": STORAGE_NOTE,
         },
-        "models": entries,
-    }
-    atomic_write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        models=tuple(entries),
+    )
+    manifest.save(out_dir / MANIFEST)
     return manifest
 
 
 def convert_run(
-    run_dir: str | Path, out_dir: str | Path | None = None, config: ConvertConfig = ConvertConfig()
-) -> dict[str, Any]:
+    run_dir: str | Path,
+    out_dir: str | Path | None = None,
+    config: ConvertConfig = ConvertConfig(),
+    *,
+    data_root: str | Path | None = None,
+) -> ConversionManifest:
     """Convert the best student of a training run and its teacher (``run.json``'s teacher run).
 
     Calibration clips come from the run's training split, verification clips from its test
-    split, both without augmentation. ``out_dir`` defaults to ``RUN_DIR/flatbuffers`` (features
+    split, both without augmentation, of ``data_root`` (a dataset in the Speech Commands layout;
+    default: the run's own data). ``out_dir`` defaults to ``RUN_DIR/flatbuffers`` (features
     input) or ``RUN_DIR/flatbuffers_audio``.
     """
     run_dir = Path(run_dir)
-    info = read_run_info(run_dir)
-    if info.get("kind") != "student" or not info.get("teacher_run"):
+    record = read_run_info(run_dir)
+    if record.kind != "student":
+        raise ConversionError(f"{run_dir}: not a student run (convert a BiFSMN student's run directory)")
+    if not record.teacher_run.is_dir():
         raise ConversionError(
-            f"{run_dir}: not a student run (convert a BiFSMN student's run directory)"
+            f"{run_dir}: its teacher run is not at {record.teacher_run}; keep the teacher's run "
+            "folder where it was beside the student's (move or copy the two together)"
         )
     configs = RunConfigs.load(run_dir)
+    if data_root is not None:
+        configs = dataclasses.replace(
+            configs, data=configs.data.replace(root=str(Path(data_root).expanduser().resolve()))
+        )
     student, _ = load_run_model(run_dir)
-    teacher, _ = load_run_model(info["teacher_run"])
+    teacher, _ = load_run_model(record.teacher_run)
     train_waveforms, _ = split_waveforms(configs.data, configs.features, "train")
     test_waveforms, test_labels = split_waveforms(configs.data, configs.features, "test")
-    calibration = train_waveforms[
-        _sample(config.calibration_clips, len(train_waveforms), config.seed)
-    ]
+    calibration = train_waveforms[_sample(config.calibration_clips, len(train_waveforms), config.seed)]
     chosen = _sample(config.verify_clips, len(test_waveforms), config.seed + 1)
     if out_dir is None:
         out_dir = run_dir / ("flatbuffers" if config.input == "features" else "flatbuffers_audio")
@@ -609,8 +598,8 @@ def convert_run(
         feature_config=configs.features,
         labels=task_labels(configs.data.task),
         provenance={
-            "run_dir": str(run_dir.resolve()),
-            "teacher_run": info["teacher_run"],
+            "run_dir": run_dir,
+            "teacher_run": record.teacher_run,
             "profile": configs.model.profile,
             "task": configs.data.task,
             "protocol": configs.data.protocol,
@@ -618,19 +607,17 @@ def convert_run(
     )
 
 
-def format_manifest(manifest: dict[str, Any]) -> str:
+def format_manifest(manifest: ConversionManifest) -> str:
     """A plain-text table of the files, their binary ops, checks and the storage ratios."""
-    lines = [
-        f"{'file':<22} {'bytes':>10} {'LceBconv2d':>10} {'float ops':>9} {'agreement':>9} {'max |Δlogit|':>12}"
-    ]
-    for entry in manifest["models"]:
-        check = entry["verification"]
+    lines = [f"{'file':<22} {'bytes':>10} {'LceBconv2d':>10} {'float ops':>9} {'agreement':>9} {'max |Δlogit|':>12}"]
+    for entry in manifest.models:
+        check = entry.verification
         lines.append(
-            f"{entry['file']:<22} {entry['bytes']:>10,} {entry['binary_convs']:>10} {entry['float_ops']:>9} "
+            f"{entry.file:<22} {entry.bytes:>10,} {entry.binary_convs:>10} {entry.float_ops:>9} "
             f"{check['top1_agreement']:>9.2%} {check['max_abs_logit_diff']:>12.3g}"
         )
-    storage = manifest["storage"]
-    clips = manifest["models"][0]["verification"]["clips"]
+    storage = manifest.storage
+    clips = manifest.models[0].verification["clips"]
     lines += [
         f"agreement: top-1 of LCE's interpreter vs Keras on {clips} test clips (int8: lossy, reported only)",
         f"storage of student_w{storage['student_width']} vs the published FP32 D-FSMN: "

@@ -3,12 +3,10 @@
 Steps, each resumable (run the demo again with the same ``out_dir`` after an interruption):
 
 1. ``OUT/data``: the synthetic V1 keyword set (:func:`bifsmn_tf.data.synthetic.generate`), unless
-   it is complete already; its decoded clips are cached in ``OUT/cache``.
-2. ``OUT/teacher``: the FP D-FSMN teacher, ``demo`` preset, each epoch with half as many
-   non-keyword clips as keyword clips, drawn afresh (:data:`TRAIN_UNKNOWN_SHARE`).
-3. ``OUT/student``: BiFSMN (``bifsmn`` binarizer) distilled with HED over widths 8/4/2 from the
-   teacher, ``demo`` preset, memory convs on the float residual stream (:data:`MEMORY_INPUT`),
-   fe3's and fc1's inputs binarized at three thresholds (:data:`INPUT_THRESHOLDS`).
+   it is complete already or another dataset is given; decoded clips are cached in ``OUT/cache``.
+2. ``OUT/teacher``: the FP D-FSMN teacher of the ``demo`` preset
+   (:data:`bifsmn_tf.training.presets.PRESETS`, which says why each option is what it is).
+3. ``OUT/student``: BiFSMN of the same preset, distilled from the teacher over its widths.
 4. Evaluation of the teacher and of every student width on the test split: accuracy, and false
    rejects and false accepts on every non-keyword clip at the threshold chosen on validation for
    :data:`FAR_TARGET` (DET curves beside each evaluation).
@@ -37,23 +35,21 @@ from bifsmn_tf.data import tts
 from bifsmn_tf.data.synthetic import SynthConfig, generate
 from bifsmn_tf.features import FeatureConfig
 from bifsmn_tf.fileio import atomic_write_text
+from bifsmn_tf.records import EvaluationRecord
 from bifsmn_tf.training import run
+from bifsmn_tf.training.presets import PRESETS, Preset
 
-TASK = "v1-12"
-WIDTHS = (8, 4, 2)
-#: Every installed speech engine but Kokoro, by far the slowest (about 2 clips per CPU-second
-#: against 24-82 for the others, benchmarks/synth_speed.py): with it, synthesis alone would take
-#: a quarter of the demo's 20 minutes. ``bifsmn-tf data synth`` still uses it.
+#: Every installed speech engine but Kokoro, by far the slowest (BENCHMARKS.md, "Synthetic set:
+#: generation speed"): with it, synthesis alone would take a large share of the demo's time.
+#: ``bifsmn-tf data synth`` still uses it.
 DEMO_ENGINES = tuple(name for name in tts.installed_engines() if name != "kokoro")
-#: Speakers per word for training, validation and test. 320 training speakers are enough for the
-#: binary student, which learns from few voices far more slowly than the FP teacher (280 cost it
-#: 3-4 points). The test split is three times the validation one: with 40 test speakers (480
-#: clips) one accuracy has a standard error of about 1.5 points, the size of the bounds' margins
-#: (one such run read 2.9 points behind where 1,296 clips of the same recipe read 4.3); 1,440
-#: clips halve the noise for about 40 s more. Validation runs every epoch at every width, so it
-#: stays at 40.
+#: Speakers per word for training, validation and test. The binary student learns from few voices
+#: far more slowly than the FP teacher, so it gets 320. The test split is three times the
+#: validation one: with 40 test speakers (480 clips) one accuracy has a standard error of about
+#: 1.5 points, the size of the bounds' margins, and 1,440 clips halve it (CHANGELOG.md, "How the
+#: demo's recipe was chosen"). Validation runs every epoch at every width, so it stays at 40.
 SPEAKERS = (320, 40, 120)
-#: About 2 minutes of synthesis on two cores. (An empty ``engines`` would mean every installed one.)
+#: An empty ``engines`` would mean every installed one.
 SYNTH = SynthConfig(
     words="v1",
     engines=DEMO_ENGINES,
@@ -61,73 +57,57 @@ SYNTH = SynthConfig(
     validation_percent=100 * SPEAKERS[1] / sum(SPEAKERS),
     testing_percent=100 * SPEAKERS[2] / sum(SPEAKERS),
 )
-#: Evaluation and validation keep the ``standard`` composition (10 % unknown, 10 % noise silence)
-#: for the accuracy columns; the detection figures score every non-keyword clip anyway.
-PROTOCOL = "standard"
-#: Training draws half as many non-keyword clips per epoch as there are keyword clips, afresh each
-#: epoch from all of them (``DataConfig.train_unknown_share``): with the standard protocol's 10 %
-#: the models took about a third of other words for keywords; at 1.0 the student rejected more
-#: but fell outside the accuracy bound (BENCHMARKS.md, "Keywords against other words"). All
-#: non-keywords every epoch (the ``bifsmn`` protocol) would cost 2.75x the clips of ``standard``.
-TRAIN_UNKNOWN_SHARE = 0.5
 #: The false-accept rate the detection thresholds are chosen for on validation, and the demo's
 #: target at full width on test: reject at least 95 % of non-keyword clips with at least 90 % of
 #: keyword clips found.
 FAR_TARGET = 0.05
 MAX_FRR = 0.10
-#: The time-mean head is invariant to where the word sits in the second, which the synthetic set
-#: varies; it learns from few speakers much sooner than the flatten head of ``paper``.
-PROFILE = "lean"
-#: LCE runs the memory convs as float depthwise convs whatever they are fed (no binary depthwise
-#: kernel), so feeding them the float residual stream instead of its sign costs nothing on the
-#: device; on this data it is worth about 5 points at full width (``ModelConfig.memory_input``).
-MEMORY_INPUT = "float"
-#: fe3 and fc1 read their inputs at three thresholds instead of at 0 alone (a thermometer code,
-#: ``ModelConfig.fe3_input_thresholds``): the binary front end is where the plain student lost
-#: most. With the same data and teacher (1,296 test clips) it took the student from 87.5 / 88.0 /
-#: 86.9 % to 90.9 / 90.3 / 89.3 %, and it costs 12.2 KB of flatbuffer at full width, which the
-#: bitpacked hand-off inside the blocks (``width_model(for_lce=True)``) more than pays for.
-INPUT_THRESHOLDS = (-0.67, 0.0, 0.67)
 #: The student may trail the teacher by at most this many points at full width (the paper's
 #: claim for V1-12), in accuracy and in false rejects at the FAR target.
 MAX_DROP_POINTS = 3.0
 
 
 def run_demo(
-    out_dir: str | Path = "bifsmn-demo", *, features: FeatureConfig | None = None, progress: bool = True
+    out_dir: str | Path = "bifsmn-demo",
+    *,
+    preset: Preset = PRESETS["demo"],
+    data: str | Path | None = None,
+    seed: int | None = None,
+    jobs: int | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
-    """Run every step (see the module docstring); returns the ``results.json`` content.
+    """Run every step (see the module docstring); returns the ``results.json`` content, its two
+    evaluations as :class:`~bifsmn_tf.records.EvaluationRecord`.
 
-    ``features``: the teacher's frontend and so the student's (default: the official one).
+    Args:
+        out_dir: Where the data, the runs and the results go.
+        preset: The recipe of both runs (``bifsmn-tf demo`` changes its frontend only).
+        data: A dataset root in the Speech Commands layout with the preset's task words, trained
+            on instead of synthesizing ``OUT/data``.
+        seed: Seed of the synthetic set and of both trainings (default: :data:`SYNTH`'s and the
+            preset's).
+        jobs: Synthesis worker processes (default: every core); the set does not depend on it.
+        progress: Show progress bars.
     """
-    features = features or FeatureConfig()
     out_dir = Path(out_dir)
+    if seed is not None:
+        preset = preset.with_options(teacher={"seed": seed}, student={"seed": seed})
     seconds: dict[str, float] = {}
 
-    started = time.monotonic()
-    data = generate(out_dir / "data", SYNTH, progress=progress).root
-    seconds["data"] = time.monotonic() - started
+    if data is None:
+        started = time.monotonic()
+        synth = SYNTH if seed is None else SYNTH.replace(seed=seed)
+        data = generate(out_dir / "data", synth, jobs=jobs, progress=progress).root
+        seconds["data"] = time.monotonic() - started
 
-    cache = str(out_dir.resolve())
     teacher_run, student_run = out_dir / "teacher", out_dir / "student"
     started = time.monotonic()
-    teacher_configs = run.teacher_configs(
-        data, TASK, preset="demo", profile=PROFILE, protocol=PROTOCOL, data_dir=cache,
-        features=features, train_unknown_share=TRAIN_UNKNOWN_SHARE,
-    )
+    teacher_configs = run.teacher_configs(data, preset, data_dir=str(out_dir.resolve()))
     run.train(teacher_run, teacher_configs, progress=progress)
     seconds["teacher"] = time.monotonic() - started
 
     started = time.monotonic()
-    student_configs = run.student_configs(
-        teacher_run,
-        preset="demo",
-        widths=WIDTHS,
-        distill="hed",
-        memory_input=MEMORY_INPUT,
-        fe3_input_thresholds=INPUT_THRESHOLDS,
-        fc1_input_thresholds=INPUT_THRESHOLDS,
-    )
+    student_configs = run.student_configs(teacher_run, preset)
     run.train(student_run, student_configs, teacher_run=teacher_run, progress=progress)
     seconds["student"] = time.monotonic() - started
 
@@ -148,16 +128,19 @@ def run_demo(
         "teacher": teacher_eval,
         "student": student_eval,
         "checks": demo_checks(teacher_eval, student_eval),
-        "memory_input": MEMORY_INPUT,
-        "input_thresholds": list(INPUT_THRESHOLDS),
-        "features": features.to_dict(),
+        "memory_input": student_configs.model.memory_input,
+        "input_thresholds": {
+            "fe3": list(student_configs.model.fe3_input_thresholds),
+            "fc1": list(student_configs.model.fc1_input_thresholds),
+        },
+        "features": student_configs.features.to_dict(),
         "flatbuffers": str(flatbuffers.resolve()),
         "conversion": {
-            "storage": manifest["storage"],
+            "storage": manifest.storage,
             "models": [
-                {key: entry[key] for key in ("file", "kind", "width", "bytes", "binary_convs", "float_ops")}
-                | {"top1_agreement": entry["verification"]["top1_agreement"]}
-                for entry in manifest["models"]
+                {key: getattr(entry, key) for key in ("file", "kind", "width", "bytes", "binary_convs", "float_ops")}
+                | {"top1_agreement": entry.verification["top1_agreement"]}
+                for entry in manifest.models
             ],
         },
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
@@ -166,17 +149,19 @@ def run_demo(
     table = format_results(results)
     print(table)
     atomic_write_text(out_dir / "results.md", table)
-    atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2) + "\n")
+    # The evaluations as their records are written, their paths relative to results.json.
+    evaluations = {"teacher": teacher_eval.to_dict(out_dir), "student": student_eval.to_dict(out_dir)}
+    atomic_write_text(out_dir / "results.json", json.dumps(results | evaluations, indent=2) + "\n")
     return results
 
 
-def demo_checks(teacher_eval: dict[str, Any], student_eval: dict[str, Any]) -> dict[str, Any]:
+def demo_checks(teacher_eval: EvaluationRecord, student_eval: EvaluationRecord) -> dict[str, Any]:
     """The demo's bounds, in accuracy and in false rejects at the FAR target: the full-width
     student within :data:`MAX_DROP_POINTS` of the teacher, no gain as the width shrinks, and the
     full-width student's test FAR <= :data:`FAR_TARGET` with FRR <= :data:`MAX_FRR`."""
-    teacher, students = evaluate.headline(teacher_eval, "8"), [
-        evaluate.headline(student_eval, str(w)) for w in WIDTHS
-    ]
+    [teacher_width] = teacher_eval.widths
+    teacher = evaluate.headline(teacher_eval, teacher_width)
+    students = [evaluate.headline(student_eval, width) for width in student_eval.widths]
     accuracies = [s["accuracy"] for s in students]
     drop = 100 * (teacher["accuracy"] - accuracies[0])
     frrs = [s["frr"] for s in students]
@@ -190,9 +175,7 @@ def demo_checks(teacher_eval: dict[str, Any], student_eval: dict[str, Any]) -> d
         "frr_drop_points_full_width": None if frr_drop is None else round(frr_drop, 2),
         "frr_within_max_drop": frr_known and frr_drop <= MAX_DROP_POINTS,
         "frr_monotone_in_width": frr_known and all(a <= b for a, b in zip(frrs, frrs[1:])),
-        "meets_detection_target": (
-            full["far"] is not None and full["far"] <= FAR_TARGET and full["frr"] <= MAX_FRR
-        ),
+        "meets_detection_target": (full["far"] is not None and full["far"] <= FAR_TARGET and full["frr"] <= MAX_FRR),
     }
 
 
@@ -205,26 +188,30 @@ def _points(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
-def _thresholds(results: dict[str, Any]) -> str:
-    thresholds = results.get("input_thresholds", [0.0])
+def _thresholds(thresholds: list[float]) -> str:
     if len(thresholds) == 1:
         return "0, the sign"
-    return ", ".join(f"{t:g}" for t in thresholds) + ": each input channel becomes that many bits"
+    return ", ".join(f"{t:g}" for t in thresholds) + " (each input channel becomes that many bits)"
 
 
 def format_results(results: dict[str, Any]) -> str:
-    """The Markdown results table of the demo."""
+    """The Markdown results table of the demo, from ``results`` as :func:`run_demo` builds them
+    (``teacher`` and ``student`` are :class:`~bifsmn_tf.records.EvaluationRecord`)."""
     teacher, student = results["teacher"], results["student"]
-    teacher_accuracy = 100 * teacher["widths"]["8"]["accuracy"]
+    [teacher_width] = teacher.widths
+    teacher_accuracy = 100 * teacher.widths[teacher_width].accuracy
     lines = [
-        f"# bifsmn-tf demo: synthetic {teacher['task']} keywords, test split "
-        f"({teacher['num_examples']} clips, protocol {teacher['protocol']})",
+        f"# bifsmn-tf demo: synthetic {teacher.task} keywords, test split "
+        f"({teacher.num_examples} clips, protocol {teacher.protocol})",
         "",
         "| model | blocks | weights/activations | accuracy (%) | vs teacher (points) "
         "| non-keywords rejected at argmax (%) | FRR (%) | FAR (%) |",
         "|---|---:|---|---:|---:|---:|---:|---:|",
     ]
-    rows = [("D-FSMN teacher", teacher, "8", "32/32"), *(("BiFSMN (HED)", student, str(w), "1/1") for w in WIDTHS)]
+    rows = [
+        ("D-FSMN teacher", teacher, teacher_width, "32/32"),
+        *(("BiFSMN (HED)", student, w, "1/1") for w in student.widths),
+    ]
     for name, result, width, bits in rows:
         figures = evaluate.headline(result, width)
         accuracy = 100 * figures["accuracy"]
@@ -233,17 +220,19 @@ def format_results(results: dict[str, Any]) -> str:
             f"{evaluate.percent(figures['non_keyword_rejection'])} | {evaluate.percent(figures['frr'])} | "
             f"{evaluate.percent(figures['far'], 2)} |"
         )
-    found = teacher["detection"]
+    found = teacher.detection
     checks, storage = results["checks"], results["conversion"]["storage"]
+    thresholds = results["input_thresholds"]
     lines += [
         "",
         f"Keywords against non-keyword speech: every non-keyword clip of the test split kept "
-        f"({found['num_examples']} clips); FRR and FAR at the threshold chosen on the validation "
-        f"split for a false-accept rate of {evaluate.percent(found['far_target'], 0)} % "
+        f"({found.num_examples} clips); FRR and FAR at the threshold chosen on the validation "
+        f"split for a false-accept rate of {evaluate.percent(found.far_target, 0)} % "
         "(DET curves: `det.png` beside each run's evaluation).",
         "",
         f"Student: 1-bit weights everywhere but fe0 and the classifier; 1-bit inputs to fe3, fc1 and "
-        f"every 1x1 conv (fe3's and fc1's binarized at {_thresholds(results)}); memory convs fed "
+        f"every 1x1 conv (fe3's binarized at {_thresholds(thresholds['fe3'])}, fc1's at "
+        f"{_thresholds(thresholds['fc1'])}); memory convs fed "
         f"the {results['memory_input']} residual stream. "
         f"Features: {FeatureConfig.from_dict(results['features']).summary}.",
         "",
@@ -274,11 +263,10 @@ def format_results(results: dict[str, Any]) -> str:
         "parameter count (1 bit per binary weight, 32 per other parameter). Latency: "
         "`bifsmn-tf bench` on this host, `deploy/pi_benchmark.py` on a Raspberry Pi.",
         "",
-        f"Time (s){_on_host(results)}: "
-        + ", ".join(f"{k} {v:.0f}" for k, v in results["seconds"].items()),
+        f"Time (s){_on_host(results)}: " + ", ".join(f"{k} {v:.0f}" for k, v in results["seconds"].items()),
         "",
         f"Runs: teacher `{results['teacher_run']}`, student `{results['student_run']}`; "
         "per-class tables and confusion matrices in each run's `eval/test-"
-        f"{teacher['protocol']}/`.",
+        f"{teacher.protocol}/`.",
     ]
     return "\n".join(lines) + "\n"

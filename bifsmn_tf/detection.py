@@ -136,6 +136,7 @@ def best_keyword(scores: np.ndarray, label_names: Sequence[str]) -> tuple[np.nda
     Args:
         scores: ``(N, C)`` posteriors, columns in the order of ``label_names``.
         label_names: the ``C`` labels.
+
     Returns:
         ``(N,)`` class indices and ``(N,)`` float64 posteriors.
     """
@@ -154,6 +155,7 @@ def threshold_decisions(
         scores: ``(N, C)`` posteriors.
         label_names: the ``C`` labels.
         threshold: one threshold for all keywords, or keyword -> its own threshold.
+
     Returns:
         ``(N,)`` accepted keyword class index, or :data:`REJECT`.
     """
@@ -239,6 +241,7 @@ def det_curve(
         labels: ``(N,)`` true class indices.
         label_names: the ``C`` labels.
         keyword: a keyword label for its own curve; ``None``: pooled over all keywords.
+
     Returns:
         The curve over all distinct thresholds (see the module docstring).
     """
@@ -355,15 +358,14 @@ def detection_summary(
     }
 
 
-def plot_det(
-    summaries: Mapping[str, Mapping[str, Any]], path: str | Path, *, title: str = "DET curve"
-) -> Path:
+def plot_det(summaries: Mapping[str, Mapping[str, Any]], path: str | Path, *, title: str = "DET curve") -> Path:
     """Pooled DET curves on normal-deviate axes with their operating points, saved atomically.
 
     Args:
         summaries: line name (a width, a model) -> its :func:`detection_summary`.
         path: the PNG to write.
         title: the figure title.
+
     Returns:
         ``path``. A summary without non-keyword or keyword clips draws no line; the file is
         written even when no summary has one.
@@ -437,6 +439,7 @@ def match_events(
         events: ``(start_s, end_s, keyword)`` of the keywords spoken.
         non_keyword_hours: hours of non-keyword speech, the denominator of false alarms per hour.
         tolerance_s: how far before the start or after the end of an event its detection may be.
+
     Returns:
         ``events``, ``detections``, ``hits``, ``misses``, ``false_alarms``, ``recall`` (None without
         events), ``false_alarms_per_hour`` (None for 0 hours), ``non_keyword_hours``,

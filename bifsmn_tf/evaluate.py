@@ -3,18 +3,9 @@ the detection figures a keyword spotter is judged by (false rejects at a false-a
 
 Works on the best model of any run directory (``RUN_DIR/model``) and any dataset in the Speech
 Commands layout. Everything is written under ``RUN_DIR/eval/<split>-<protocol>/`` (or ``out_dir``):
-``evaluation.json`` (the structure below), ``confusion_w<width>.png``, ``det.png`` (the DET
-curve of every width) and ``report.md``.
-
-The JSON::
-
-    {"widths": {"8": {"accuracy": 0.95, "per_class": {"yes": {"recall": ..., "precision": ...,
-     "support": ...}, ...}, "confusion_matrix": [[...]]}, ...},
-     "num_examples": N, "task": "v1-12", "protocol": "bifsmn", "split": "test",
-     "labels": [...], "run_dir": "...", "kind": "student", "data_root": "...",
-     "detection": {"protocol": "bifsmn", "num_examples": N, "far_target": 0.01,
-                   "thresholds_from": "validation", "det_png": "...",
-                   "widths": {"8": <bifsmn_tf.detection.detection_summary record>, ...}}}
+``evaluation.json`` (:class:`~bifsmn_tf.records.EvaluationRecord`, which :func:`evaluate_run`
+returns), ``confusion_w<width>.png``, ``det.png`` (the DET curve of every width) and
+``report.md``.
 
 **Detection.** Accuracy on a split with a tenth of non-keywords hides how often other words are
 taken for keywords. ``detection`` scores every width on every non-keyword clip of the split (the
@@ -31,7 +22,6 @@ per-batch accuracies, which biases towards the last, smaller batch).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +34,7 @@ from bifsmn_tf.data.labels import task_labels
 from bifsmn_tf.data.pipeline import DataConfig, make_dataset
 from bifsmn_tf.fileio import atomic_path, atomic_write_text, check_output
 from bifsmn_tf.models.dfsmn import width_model
+from bifsmn_tf.records import EVALUATION, DetectionEvaluation, EvaluationRecord, WidthEvaluation
 from bifsmn_tf.training.run import RunConfigs, load_run_model, read_run_info
 
 EVAL_DIR = "eval"
@@ -64,7 +55,7 @@ def evaluate_run(
     progress: bool = True,
     out_dir: str | Path | None = None,
     far_target: float = DEFAULT_FAR_TARGET,
-) -> dict[str, Any]:
+) -> EvaluationRecord:
     """Evaluate every trained width of the run's best model on ``split``.
 
     Args:
@@ -78,13 +69,14 @@ def evaluate_run(
             another user's may not be writable: then give another).
         far_target: the false-accept rate on non-keyword speech the detection thresholds are
             chosen for, on the validation split (see the module docstring).
+
     Returns:
-        The evaluation dict (see the module docstring), also saved as ``evaluation.json``.
+        The evaluation, also saved as ``evaluation.json``.
     """
     if not 0.0 <= far_target <= 1.0:
         raise ValueError(f"far_target must be in [0, 1], got {far_target}")
     run_dir = Path(run_dir)
-    info = read_run_info(run_dir)
+    run_record = read_run_info(run_dir)
     configs = RunConfigs.load(run_dir)
     data_config = configs.data.replace(batch_size=batch_size)
     if data_root is not None:
@@ -94,14 +86,17 @@ def evaluate_run(
     labels = task_labels(data_config.task)
     widths = configs.train.widths
     out_dir = check_output(
-        out_dir or run_dir / EVAL_DIR / f"{split}-{data_config.protocol}", directory=True,
+        out_dir or run_dir / EVAL_DIR / f"{split}-{data_config.protocol}",
+        directory=True,
         what="evaluation folder (--out)",
     )
 
     model, _ = load_run_model(run_dir)
     models = [width_model(model, width) for width in widths]
 
-    @tf.function(reduce_retracing=True)
+    # No AutoGraph: the body is plain Python over the widths, and converting every layer's call
+    # made tracing several times slower (see models.dfsmn._frontend).
+    @tf.function(reduce_retracing=True, autograph=False)
     def predict(features: tf.Tensor) -> list[tf.Tensor]:
         return [tf.nn.softmax(m(features, training=False), axis=-1) for m in models]
 
@@ -110,7 +105,10 @@ def evaluate_run(
         dataset = make_dataset(config, configs.features, on)
         truth, scores = [], [[] for _ in widths]
         for features, batch_labels in tqdm(
-            dataset, total=len(dataset), desc=f"evaluate {on} ({config.protocol})", unit="batch",
+            dataset,
+            total=len(dataset),
+            desc=f"evaluate {on} ({config.protocol})",
+            unit="batch",
             disable=not progress,
         ):
             truth.append(batch_labels.numpy())
@@ -119,24 +117,14 @@ def evaluate_run(
         return np.concatenate(truth), [np.concatenate(s) for s in scores]
 
     truth_all, scores = posteriors(data_config, split)
-    result: dict[str, Any] = {
-        "widths": {},
-        "num_examples": int(len(truth_all)),
-        "task": data_config.task,
-        "protocol": data_config.protocol,
-        "split": split,
-        "labels": list(labels),
-        "run_dir": str(run_dir.resolve()),
-        "kind": info["kind"],
-        "data_root": data_config.root,
-    }
+    num_examples = int(len(truth_all))
+    accuracies = {}
     for width, width_scores in zip(widths, scores, strict=True):
         confusion = confusion_matrix(truth_all, width_scores.argmax(axis=-1), len(labels))
-        entry = width_metrics(confusion, labels)
-        entry["confusion_png"] = str(
-            plot_confusion(confusion, labels, out_dir / f"confusion_w{width}.png", title=_title(info, width, entry))
-        )
-        result["widths"][str(width)] = entry
+        metrics = width_metrics(confusion, labels)
+        title = f"{run_record.kind} width {width}: accuracy {100 * metrics['accuracy']:.2f}%"
+        png = plot_confusion(confusion, labels, out_dir / f"confusion_w{width}.png", title=title)
+        accuracies[str(width)] = WidthEvaluation(**metrics, confusion_png=png.resolve())
 
     # False accepts are measured on every non-keyword clip of the split (the bifsmn protocol's
     # composition): the standard protocol keeps a tenth of them, too few to see a rate of 1 %.
@@ -152,30 +140,42 @@ def evaluate_run(
         thresholds = detection.choose_thresholds(width_val_scores, val_truth, labels, far_target)
         summaries[str(width)] = detection.detection_summary(test_scores, truth_all, labels, thresholds)
     det_png = detection.plot_det(
-        {f"width {w}": summary for w, summary in summaries.items()}, out_dir / "det.png",
-        title=f"{info['kind']} on {split}: keywords against non-keyword speech",
+        {f"width {w}": summary for w, summary in summaries.items()},
+        out_dir / "det.png",
+        title=f"{run_record.kind} on {split}: keywords against non-keyword speech",
     )
-    result["detection"] = {
-        "protocol": DETECTION_PROTOCOL,
-        "num_examples": int(len(truth_all)),
-        "far_target": far_target,
-        "thresholds_from": THRESHOLD_SPLIT,
-        "det_png": str(det_png),
-        "widths": summaries,
-    }
-    atomic_write_text(out_dir / "evaluation.json", json.dumps(result, indent=2) + "\n")
+    result = EvaluationRecord(
+        run_dir=run_dir.resolve(),
+        kind=run_record.kind,
+        task=data_config.task,
+        protocol=data_config.protocol,
+        split=split,
+        labels=tuple(labels),
+        data_root=data_config.root,
+        num_examples=num_examples,
+        widths=accuracies,
+        detection=DetectionEvaluation(
+            protocol=DETECTION_PROTOCOL,
+            num_examples=int(len(truth_all)),
+            far_target=far_target,
+            thresholds_from=THRESHOLD_SPLIT,
+            det_png=det_png.resolve(),
+            widths=summaries,
+        ),
+    )
+    result.save(out_dir / EVALUATION)
     atomic_write_text(out_dir / "report.md", format_report(result))
     return result
 
 
-def headline(result: dict[str, Any], width: str) -> dict[str, float | None]:
+def headline(result: EvaluationRecord, width: str) -> dict[str, float | None]:
     """The figures a keyword spotter is judged by, for one width of an evaluation: accuracy,
     non-keyword rejection at argmax, and the pooled false-reject and false-accept rates at the
     threshold chosen on validation for the target false-accept rate."""
-    summary = result["detection"]["widths"][width]
+    summary = result.detection.widths[width]
     at = summary["at_pooled_threshold"]
     return {
-        "accuracy": result["widths"][width]["accuracy"],
+        "accuracy": result.widths[width].accuracy,
         "non_keyword_rejection": summary["argmax"]["non_keyword_rejection"],
         "argmax_frr": summary["argmax"]["pooled"]["frr"],
         "threshold": summary["thresholds"]["pooled"] if summary["thresholds"] else None,
@@ -192,7 +192,8 @@ def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, num_classes: int)
 
 
 def width_metrics(confusion: np.ndarray, labels: tuple[str, ...] | list[str]) -> dict[str, Any]:
-    """Accuracy, per-class recall/precision/support and the matrix itself, JSON-ready."""
+    """Accuracy, per-class recall/precision/support and the matrix itself: the fields of a
+    :class:`~bifsmn_tf.records.WidthEvaluation` but its plot."""
     correct = np.diag(confusion)
     support = confusion.sum(axis=1)
     predicted = confusion.sum(axis=0)
@@ -208,7 +209,7 @@ def width_metrics(confusion: np.ndarray, labels: tuple[str, ...] | list[str]) ->
     return {
         "accuracy": float(correct.sum() / total) if total else float("nan"),
         "per_class": per_class,
-        "confusion_matrix": confusion.tolist(),
+        "confusion_matrix": tuple(map(tuple, confusion.tolist())),
     }
 
 
@@ -240,27 +241,23 @@ def plot_confusion(confusion: np.ndarray, labels, path: Path, *, title: str) -> 
     return path
 
 
-def _title(info: dict[str, Any], width: int, entry: dict[str, Any]) -> str:
-    return f"{info['kind']} width {width}: accuracy {100 * entry['accuracy']:.2f}%"
-
-
-def format_report(result: dict[str, Any]) -> str:
+def format_report(result: EvaluationRecord) -> str:
     """Markdown: accuracy per width, then recall per class and width with support."""
-    widths = list(result["widths"])
+    widths = list(result.widths)
     lines = [
-        f"Evaluation of {result['run_dir']} ({result['kind']}) on {result['split']} "
-        f"({result['task']}, protocol {result['protocol']}, {result['num_examples']} clips)",
+        f"Evaluation of {result.run_dir} ({result.kind}) on {result.split} "
+        f"({result.task}, protocol {result.protocol}, {result.num_examples} clips)",
         "",
         "| width | accuracy (%) |",
         "|---:|---:|",
-        *(f"| {w} | {100 * result['widths'][w]['accuracy']:.2f} |" for w in widths),
+        *(f"| {w} | {100 * result.widths[w].accuracy:.2f} |" for w in widths),
         "",
         "| class | support | " + " | ".join(f"recall w{w} (%)" for w in widths) + " |",
         "|---|---:|" + "---:|" * len(widths),
     ]
-    for label in result["labels"]:
-        support = result["widths"][widths[0]]["per_class"][label]["support"]
-        recalls = [result["widths"][w]["per_class"][label]["recall"] for w in widths]
+    for label in result.labels:
+        support = result.widths[widths[0]].per_class[label]["support"]
+        recalls = [result.widths[w].per_class[label]["recall"] for w in widths]
         cells = " | ".join("-" if r is None else f"{100 * r:.1f}" for r in recalls)
         lines.append(f"| {label} | {support} | {cells} |")
     return "\n".join(lines + ["", *format_detection(result)]) + "\n"
@@ -270,20 +267,20 @@ def percent(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{100 * value:.{digits}f}"
 
 
-def format_detection(result: dict[str, Any]) -> list[str]:
+def format_detection(result: EvaluationRecord) -> list[str]:
     """Markdown lines: per width, non-keyword rejection at argmax and FRR/FAR at the threshold
     chosen on validation."""
-    found = result["detection"]
-    target = percent(found["far_target"], 2)
+    found = result.detection
+    target = percent(found.far_target, 2)
     lines = [
-        f"Keywords against non-keyword speech ({found['num_examples']} clips of {result['split']}, every "
-        f"non-keyword kept): threshold chosen on {found['thresholds_from']} for a false-accept rate of "
-        f"{target} %; DET curves in `{Path(found['det_png']).name}`.",
+        f"Keywords against non-keyword speech ({found.num_examples} clips of {result.split}, every "
+        f"non-keyword kept): threshold chosen on {found.thresholds_from} for a false-accept rate of "
+        f"{target} %; DET curves in `{found.det_png.name}`.",
         "",
         "| width | non-keywords rejected at argmax (%) | FRR at argmax (%) | threshold | FRR (%) | FAR (%) |",
         "|---:|---:|---:|---:|---:|---:|",
     ]
-    for width in found["widths"]:
+    for width in found.widths:
         h = headline(result, width)
         threshold = "n/a" if h["threshold"] is None else f"{h['threshold']:.3f}"
         lines.append(

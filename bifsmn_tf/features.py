@@ -67,8 +67,9 @@ class FeatureConfig(JsonConfig):
         per_bin_mean_removal: Subtract from every feature its mean over the clip's frames
             (cepstral mean normalisation, for MFCCs). A fixed gain per band -- a voice's
             timbre, a microphone's colouring -- is then gone before the network sees it; on the
-            synthetic set it lifts a teacher's accuracy on speech engines it never heard by about
-            7 points (BENCHMARKS.md). Not in the official code, so off by default.
+            synthetic set it lifts a teacher's accuracy on speech engines it never heard
+            (BENCHMARKS.md, "Levers tried on generator-version-2 sets"). Not in the official
+            code, so off by default.
     """
 
     sample_rate: int = 16000
@@ -104,10 +105,7 @@ class FeatureConfig(JsonConfig):
                 f"got f_min={self.f_min}, f_max={self.f_max}"
             )
         if self.center and self.n_fft // 2 >= self.clip_samples:
-            fail(
-                f"reflect padding of n_fft//2 = {self.n_fft // 2} needs clip_samples > that, "
-                f"got {self.clip_samples}"
-            )
+            fail(f"reflect padding of n_fft//2 = {self.n_fft // 2} needs clip_samples > that, got {self.clip_samples}")
         if not self.center and self.n_fft > self.clip_samples:
             fail(f"center=False needs clip_samples >= n_fft = {self.n_fft}")
         if not self.power_floor > 0:
@@ -151,6 +149,22 @@ class FeatureConfig(JsonConfig):
         )
 
 
+def ms_to_samples(ms: float, sample_rate: int) -> int:
+    """``ms`` milliseconds as a whole number of samples at ``sample_rate`` Hz (the command line
+    takes times in milliseconds; :class:`FeatureConfig` holds samples).
+
+    Raises:
+        ConfigError: ``ms`` is not a whole number of samples at that rate.
+    """
+    samples = ms * sample_rate / 1000
+    if not math.isclose(samples, round(samples), abs_tol=1e-6):
+        raise ConfigError(
+            f"{ms:g} ms is {samples:g} samples at {sample_rate} Hz; give a whole number of samples "
+            f"(a multiple of {1000 / sample_rate:g} ms)"
+        )
+    return round(samples)
+
+
 def _hz_to_htk_mel(hz: np.ndarray | float) -> np.ndarray:
     return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
 
@@ -162,9 +176,7 @@ def _htk_mel_to_hz(mel: np.ndarray) -> np.ndarray:
 def _mel_filterbank(config: FeatureConfig) -> np.ndarray:
     """``(n_fft // 2 + 1, n_mels)`` triangles: HTK-spaced edges, linear in Hz, peak 1."""
     bin_hz = np.linspace(0.0, config.sample_rate // 2, config.n_fft // 2 + 1)
-    edges_mel = np.linspace(
-        _hz_to_htk_mel(config.f_min), _hz_to_htk_mel(config.upper_frequency), config.n_mels + 2
-    )
+    edges_mel = np.linspace(_hz_to_htk_mel(config.f_min), _hz_to_htk_mel(config.upper_frequency), config.n_mels + 2)
     edges_hz = _htk_mel_to_hz(edges_mel)
     lower, centre, upper = edges_hz[:-2], edges_hz[1:-1], edges_hz[2:]
     rising = (bin_hz[:, None] - lower) / (centre - lower)
@@ -234,8 +246,7 @@ class LogMelSpectrogram(tf.keras.layers.Layer):
         waveforms = tf.cast(waveforms, tf.float32)
         if waveforms.shape.rank != 2:
             raise ValueError(
-                f"{type(self).__name__} expects waveforms of shape (batch, samples), "
-                f"got shape {waveforms.shape}"
+                f"{type(self).__name__} expects waveforms of shape (batch, samples), got shape {waveforms.shape}"
             )
         clip = self._fixed_length(waveforms)
         if config.center:

@@ -21,14 +21,13 @@ after ``patience`` hops with room to spare. That is the thinnable network's prom
 model, the accuracy the machine can afford at the moment.
 
 Runs on the development host with LCE's Python interpreter (there is no LCE wheel for aarch64;
-see deploy/README.md). The microphone needs the optional ``sounddevice`` package (PortAudio).
+see docs/raspberry-pi.md). The microphone needs the optional ``sounddevice`` package (PortAudio).
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import math
 import queue
 import time
@@ -40,11 +39,12 @@ import numpy as np
 
 from bifsmn_tf.bench import CONVERT_AGAIN, FlatbufferError, read_flatbuffer
 from bifsmn_tf.config import ConfigError, JsonConfig
-from bifsmn_tf.convert import INPUTS, KIND_STUDENT, MANIFEST, FlatbufferModel
 from bifsmn_tf.data.audio import read_wav
 from bifsmn_tf.data.labels import SILENCE, UNKNOWN
 from bifsmn_tf.detection import match_events
 from bifsmn_tf.features import FeatureConfig, build_frontend
+from bifsmn_tf.records import MANIFEST, ConversionManifest, RecordError
+from bifsmn_tf.runtime import FlatbufferModel
 
 
 class StreamError(ValueError):
@@ -56,9 +56,7 @@ class StreamError(ValueError):
 MAX_SMOOTHING_MS = 10_000.0
 
 #: The StreamConfig fields `bifsmn-tf listen` sets from the flag of the same name.
-_LISTEN_FLAGS = (
-    "hop_ms", "threshold", "smoothing_ms", "refractory_ms", "width", "latency_budget_ms"
-)
+_LISTEN_FLAGS = ("hop_ms", "threshold", "smoothing_ms", "refractory_ms", "width", "latency_budget_ms")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +75,7 @@ class StreamConfig(JsonConfig):
 
     # Threshold and smoothing: the only pair of a sweep (0.4-0.8 x 100-500 ms) that found at least
     # 80 % of the keywords with at most one false alarm per minute, on four long recordings the
-    # demo's student had not been tuned on (BENCHMARKS.md, streaming).
+    # demo's student had not been tuned on (BENCHMARKS.md, "Streaming keyword spotting").
     hop_ms: float = 100.0
     threshold: float = 0.6
     smoothing_ms: float = 500.0
@@ -112,8 +110,7 @@ class StreamConfig(JsonConfig):
         require("refractory_ms", finite(self.refractory_ms) and self.refractory_ms >= 0, ">= 0 ms")
         require(
             "latency_budget_ms",
-            self.latency_budget_ms is None
-            or (finite(self.latency_budget_ms) and self.latency_budget_ms > 0),
+            self.latency_budget_ms is None or (finite(self.latency_budget_ms) and self.latency_budget_ms > 0),
             "a time in ms > 0 (unset: the hop)",
         )
         require(
@@ -165,9 +162,7 @@ class KeywordModel:
     for flatbuffers that take audio (the frontend is inside them).
     """
 
-    def __init__(
-        self, flatbuffer: bytes, frontend: Callable[[np.ndarray], np.ndarray] | None
-    ) -> None:
+    def __init__(self, flatbuffer: bytes, frontend: Callable[[np.ndarray], np.ndarray] | None) -> None:
         self.flatbuffer = FlatbufferModel(flatbuffer)
         self.frontend = frontend
 
@@ -228,10 +223,7 @@ class WidthSelector:
         if self.predicted_ms(self.width) > self.budget_ms and position + 1 < len(widths):
             self.width = self._widest_fitting(self.budget_ms)
             self._room_streak = 0
-        elif (
-            position > 0
-            and self.predicted_ms(widths[position - 1]) <= self.headroom * self.budget_ms
-        ):
+        elif position > 0 and self.predicted_ms(widths[position - 1]) <= self.headroom * self.budget_ms:
             self._room_streak += 1
             if self._room_streak >= self.patience:
                 self.width = widths[position - 1]
@@ -246,15 +238,11 @@ class PosteriorDetector:
 
     def __init__(self, labels: Iterable[str], config: StreamConfig) -> None:
         self.labels = tuple(labels)
-        self.keywords = np.array(
-            [i for i, label in enumerate(self.labels) if label not in (SILENCE, UNKNOWN)]
-        )
+        self.keywords = np.array([i for i, label in enumerate(self.labels) if label not in (SILENCE, UNKNOWN)])
         if len(self.keywords) == 0:
             raise StreamError(f"no keyword among the labels {self.labels}")
         self.config = config
-        self._recent: collections.deque[np.ndarray] = collections.deque(
-            maxlen=config.smoothing_hops
-        )
+        self._recent: collections.deque[np.ndarray] = collections.deque(maxlen=config.smoothing_hops)
         self._event: dict[str, Any] | None = None
         self._last_reported: dict[str, float] = {}
 
@@ -268,9 +256,7 @@ class PosteriorDetector:
         # smoothing span until the stream has run that long.
         at = time_s - (len(self._recent) - 1) / 2 * self.config.hop_ms / 1000.0
         closed = []
-        if self._event is not None and (
-            score < self.config.threshold or best != self._event["index"]
-        ):
+        if self._event is not None and (score < self.config.threshold or best != self._event["index"]):
             closed = self._close()
         if score >= self.config.threshold:
             if self._event is None:
@@ -318,9 +304,7 @@ class KeywordSpotter:
         window_samples: int = 16000,
     ) -> None:
         if config.width is not None and config.width not in models:
-            raise StreamError(
-                f"width {config.width} was not converted; available: {sorted(models, reverse=True)}"
-            )
+            raise StreamError(f"width {config.width} was not converted; available: {sorted(models, reverse=True)}")
         self.models = models
         self.config = config
         self.sample_rate = sample_rate
@@ -364,9 +348,7 @@ class KeywordSpotter:
 
     def push(self, samples: np.ndarray) -> list[Detection]:
         """Feed audio samples (float in [-1, 1]); evaluate every completed hop."""
-        self._pending = np.concatenate(
-            [self._pending, np.asarray(samples, dtype=np.float32).ravel()]
-        )
+        self._pending = np.concatenate([self._pending, np.asarray(samples, dtype=np.float32).ravel()])
         detections = []
         while len(self._pending) >= self.hop_samples:
             hop, self._pending = (
@@ -388,9 +370,7 @@ class KeywordSpotter:
         posteriors = self.models[width](self._window)
         latency_ms = (time.perf_counter() - start) * 1000.0
         centre_s = (self._samples_seen - len(self._window) / 2) / self.sample_rate
-        self.hops.append(
-            Hop(time_s=centre_s, width=width, latency_ms=latency_ms, posteriors=posteriors)
-        )
+        self.hops.append(Hop(time_s=centre_s, width=width, latency_ms=latency_ms, posteriors=posteriors))
         if self.selector is not None:
             self.selector.update(latency_ms)
         return self.detector.update(centre_s, posteriors, width)
@@ -414,71 +394,38 @@ def read_converted(path: str | Path) -> ConvertedModels:
     """
     path = Path(path)
     manifest_path = path / MANIFEST if path.is_dir() else path
-
-    def damaged(problem: str) -> StreamError:
-        return StreamError(f"{manifest_path}: {problem}; run `bifsmn-tf convert` again")
-
+    if not manifest_path.exists():
+        raise StreamError(f"{manifest_path} not found: run `bifsmn-tf convert RUN_DIR` first")
+    again = "run `bifsmn-tf convert` again"
     try:
-        # Bytes: a binary file given as the manifest is then a decode error like any bad JSON.
-        manifest = json.loads(manifest_path.read_bytes())
-    except FileNotFoundError:
-        raise StreamError(
-            f"{manifest_path} not found: run `bifsmn-tf convert RUN_DIR` first"
-        ) from None
-    except OSError as err:
-        raise damaged(f"cannot read it ({err.strerror or err})") from None
-    except ValueError as err:  # json.JSONDecodeError, UnicodeDecodeError
-        raise damaged(f"not valid JSON ({err})") from None
-    if not isinstance(manifest, dict):
-        raise damaged(f"expected a JSON object, got {type(manifest).__name__}")
-    absent = [k for k in ("models", "labels", "input", "feature_config") if k not in manifest]
-    if absent:
-        raise damaged(f"no {', '.join(map(repr, absent))}")
-    entries, labels = manifest["models"], manifest["labels"]
-    if not isinstance(entries, list) or not all(
-        isinstance(e, dict) and isinstance(e.get("file"), str) for e in entries
-    ):
-        raise damaged("'models' must be a list of objects, each with its 'file'")
-    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
-        raise damaged(f"'labels' must be a non-empty list of class names, got {labels!r}")
-    if manifest["input"] not in INPUTS:
-        raise damaged(f"'input' must be one of {INPUTS}, got {manifest['input']!r}")
+        manifest = ConversionManifest.load(manifest_path)
+    except RecordError as err:
+        raise StreamError(f"{err}; {again}") from None
     try:
-        feature_config = FeatureConfig.from_dict(manifest["feature_config"])
+        feature_config = FeatureConfig.from_dict(manifest.feature_config)
     except (ConfigError, TypeError) as err:  # TypeError: a value of the wrong type compared
-        raise damaged(f"'feature_config': {err}") from None
-    students = {}
-    for entry in entries:
-        if entry.get("kind") != KIND_STUDENT:
-            continue
-        width = entry.get("width")
-        if not isinstance(width, int) or isinstance(width, bool) or width < 1:
-            raise damaged(f"{entry['file']}: 'width' must be a positive integer, got {width!r}")
-        students[width] = manifest_path.parent / entry["file"]
+        raise StreamError(f"{manifest_path}: 'feature_config': {err}; {again}") from None
+    students = {width: manifest_path.parent / entry.file for width, entry in manifest.students().items()}
     if not students:
-        raise damaged("no student flatbuffers listed")
+        raise StreamError(f"{manifest_path}: no student flatbuffers listed; {again}")
     missing = [str(p) for p in students.values() if not p.exists()]
     if missing:
-        raise damaged(f"lists files that are missing: {missing}")
+        raise StreamError(f"{manifest_path}: lists files that are missing: {missing}; {again}")
     return ConvertedModels(
         directory=manifest_path.parent,
-        widths=dict(sorted(students.items(), reverse=True)),
-        labels=tuple(labels),
-        input=manifest["input"],
+        widths=students,
+        labels=manifest.labels,
+        input=manifest.input,
         feature_config=feature_config,
     )
 
 
-def build_spotter(
-    converted: ConvertedModels, config: StreamConfig = StreamConfig()
-) -> KeywordSpotter:
+def build_spotter(converted: ConvertedModels, config: StreamConfig = StreamConfig()) -> KeywordSpotter:
     """A :class:`KeywordSpotter` over the converted student widths (all of them for ``--width
     auto``, else the one asked for)."""
     widths = list(converted.widths) if config.width is None else [config.width]
     if config.width is not None and config.width not in converted.widths:
-        raise StreamError(
-            f"width {config.width} was not converted; available: {list(converted.widths)}"
-        )
+        raise StreamError(f"width {config.width} was not converted; available: {list(converted.widths)}")
     frontend = None
     if converted.input == "features":
         layer = build_frontend(converted.feature_config)
@@ -503,15 +450,9 @@ def _keyword_model(
     except FlatbufferError as err:
         raise StreamError(str(err)) from None
     except (RuntimeError, ValueError) as err:  # LCE cannot run its ops; not one input and output
-        raise StreamError(
-            f"{path}: LCE's interpreter cannot run it ({str(err).strip()}); {CONVERT_AGAIN}"
-        ) from None
+        raise StreamError(f"{path}: LCE's interpreter cannot run it ({str(err).strip()}); {CONVERT_AGAIN}") from None
     config = converted.feature_config
-    expected = (
-        (config.clip_samples,)
-        if converted.input == "audio"
-        else (config.num_frames, config.num_features)
-    )
+    expected = (config.clip_samples,) if converted.input == "audio" else (config.num_frames, config.num_features)
     classes = model.flatbuffer.interpreter.output_shapes[0][-1]
     if model.flatbuffer.input_shape != expected or classes != len(converted.labels):
         raise StreamError(
@@ -535,9 +476,7 @@ def spot_file(path: str | Path, spotter: KeywordSpotter) -> Iterator[Detection]:
     yield from spotter.finish()
 
 
-def spot_microphone(
-    spotter: KeywordSpotter, *, device: int | str | None = None
-) -> Iterator[Detection]:
+def spot_microphone(spotter: KeywordSpotter, *, device: int | str | None = None) -> Iterator[Detection]:
     """Detections from a live microphone until interrupted (Ctrl-C). Needs ``sounddevice``."""
     try:
         import sounddevice
@@ -641,8 +580,7 @@ def replay(hops: Iterable[Hop], labels: Iterable[str], config: StreamConfig) -> 
     steps = np.diff([h.time_s for h in hops])
     if steps.size and not np.allclose(steps, config.hop_ms / 1000.0, atol=1e-6):
         raise StreamError(
-            f"the hops were recorded {steps.mean() * 1000:g} ms apart, the config's hop_ms is "
-            f"{config.hop_ms:g}"
+            f"the hops were recorded {steps.mean() * 1000:g} ms apart, the config's hop_ms is {config.hop_ms:g}"
         )
     detector = PosteriorDetector(labels, config)
     detections = []

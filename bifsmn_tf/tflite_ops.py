@@ -6,9 +6,7 @@ from collections import Counter
 
 from tensorflow.lite.python import schema_py_generated as schema
 
-_BUILTIN_NAMES = {
-    code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")
-}
+_BUILTIN_NAMES = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
 
 
 def op_counts(flatbuffer: bytes) -> dict[str, int]:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark converted flatbuffers on a Raspberry Pi over SSH with LCE's ``lce_benchmark_model``.
+r"""Benchmark converted flatbuffers on a Raspberry Pi over SSH with LCE's ``lce_benchmark_model``.
 
 Reads ``MODELS_DIR/manifest.json`` (written by ``bifsmn-tf convert``), copies the flatbuffers (and
 the benchmark binary when ``--binary`` is given) to the Pi with ``scp``, runs
@@ -11,13 +11,18 @@ the benchmark binary when ``--binary`` is given) to the Pi with ``scp``, runs
 - ``pi_benchmark.png``: latency per model and thread count;
 - ``logs/``: the tool's raw output of every run.
 
+Runs on the development host with bifsmn-tf installed: it reads the manifest through
+:mod:`bifsmn_tf.records` and parses the tool's output with :mod:`bifsmn_tf.bench`, neither of which
+imports TensorFlow. Nothing of bifsmn-tf is needed on the Pi.
+
 Each model is timed without profiling (the headline latency) and, unless ``--no-op-profile``,
 once more with ``--enable_op_profiling=true`` for the per-op breakdown, since profiling itself
-costs time. See deploy/README.md for getting the binary onto a 64-bit Raspberry Pi OS.
+costs time. See docs/raspberry-pi.md for getting the binary onto a 64-bit Raspberry Pi OS.
 
 Example::
 
-    python deploy/pi_benchmark.py runs/demo/flatbuffers --host raspberrypi.local --user pi \\
+    python deploy/pi_benchmark.py bifsmn-demo/student/flatbuffers \\
+        --host raspberrypi.local --user pi \\
         --binary ~/Downloads/lce_benchmark_model_aarch64 --threads 1 4 --taskset 8
 """
 
@@ -36,9 +41,7 @@ from typing import Any
 
 from bifsmn_tf.bench import BenchmarkOutputError, parse_benchmark_output
 from bifsmn_tf.fileio import atomic_path, atomic_write_text
-
-KIND_FP32 = "teacher_fp32"
-KIND_INT8 = "teacher_int8"
+from bifsmn_tf.records import KIND_FP32, KIND_INT8, MANIFEST, ConversionManifest, FlatbufferEntry, RecordError
 
 
 class PiBenchmarkError(RuntimeError):
@@ -97,13 +100,16 @@ class Remote:
             )
 
 
-def read_manifest(models_dir: Path) -> list[dict[str, Any]]:
-    """The model entries of ``models_dir/manifest.json``, checked to exist on disk."""
-    manifest_path = models_dir / "manifest.json"
+def read_manifest(models_dir: Path) -> tuple[FlatbufferEntry, ...]:
+    """The flatbuffers listed by ``models_dir/manifest.json``, checked to exist on disk."""
+    manifest_path = models_dir / MANIFEST
     if not manifest_path.exists():
         raise PiBenchmarkError(f"{manifest_path} not found: run `bifsmn-tf convert RUN_DIR` first")
-    models = json.loads(manifest_path.read_text())["models"]
-    missing = [m["file"] for m in models if not (models_dir / m["file"]).exists()]
+    try:
+        models = ConversionManifest.load(manifest_path).models
+    except RecordError as err:
+        raise PiBenchmarkError(f"{err}; run `bifsmn-tf convert` again") from None
+    missing = [m.file for m in models if not (models_dir / m.file).exists()]
     if missing:
         raise PiBenchmarkError(f"{manifest_path} lists files that are missing: {missing}")
     return models
@@ -148,20 +154,16 @@ def benchmark_command(
     return command
 
 
-def run_benchmarks(
-    args: argparse.Namespace, remote: Remote, models: list[dict[str, Any]]
-) -> dict[str, Any]:
+def run_benchmarks(args: argparse.Namespace, remote: Remote, models: Sequence[FlatbufferEntry]) -> dict[str, Any]:
     models_dir = Path(args.models_dir)
     remote_dir = args.remote_dir
     remote.run(["mkdir", "-p", remote_dir], what="creating the remote directory")
-    remote.copy([models_dir / m["file"] for m in models], remote_dir)
+    remote.copy([models_dir / m.file for m in models], remote_dir)
     binary = f"{remote_dir}/{args.remote_binary}"
     if args.binary is not None:
         remote.copy([Path(args.binary)], remote_dir)
         if Path(args.binary).name != args.remote_binary:
-            remote.run(
-                ["mv", f"{remote_dir}/{Path(args.binary).name}", binary], what="placing the binary"
-            )
+            remote.run(["mv", f"{remote_dir}/{Path(args.binary).name}", binary], what="placing the binary")
         remote.run(["chmod", "+x", binary], what="chmod +x on the binary")
     remote.run(
         [
@@ -177,17 +179,17 @@ def run_benchmarks(
     for model in models:
         for threads in args.threads:
             entry: dict[str, Any] = {
-                "file": model["file"],
-                "kind": model["kind"],
-                "width": model.get("width"),
-                "bytes": model["bytes"],
+                "file": model.file,
+                "kind": model.kind,
+                "width": model.width,
+                "bytes": model.bytes,
                 "threads": threads,
             }
             passes = [("timing", False)] + ([("op_profile", True)] if args.op_profile else [])
             for label, profile in passes:
                 command = benchmark_command(
                     binary,
-                    f"{remote_dir}/{model['file']}",
+                    f"{remote_dir}/{model.file}",
                     threads=threads,
                     runs=args.profile_runs if profile else args.runs,
                     warmup_runs=args.warmup_runs,
@@ -195,16 +197,16 @@ def run_benchmarks(
                     use_xnnpack=args.use_xnnpack,
                     taskset=args.taskset,
                 )
-                print(f"{model['file']}  threads={threads}  {label}", file=sys.stderr)
-                output = remote.run(command, what=f"lce_benchmark_model on {model['file']}")
+                print(f"{model.file}  threads={threads}  {label}", file=sys.stderr)
+                output = remote.run(command, what=f"lce_benchmark_model on {model.file}")
                 atomic_write_text(
-                    logs_dir / f"{Path(model['file']).stem}_t{threads}_{label}.txt",
+                    logs_dir / f"{Path(model.file).stem}_t{threads}_{label}.txt",
                     f"$ {shlex.join(command)}\n{output}",
                 )
                 try:
                     parsed = parse_benchmark_output(output)
                 except BenchmarkOutputError as err:
-                    raise PiBenchmarkError(f"{model['file']}, {threads} thread(s): {err}") from None
+                    raise PiBenchmarkError(f"{model.file}, {threads} thread(s): {err}") from None
                 if profile:
                     entry["op_profile_ms"] = parsed.node_type_ms()
                 else:
@@ -230,9 +232,7 @@ def add_ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Add speed-ups over the FP32 and int8 teachers (same thread count) and the size ratio."""
     fp32_bytes = next((r["bytes"] for r in results if r["kind"] == KIND_FP32), None)
     by_threads: dict[tuple[str, int], float] = {
-        (r["kind"], r["threads"]): r["latency_ms"]
-        for r in results
-        if r["kind"] in (KIND_FP32, KIND_INT8)
+        (r["kind"], r["threads"]): r["latency_ms"] for r in results if r["kind"] in (KIND_FP32, KIND_INT8)
     }
     for r in results:
         fp32 = by_threads.get((KIND_FP32, r["threads"]))
@@ -302,9 +302,7 @@ def markdown_report(report: dict[str, Any]) -> str:
             ops = r["op_profile_ms"]
             lce = sum(ms for op, ms in ops.items() if op.startswith("Lce"))
             total = sum(ops.values())
-            top = ", ".join(
-                f"{op} {ms:.3f}" for op, ms in sorted(ops.items(), key=lambda kv: -kv[1])[:4]
-            )
+            top = ", ".join(f"{op} {ms:.3f}" for op, ms in sorted(ops.items(), key=lambda kv: -kv[1])[:4])
             share = f"{lce:.3f} ({100 * lce / total:.0f} %)" if total else f"{lce:.3f}"
             lines.append(f"| `{r['file']}` | {share} | {total - lce:.3f} | {top} |")
     return "\n".join(lines) + "\n"
@@ -346,9 +344,7 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "models_dir", help="directory written by `bifsmn-tf convert` (has manifest.json)"
-    )
+    parser.add_argument("models_dir", help="directory written by `bifsmn-tf convert` (has manifest.json)")
     parser.add_argument("--host", required=True, help="the Pi's host name or address")
     parser.add_argument("--user", help="SSH user (default: ssh's own default)")
     parser.add_argument("--port", type=int, default=22)
@@ -374,9 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--runs", type=int, default=500, help="--num_runs of the timing pass")
     parser.add_argument("--warmup-runs", type=int, default=50)
-    parser.add_argument(
-        "--profile-runs", type=int, default=100, help="--num_runs of the profiling pass"
-    )
+    parser.add_argument("--profile-runs", type=int, default=100, help="--num_runs of the profiling pass")
     parser.add_argument(
         "--no-op-profile",
         dest="op_profile",

@@ -1,8 +1,8 @@
 """Remove outputs, execution counts and run metadata from notebooks before committing them.
 
-    python notebooks/strip_outputs.py            # strip every notebooks/*.ipynb in place
-    python notebooks/strip_outputs.py --check    # list unstripped notebooks, exit 1 if any
-    python notebooks/strip_outputs.py A.ipynb B.ipynb
+python notebooks/strip_outputs.py            # strip every notebooks/*.ipynb in place
+python notebooks/strip_outputs.py --check    # list unstripped notebooks, exit 1 if any
+python notebooks/strip_outputs.py A.ipynb B.ipynb
 """
 
 from __future__ import annotations

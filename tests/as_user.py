@@ -4,8 +4,9 @@ CI runs as root, and root reads every file whatever its mode: a model saved unre
 others (a directory left 0644 or 0700) passes every test run as root. This runner starts as root,
 imports what the commands need, then drops to UID before running each command of the JSON list
 of ``[expected exit code, argv]`` pairs in turn, printing ``exit N: ARGV`` per command and stopping
-(exit 1) at the first whose exit code is not the expected one. It imports first because the interpreter may live where UID cannot read (pyenv under a
-0700 /root); the files the commands open are checked against UID's permissions.
+(exit 1) at the first whose exit code is not the expected one. It imports first because the
+interpreter may live where UID cannot read (pyenv under a 0700 /root); the files the commands
+open are checked against UID's permissions.
 """
 
 from __future__ import annotations
@@ -19,9 +20,26 @@ import warnings
 
 #: Standard modules never imported ahead: GUIs, demos, test suites, other platforms'.
 _NOT_PRELOADED = {
-    "antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "lib2to3", "ensurepip",
-    "venv", "pydoc_data", "test", "__phello__", "unittest", "distutils", "msilib", "winreg",
-    "winsound", "_winapi", "nt", "msvcrt",
+    "antigravity",
+    "this",
+    "idlelib",
+    "tkinter",
+    "turtle",
+    "turtledemo",
+    "lib2to3",
+    "ensurepip",
+    "venv",
+    "pydoc_data",
+    "test",
+    "__phello__",
+    "unittest",
+    "distutils",
+    "msilib",
+    "winreg",
+    "winsound",
+    "_winapi",
+    "nt",
+    "msvcrt",
 }
 
 

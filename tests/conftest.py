@@ -11,9 +11,7 @@ from bifsmn_tf.data.synthetic import SynthConfig, generate
 #: The small synthetic set: 4 speakers (2 training, 1 validation, 1 test) saying the 30 v1 words,
 #: with the two engines every install has. Background recordings of 10 s: the shortest whose
 #: 10 % test stretch still holds a 1-s crop (the ``standard`` protocol's silence).
-SMALL_SYNTH = SynthConfig(
-    words="v1", clips_per_word=4, seed=0, engines=("espeak", "pico"), background_seconds=10.0
-)
+SMALL_SYNTH = SynthConfig(words="v1", clips_per_word=4, seed=0, engines=("espeak", "pico"), background_seconds=10.0)
 
 
 @pytest.fixture(scope="session")

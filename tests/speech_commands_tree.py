@@ -13,15 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
-from bifsmn_tf.data.audio import write_wav
+from bifsmn_tf.data.audio import SAMPLE_RATE, write_wav
 from bifsmn_tf.data.labels import KEYWORDS, WORDS
 from bifsmn_tf.data.speech_commands import (
     BACKGROUND_NOISE_DIR,
+    CLIP_SAMPLES,
+    CLIP_SECONDS,
     TESTING_LIST,
     VALIDATION_LIST,
+    clip_path,
 )
-
-RATE = 16000
 
 
 def word_frequency(word: str) -> float:
@@ -30,7 +31,7 @@ def word_frequency(word: str) -> float:
 
 
 def tone(frequency: float, seconds: float, amplitude: float = 0.5) -> np.ndarray:
-    t = np.arange(int(seconds * RATE)) / RATE
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
     return (amplitude * np.sin(2 * np.pi * frequency * t)).astype(np.float32)
 
 
@@ -51,12 +52,12 @@ def make_tree(
     validation, testing = [], []
     for word in WORDS[version]:
         for k in range(clips_per_word):
-            name = f"{word}/{k:04x}beef_nohash_{k}.wav"
-            seconds = 0.5 + 0.5 * k / max(1, clips_per_word - 1)
+            name = clip_path(word, f"{k:04x}beef", k)
+            seconds = CLIP_SECONDS * (0.5 + 0.5 * k / max(1, clips_per_word - 1))
             write_wav(root / name, tone(word_frequency(word), seconds))
             (validation if k == 0 else testing if k == 1 else []).append(name)
     for i in range(noise_files):
-        noise = 0.3 * rng.standard_normal(int(noise_seconds * RATE)).astype(np.float32)
+        noise = 0.3 * rng.standard_normal(int(noise_seconds * SAMPLE_RATE)).astype(np.float32)
         write_wav(root / BACKGROUND_NOISE_DIR / f"noise_{i}.wav", noise)
     (root / BACKGROUND_NOISE_DIR / "README.md").write_text("generated noise\n")
     (root / VALIDATION_LIST).write_text("\n".join(validation) + "\n")
@@ -69,11 +70,11 @@ def make_test_set_tree(root: Path, *, clips_per_folder: int = 2) -> Path:
     rng = np.random.default_rng(1)
     for word in KEYWORDS:
         for k in range(clips_per_folder):
-            write_wav(root / word / f"{k:04x}cafe_nohash_{k}.wav", tone(word_frequency(word), 1.0))
+            write_wav(root / clip_path(word, f"{k:04x}cafe", k), tone(word_frequency(word), CLIP_SECONDS))
     for k in range(clips_per_folder):
-        noise = 0.05 * rng.standard_normal(RATE).astype(np.float32)
+        noise = 0.05 * rng.standard_normal(CLIP_SAMPLES).astype(np.float32)
         write_wav(root / "_silence_" / f"silence_{k}.wav", noise)
-        write_wav(root / "_unknown_" / f"{k:04x}cafe_nohash_{k}.wav", tone(2000.0, 1.0))
+        write_wav(root / clip_path("_unknown_", f"{k:04x}cafe", k), tone(2000.0, CLIP_SECONDS))
     return root
 
 
@@ -100,9 +101,7 @@ class ArchiveServer:
         self.faults: list = []
         self.requests: list[tuple[str, str | None]] = []
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def url(self, name: str) -> str:
         host, port = self._server.server_address[:2]
@@ -132,11 +131,7 @@ class ArchiveServer:
                 data = server.files[name]
                 if fault == "corrupt":
                     middle = len(data) // 2
-                    data = (
-                        data[:middle]
-                        + bytes(b ^ 0xFF for b in data[middle : middle + 64])
-                        + data[middle + 64 :]
-                    )
+                    data = data[:middle] + bytes(b ^ 0xFF for b in data[middle : middle + 64]) + data[middle + 64 :]
                 start = 0
                 if requested_range and fault != "ignore_range":
                     start = int(requested_range.removeprefix("bytes=").split("-")[0])

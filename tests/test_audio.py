@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import bifsmn_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
-
 import struct
 from pathlib import Path
 
@@ -11,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+import bifsmn_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from bifsmn_tf.data.audio import AudioFormatError, read_audio, read_wav, write_wav
 
 RATE = 16000
@@ -82,8 +81,7 @@ def test_float_wav_outside_range_is_clipped_and_nan_rejected(tmp_path):
 
 def _riff(*chunks: tuple[bytes, bytes]) -> bytes:
     body = b"".join(
-        name + struct.pack("<I", len(data)) + data + (b"\0" if len(data) % 2 else b"")
-        for name, data in chunks
+        name + struct.pack("<I", len(data)) + data + (b"\0" if len(data) % 2 else b"") for name, data in chunks
     )
     return b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WAVE" + body
 

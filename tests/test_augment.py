@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import bifsmn_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
-
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import bifsmn_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from bifsmn_tf.config import ConfigError
 from bifsmn_tf.data.augment import (
     DRAW_COLUMNS,
@@ -24,10 +23,9 @@ OFF = AugmentConfig(noise_prob=0.0, amplitude_prob=0.0, speed_prob=0.0, shift_pr
 f32 = np.float32
 
 
-def official(
-    clip: np.ndarray, draws: np.ndarray, config: AugmentConfig, noises: list
-) -> np.ndarray:
-    """Spec §2.2 on one unpadded clip, step by step as the official code does, then fixed length.
+def official(clip: np.ndarray, draws: np.ndarray, config: AugmentConfig, noises: list) -> np.ndarray:
+    """docs/design.md#augmentation on one unpadded clip, step by step as the official code does,
+    then fixed length.
 
     float32 arithmetic where the index maths depends on rounding, as in the TF version.
     """
@@ -88,9 +86,7 @@ def _run(batch, config):
         OFF.replace(speed_prob=1.0),
         OFF.replace(shift_prob=1.0),
         AugmentConfig(),
-        AugmentConfig(
-            noise_prob=0.9, noise_max_scale=1.0, speed_max_scale=0.5, shift_max_samples=7000
-        ),
+        AugmentConfig(noise_prob=0.9, noise_max_scale=1.0, speed_max_scale=0.5, shift_max_samples=7000),
     ],
     ids=["noise", "amplitude", "speed", "shift", "official", "stronger"],
 )

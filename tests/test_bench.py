@@ -43,10 +43,7 @@ def test_timing_line_of_real_samples(name):
     # The tool prints each block's average twice: in its count= line and in the summary line.
     assert parsed.inference_stats["avg"] == pytest.approx(parsed.inference_avg_us)
     assert parsed.warmup_stats["avg"] == pytest.approx(parsed.warmup_avg_us)
-    assert (
-        parsed.inference_stats["count"] > 1
-        and parsed.inference_stats["min"] <= parsed.inference_avg_us
-    )
+    assert parsed.inference_stats["count"] > 1 and parsed.inference_stats["min"] <= parsed.inference_avg_us
     assert parsed.model_size_mb > 0
 
 
@@ -69,9 +66,7 @@ def test_both_memory_line_wordings(name, init_mb, overall_mb):
 def test_old_one_line_summary_and_tab_separated_profile():
     text = _sample("tf_readme_mobilenet_op_profile.txt")
     parsed = parse_benchmark_output(text)
-    assert (parsed.warmup_avg_us, parsed.init_us, parsed.inference_avg_us) == pytest.approx(
-        (83235, 38467, 79760.9)
-    )
+    assert (parsed.warmup_avg_us, parsed.init_us, parsed.inference_avg_us) == pytest.approx((83235, 38467, 79760.9))
     executed = int(re.search(r"Number of nodes executed: (\d+)", text).group(1))
     assert len(parsed.run_order) == executed
     assert sum(record.count for record in parsed.node_types) == executed
@@ -88,9 +83,7 @@ def test_old_one_line_summary_and_tab_separated_profile():
 def test_space_aligned_profile_of_the_primary_graph_only():
     # The initialization profile's summary (AllocateTensors) precedes the regular-runs header and
     # must not be taken for the model's.
-    run_order, node_types = parse_op_profile(
-        _sample("tf_issue62775_x86_primary_graph_fragment.txt")
-    )
+    run_order, node_types = parse_op_profile(_sample("tf_issue62775_x86_primary_graph_fragment.txt"))
     assert [r.node_type for r in run_order] == ["RANDOM_UNIFORM", "TRANSPOSE"]
     assert run_order[1].name == "[transpose]:1"
     assert run_order[1].avg_ms == pytest.approx(0.031) and run_order[1].times_called == 1
@@ -114,10 +107,7 @@ def test_output_without_an_inference_average_is_rejected(name):
 
 def test_a_failed_run_is_rejected_quoting_its_end():
     text = _sample("xnnpack_issue999_raspberry_pi_head.txt")
-    cut = (
-        text[: text.index("Inference timings")]
-        + "ERROR: Node number 3 (LceBconv2d) failed to invoke.\n"
-    )
+    cut = text[: text.index("Inference timings")] + "ERROR: Node number 3 (LceBconv2d) failed to invoke.\n"
     with pytest.raises(BenchmarkOutputError, match="failed to invoke"):
         parse_benchmark_output(cut)
 
@@ -172,15 +162,11 @@ def flatbuffers(tmp_path_factory):
     binary = tf.keras.Model(inputs, tf.keras.layers.Dense(12)(x))
     (directory / "binary.tflite").write_bytes(lce.convert_keras_model(binary))
 
-    float_model = tf.keras.Sequential(
-        [tf.keras.Input((32, 32)), tf.keras.layers.Flatten(), tf.keras.layers.Dense(12)]
-    )
+    float_model = tf.keras.Sequential([tf.keras.Input((32, 32)), tf.keras.layers.Flatten(), tf.keras.layers.Dense(12)])
     converter = tf.lite.TFLiteConverter.from_keras_model(float_model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     rng = np.random.default_rng(0)
-    converter.representative_dataset = lambda: (
-        [rng.normal(size=(1, 32, 32)).astype("float32")] for _ in range(8)
-    )
+    converter.representative_dataset = lambda: ([rng.normal(size=(1, 32, 32)).astype("float32")] for _ in range(8))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = converter.inference_output_type = tf.int8
     (directory / "int8.tflite").write_bytes(converter.convert())
@@ -200,19 +186,20 @@ def test_bench_host_report_is_labelled_with_the_host(flatbuffers):
     assert report["host"] == bench.host_description()
     assert "never a Raspberry Pi figure" in report["note"]
     for result, path in zip(report["results"], paths):
-        assert (
-            result["bytes"] == path.stat().st_size
-            and result["threads"] == 2
-            and result["runs"] == 9
-        )
+        assert result["bytes"] == path.stat().st_size and result["threads"] == 2 and result["runs"] == 9
         assert 0 < result["min_ms"] <= result["median_ms"] <= result["p90_ms"]
 
 
 def test_flatbuffer_paths_follow_the_manifest_order(flatbuffers, tmp_path):
+    from stream_models import manifest_entry, write_manifest
+
+    from bifsmn_tf.records import KIND_INT8
+
     for name in ("binary.tflite", "int8.tflite"):
         (tmp_path / name).write_bytes((flatbuffers / name).read_bytes())
-    (tmp_path / "manifest.json").write_text(
-        json.dumps({"models": [{"file": "int8.tflite"}, {"file": "binary.tflite"}]})
+    write_manifest(
+        tmp_path,
+        [manifest_entry(tmp_path, "int8.tflite", KIND_INT8), manifest_entry(tmp_path, "binary.tflite", width=8)],
     )
     assert [p.name for p in bench.flatbuffer_paths([tmp_path])] == ["int8.tflite", "binary.tflite"]
 

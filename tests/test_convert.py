@@ -3,7 +3,6 @@ interpreter against Keras; op census, storage ratios, audio input, the manifest.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -14,22 +13,16 @@ import time
 
 import numpy as np
 import pytest
-
-import bifsmn_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 from tensorflow.lite.tools import flatbuffer_utils
 
+import bifsmn_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from bifsmn_tf import convert
 from bifsmn_tf.config import ConfigError
 from bifsmn_tf.convert import (
-    KIND_FP32,
-    KIND_INT8,
-    KIND_STUDENT,
-    MANIFEST,
     VERIFIED,
     ConversionError,
     ConvertConfig,
-    FlatbufferModel,
     compare,
     convert_binary,
     convert_models,
@@ -48,9 +41,12 @@ from bifsmn_tf.models.dfsmn import (
     weight_counts,
     width_model,
 )
+from bifsmn_tf.records import KIND_FP32, KIND_INT8, KIND_STUDENT, MANIFEST, ConversionManifest
+from bifsmn_tf.runtime import FlatbufferModel
 from bifsmn_tf.tflite_ops import op_counts
 
 WIDTHS = (8, 4, 2)
+LABELS = tuple(f"label_{i}" for i in range(12))
 CONVERTED_WIDTHS = (8, 2)  # width 4 converts like the others; left out to save a minute
 
 
@@ -67,9 +63,7 @@ def _waveforms(count: int, seed: int) -> np.ndarray:
     return np.clip(np.stack(clips), -1, 1).astype(np.float32)
 
 
-def _briefly_train(
-    model: tf.keras.Model, features: np.ndarray, labels: np.ndarray, steps: int = 3
-) -> None:
+def _briefly_train(model: tf.keras.Model, features: np.ndarray, labels: np.ndarray, steps: int = 3) -> None:
     """A few SGD steps on every output (every width): moving BN statistics and biases become real
     values rather than their initial ones."""
     optimizer = tf.keras.optimizers.SGD(0.05, momentum=0.9)
@@ -83,9 +77,7 @@ def _briefly_train(
         with tf.GradientTape() as tape:
             outputs = model(x, training=True)
             total = tf.add_n([loss(y, logits) for logits in tf.nest.flatten(outputs)])
-        optimizer.apply_gradients(
-            zip(tape.gradient(total, model.trainable_variables), model.trainable_variables)
-        )
+        optimizer.apply_gradients(zip(tape.gradient(total, model.trainable_variables), model.trainable_variables))
 
 
 @pytest.fixture(scope="module")
@@ -112,108 +104,100 @@ def lean(data, tmp_path_factory):
         calibration=data["waveforms"][:64],
         verification=(data["waveforms"][96:], data["labels"][96:]),
         config=ConvertConfig(verify_clips=None),
-        labels=[f"label_{i}" for i in range(12)],
+        labels=LABELS,
     )
     return {"student": student, "teacher": teacher, "out": out, "manifest": manifest}
 
 
 def _entry(manifest, kind, width=None):
-    return next(e for e in manifest["models"] if e["kind"] == kind and e["width"] == width)
+    return manifest.entry(kind, width)
 
 
 def test_manifest_lists_every_file_it_wrote(lean):
     manifest, out = lean["manifest"], lean["out"]
-    assert json.loads((out / MANIFEST).read_text()) == manifest
-    files = {e["file"] for e in manifest["models"]}
+    assert ConversionManifest.load(out / MANIFEST) == manifest
+    files = {e.file for e in manifest.models}
     assert files == {f"student_w{w}.tflite" for w in CONVERTED_WIDTHS} | {
         "teacher_fp32.tflite",
         "teacher_int8.tflite",
     }
     assert files == {p.name for p in out.glob("*.tflite")}
-    for entry in manifest["models"]:
-        data = (out / entry["file"]).read_bytes()
-        assert entry["bytes"] == len(data)
-        assert entry["op_counts"] == op_counts(data)
-        assert entry["input_shape"] == [32, 32]
-    assert manifest["widths"] == list(CONVERTED_WIDTHS) and manifest["input"] == "features"
+    for entry in manifest.models:
+        data = (out / entry.file).read_bytes()
+        assert entry.bytes == len(data)
+        assert entry.op_counts == op_counts(data)
+        assert entry.input_shape == (32, 32)
+    assert manifest.widths == CONVERTED_WIDTHS and manifest.input == "features"
 
 
 @pytest.mark.parametrize("width", CONVERTED_WIDTHS)
 def test_every_fc_transform_fc1_and_fe3_is_a_binary_convolution(lean, width):
     entry = _entry(lean["manifest"], KIND_STUDENT, width)
     # fe3 and fc1, then each executed block's 1x1 expand and project: 18 at full width.
-    assert entry["binary_convs"] == 2 + 2 * width
-    assert entry["op_counts"]["LceBconv2d"] == entry["binary_convs"]
+    assert entry.binary_convs == 2 + 2 * width
+    assert entry.op_counts["LceBconv2d"] == entry.binary_convs
     # The memory convs stay float (LCE has no binary depthwise conv): one per executed block.
-    assert entry["op_counts"]["DEPTHWISE_CONV_2D"] == width
+    assert entry.op_counts["DEPTHWISE_CONV_2D"] == width
     # fe0 is the only float convolution; the classifier the only dense layer.
-    assert entry["op_counts"]["CONV_2D"] == 1 and entry["op_counts"]["FULLY_CONNECTED"] == 1
+    assert entry.op_counts["CONV_2D"] == 1 and entry.op_counts["FULLY_CONNECTED"] == 1
     # PReLUs after fe0, fe3, fc1 and each block's memory and output: the hidden one before
     # project's sign is left out (it cannot change a sign), so expand hands project bitpacked
     # bits (width_model(for_lce=True)); the agreement check still runs the full Keras model.
-    assert entry["op_counts"]["PRELU"] == 3 + 2 * width
+    assert entry.op_counts["PRELU"] == 3 + 2 * width
 
 
 def test_full_width_census(lean):
-    assert _entry(lean["manifest"], KIND_STUDENT, 8)["binary_convs"] == 18
+    assert _entry(lean["manifest"], KIND_STUDENT, 8).binary_convs == 18
 
 
 def test_teachers_have_no_binary_ops_and_int8_no_float_ops(lean):
     fp32 = _entry(lean["manifest"], KIND_FP32)
     int8 = _entry(lean["manifest"], KIND_INT8)
     for entry in (fp32, int8):
-        assert not any(name.startswith("Lce") for name in entry["op_counts"])
+        assert not any(name.startswith("Lce") for name in entry.op_counts)
     # At batch 1 there are no run-time shape ops: every op of the float teacher computes in float.
-    assert fp32["float_ops"] == sum(fp32["op_counts"].values())
-    assert int8["float_ops"] == 0  # full-integer: int8 input, ops and output
-    assert FlatbufferModel((lean["out"] / int8["file"]).read_bytes()).input_dtype == np.int8
+    assert fp32.float_ops == sum(fp32.op_counts.values())
+    assert int8.float_ops == 0  # full-integer: int8 input, ops and output
+    assert FlatbufferModel((lean["out"] / int8.file).read_bytes()).input_dtype == np.int8
 
 
 @pytest.mark.parametrize("kind, width", [(KIND_STUDENT, 8), (KIND_STUDENT, 2), (KIND_FP32, None)])
 def test_written_flatbuffers_agree_with_keras(lean, data, kind, width):
     entry = _entry(lean["manifest"], kind, width)
-    check = entry["verification"]
+    check = entry.verification
     assert check["clips"] == len(data["labels"]) - 96
     assert check["top1_agreement"] >= 0.995 and check["required_agreement"] == 0.995
     # Independently of the manifest: the file on disk, run again, against the Keras model.
     model = lean["student"] if kind == KIND_STUDENT else lean["teacher"]
     keras_logits = width_model(model, width).predict(data["features"][96:], verbose=0)
-    tflite_logits = FlatbufferModel((lean["out"] / entry["file"]).read_bytes())(
-        data["features"][96:]
-    )
+    tflite_logits = FlatbufferModel((lean["out"] / entry.file).read_bytes())(data["features"][96:])
     assert np.mean(keras_logits.argmax(-1) == tflite_logits.argmax(-1)) >= 0.995
-    assert np.max(np.abs(keras_logits - tflite_logits)) == pytest.approx(
-        check["max_abs_logit_diff"], abs=1e-6
-    )
+    assert np.max(np.abs(keras_logits - tflite_logits)) == pytest.approx(check["max_abs_logit_diff"], abs=1e-6)
 
 
 def test_int8_teacher_is_checked_but_not_required_to_agree(lean):
-    check = _entry(lean["manifest"], KIND_INT8)["verification"]
+    check = _entry(lean["manifest"], KIND_INT8).verification
     assert check["required_agreement"] is None
     assert 0.0 <= check["top1_agreement"] <= 1.0 and math.isfinite(check["max_abs_logit_diff"])
 
 
 def test_tensor_names_are_stripped(lean):
-    for entry in lean["manifest"]["models"]:
-        assert entry["names_stripped"]
-        model = flatbuffer_utils.convert_bytearray_to_object(
-            bytearray((lean["out"] / entry["file"]).read_bytes())
-        )
+    for entry in lean["manifest"].models:
+        assert entry.names_stripped
+        model = flatbuffer_utils.convert_bytearray_to_object(bytearray((lean["out"] / entry.file).read_bytes()))
         assert all(not tensor.name for graph in model.subgraphs for tensor in graph.tensors)
 
 
 def test_lean_storage_against_the_published_fp32_baseline(lean):
-    storage = lean["manifest"]["storage"]
+    storage = lean["manifest"].storage
     student_entry = _entry(lean["manifest"], KIND_STUDENT, 8)
-    assert storage["student_bytes"] == student_entry["bytes"]
-    assert storage["flatbuffer_ratio"] == storage["baseline_fp32_bytes"] / student_entry["bytes"]
+    assert storage["student_bytes"] == student_entry.bytes
+    assert storage["flatbuffer_ratio"] == storage["baseline_fp32_bytes"] / student_entry.bytes
     assert storage["flatbuffer_ratio"] >= 15.5
     assert storage["parameter_count_ratio"] > 20
     counts = weight_counts(lean["student"], 8)
     assert storage["student_parameter_bits"] == counts["binary"] + 32 * counts["float"]
-    assert storage["baseline_parameter_bits"] == 32 * sum(
-        weight_counts(build_teacher(ModelConfig())).values()
-    )
+    assert storage["baseline_parameter_bits"] == 32 * sum(weight_counts(build_teacher(ModelConfig())).values())
     # The lean run's own teacher is a little smaller than the baseline (pooled head).
     assert storage["teacher_fp32_bytes"] < storage["baseline_fp32_bytes"]
 
@@ -225,11 +209,9 @@ def test_paper_profile_storage(data, lean):
     config = ModelConfig(profile="paper", widths=WIDTHS)
     student = build_bifsmn(config)
     _briefly_train(student, data["features"][:96], data["labels"][:96])
-    flatbuffer, stripped = strip_tensor_names(
-        convert_binary(width_model(student, 8)), data["features"][96:112]
-    )
+    flatbuffer, stripped = strip_tensor_names(convert_binary(width_model(student, 8)), data["features"][96:112])
     assert stripped and op_counts(flatbuffer)["LceBconv2d"] == 18
-    storage = lean["manifest"]["storage"]
+    storage = lean["manifest"].storage
     assert storage["baseline_fp32_bytes"] / len(flatbuffer) >= 10
     assert storage["baseline_parameter_bits"] == storage_bits(build_teacher(config))
     assert storage["baseline_parameter_bits"] / storage_bits(student, 8) > 10
@@ -261,6 +243,7 @@ def test_a_flatbuffer_that_disagrees_with_keras_is_refused_and_no_manifest_is_wr
             tmp_path,
             calibration=data["waveforms"][:8],
             verification=(data["waveforms"][96:], data["labels"][96:]),
+            labels=LABELS,
         )
     assert not (tmp_path / MANIFEST).exists()
 
@@ -277,15 +260,14 @@ def test_a_model_with_nan_weights_is_refused_before_converting(data, tmp_path):
             tmp_path,
             calibration=data["waveforms"][:8],
             verification=(data["waveforms"][96:], data["labels"][96:]),
+            labels=LABELS,
         )
     assert not list(tmp_path.iterdir())
 
 
 def test_nan_flatbuffer_logits_count_as_disagreement():
     keras_logits = np.array([[0.0, 1.0], [1.0, 0.0]], np.float32)
-    check = compare(
-        keras_logits, np.array([[0.0, 1.0], [np.nan, np.nan]], np.float32), np.array([1, 0])
-    )
+    check = compare(keras_logits, np.array([[0.0, 1.0], [np.nan, np.nan]], np.float32), np.array([1, 0]))
     assert check["top1_agreement"] == 0.5 and check["flatbuffer_accuracy"] == 0.5
     assert check["keras_accuracy"] == 1.0
 
@@ -320,19 +302,20 @@ def test_audio_input_puts_the_frontend_inside(lean, data, tmp_path):
         tmp_path,
         calibration=data["waveforms"][:32],
         verification=(data["waveforms"][96:], data["labels"][96:]),
+        labels=LABELS,
         config=ConvertConfig(input="audio", verify_clips=None),
     )
-    assert manifest["input"] == "audio" and manifest["input_shape"] == [16000]
-    for entry in manifest["models"]:
-        assert entry["input_shape"] == [16000]
-        assert "RFFT2D" in entry["op_counts"]
+    assert manifest.input == "audio" and manifest.input_shape == (16000,)
+    for entry in manifest.models:
+        assert entry.input_shape == (16000,)
+        assert "RFFT2D" in entry.op_counts
     student = _entry(manifest, KIND_STUDENT, 2)
-    assert student["verification"]["top1_agreement"] >= 0.995 and student["binary_convs"] == 6
+    assert student.verification["top1_agreement"] >= 0.995 and student.binary_convs == 6
     # The FFT does not quantize: the int8 teacher keeps float input around an int8 body.
     int8 = FlatbufferModel((tmp_path / "teacher_int8.tflite").read_bytes())
     assert int8.input_dtype == np.float32
     # Same logits as the features model fed the frontend's features.
-    audio_model = FlatbufferModel((tmp_path / student["file"]).read_bytes())
+    audio_model = FlatbufferModel((tmp_path / student.file).read_bytes())
     features_model = FlatbufferModel((lean["out"] / "student_w2.tflite").read_bytes())
     np.testing.assert_allclose(
         audio_model(data["waveforms"][96:104]), features_model(data["features"][96:104]), atol=1e-3
@@ -359,6 +342,7 @@ KILLED_CONVERSION = textwrap.dedent(
     convert.convert_models(
         load_model(f"{root}/student")[0], load_model(f"{root}/teacher")[0], (2,), out,
         calibration=clips["calibration"], verification=(clips["verify"], clips["labels"]),
+        labels=[f"label_{i}" for i in range(12)],
     )
     """
 )
@@ -390,6 +374,7 @@ def _convert_tiny(root, out, calibration_clips=16):
         out,
         calibration=clips["calibration"][:calibration_clips],
         verification=(clips["verify"], clips["labels"]),
+        labels=LABELS,
     )
 
 
@@ -434,7 +419,7 @@ def test_a_killed_conversion_reuses_its_checked_files_and_redoes_the_rest(tiny, 
     manifest = _convert_tiny(tiny, out)
     assert _reused(capsys.readouterr().out) == ["student_w2.tflite"]
     assert _identity(out / "student_w2.tflite") == finished
-    assert manifest == uninterrupted == json.loads((out / MANIFEST).read_text())
+    assert manifest == uninterrupted == ConversionManifest.load(out / MANIFEST)
     for file in ("student_w2.tflite", "teacher_fp32.tflite", "teacher_int8.tflite"):
         assert (out / file).read_bytes() == (reference / file).read_bytes()
 

@@ -7,14 +7,16 @@ import json
 import pytest
 
 import bifsmn_tf  # noqa: F401  (Keras 2 before TensorFlow loads)
-
-from bifsmn_tf.cli import main
 from bifsmn_tf import demo
+from bifsmn_tf.cli import main
 from bifsmn_tf.features import FeatureConfig
+from bifsmn_tf.records import EvaluationRecord
+from bifsmn_tf.training import run
+from bifsmn_tf.training.presets import PRESETS
 
 
-def _evaluation(accuracies: dict[str, float], rejection: float = 0.69) -> dict:
-    """An evaluation record with the fields the table reads; each width's detection figures
+def _evaluation(accuracies: dict[str, float], rejection: float = 0.69) -> EvaluationRecord:
+    """An evaluation record with the figures the table reads; each width's detection figures
     are ``rejection`` and, at the threshold, FRR = 1 - accuracy and FAR = (1 - rejection) / 10."""
     detection = {
         w: {
@@ -24,13 +26,32 @@ def _evaluation(accuracies: dict[str, float], rejection: float = 0.69) -> dict:
         }
         for w, a in accuracies.items()
     }
-    return {
-        "widths": {w: {"accuracy": a} for w, a in accuracies.items()},
-        "num_examples": 200,
-        "task": "v1-12",
-        "protocol": "bifsmn",
-        "detection": {"num_examples": 300, "far_target": 0.01, "widths": detection},
+    width_records = {
+        w: {"accuracy": a, "per_class": {}, "confusion_matrix": [], "confusion_png": f"confusion_w{w}.png"}
+        for w, a in accuracies.items()
     }
+    return EvaluationRecord.from_dict(
+        {
+            "run_dir": "..",
+            "kind": "student",
+            "task": "v1-12",
+            "protocol": "bifsmn",
+            "split": "test",
+            "labels": ["yes"],
+            "data_root": "/data",
+            "num_examples": 200,
+            "widths": width_records,
+            "detection": {
+                "protocol": "bifsmn",
+                "num_examples": 300,
+                "far_target": 0.01,
+                "thresholds_from": "validation",
+                "det_png": "det.png",
+                "widths": detection,
+            },
+        },
+        "/r/eval",
+    )
 
 
 @pytest.mark.parametrize(
@@ -55,7 +76,7 @@ def test_checks_apply_the_demo_bounds(teacher, student, rejection, within, monot
 
 def test_checks_without_thresholds_fail_the_detection_bounds():
     student = _evaluation({"8": 0.93, "4": 0.90, "2": 0.90})
-    for width in student["detection"]["widths"].values():
+    for width in student.detection.widths.values():
         width["thresholds"]["pooled"], width["at_pooled_threshold"] = None, None
     checks = demo.demo_checks(_evaluation({"8": 0.95}), student)
     assert checks["frr_drop_points_full_width"] is None
@@ -71,13 +92,21 @@ def test_results_table_lists_teacher_and_every_width():
         "student_run": "/r/student",
         "checks": demo.demo_checks(teacher, student),
         "memory_input": "float",
+        "input_thresholds": {"fe3": [-0.67, 0.0, 0.67], "fc1": [0.0]},
         "features": FeatureConfig().to_dict(),
         "flatbuffers": "/r/student/flatbuffers",
         "conversion": {
             "storage": {"flatbuffer_ratio": 15.61, "parameter_count_ratio": 21.15},
             "models": [
-                {"file": "student_w8.tflite", "kind": "student", "width": 8, "bytes": 152436,
-                 "binary_convs": 18, "float_ops": 60, "top1_agreement": 1.0},
+                {
+                    "file": "student_w8.tflite",
+                    "kind": "student",
+                    "width": 8,
+                    "bytes": 152436,
+                    "binary_convs": 18,
+                    "float_ops": 60,
+                    "top1_agreement": 1.0,
+                },
             ],
         },
         "seconds": {"data": 10.0, "teacher": 20.0},
@@ -96,10 +125,16 @@ def test_results_table_lists_teacher_and_every_width():
     assert "accuracy does not rise and FRR does not fall" in table
     assert "FAR <= 5 %, FRR <= 10 %): met." in table
     assert "memory convs fed the float residual stream" in table
+    assert (
+        "fe3's binarized at -0.67, 0, 0.67 (each input channel becomes that many bits), fc1's at 0, the sign)"
+    ) in table
     assert "Features: 32 log-mel bins, 128 ms window, 32 ms hop (32 frames)." in table
     finer = FeatureConfig(n_fft=512, win_length=480, hop_length=320, n_mels=40, per_bin_mean_removal=True)
     table = demo.format_results({**results, "features": finer.to_dict()})
-    assert "Features: 40 log-mel bins, 30 ms window, 20 ms hop (51 frames), each bin's mean over the clip removed." in table
+    assert (
+        "Features: 40 log-mel bins, 30 ms window, 20 ms hop (51 frames), each bin's mean over the clip removed."
+        in table
+    )
 
 
 @pytest.mark.slow
@@ -107,6 +142,11 @@ def test_demo_from_scratch_meets_its_bounds(tmp_path, capsys):
     """The README's first command, end to end: synthetic data, teacher, BiFSMN, evaluation."""
     assert main(["demo", "--out", str(tmp_path / "demo"), "--no-progress"]) == 0
     printed = capsys.readouterr().out
+    out = tmp_path / "demo"
+    # The runs are the demo preset's, as `train-teacher --preset demo` and `train --preset demo` make them.
+    teacher = run.teacher_configs(out / "data", PRESETS["demo"], data_dir=str(out.resolve()))
+    assert run.RunConfigs.load(out / "teacher") == teacher
+    assert run.RunConfigs.load(out / "student") == run.student_configs(out / "teacher", PRESETS["demo"])
     results = json.loads((tmp_path / "demo" / "results.json").read_text())
     assert (tmp_path / "demo" / "results.md").read_text() in printed
     assert set(results["student"]["widths"]) == {"8", "4", "2"}

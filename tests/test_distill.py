@@ -1,13 +1,15 @@
-"""Distillation losses against a NumPy transcription of the official formulas (spec §4, §8.3)."""
+"""Distillation losses against a NumPy transcription of the official formulas.
+
+docs/design.md#hed and #fid-bifsmnv2.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-
-import bifsmn_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 
+import bifsmn_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from bifsmn_tf.training.distill import (
     HaarHighPass,
     attention_map_loss,
@@ -140,5 +142,7 @@ def test_fid_loss_matches_both_bands_plus_logits_mse(rng):
     for s, t in zip(students, teachers):
         s_high, t_high = numpy_haar_high_pass(s), numpy_haar_high_pass(t)
         expected += numpy_attention_loss(s_high, t_high) + numpy_attention_loss(s - s_high, t - t_high)
-    got = fid_loss([tf.constant(s) for s in students], [tf.constant(t) for t in teachers], tf.constant(z_s), tf.constant(z_t))
+    got = fid_loss(
+        [tf.constant(s) for s in students], [tf.constant(t) for t in teachers], tf.constant(z_s), tf.constant(z_t)
+    )
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-4)

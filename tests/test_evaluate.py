@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 
 import numpy as np
 import pytest
-
-import bifsmn_tf  # noqa: F401  (Keras 2 before TensorFlow loads)
-
 import tensorflow as tf
 
+import bifsmn_tf  # noqa: F401  (Keras 2 before TensorFlow loads)
 from bifsmn_tf import detection, evaluate
 from bifsmn_tf.cli import main
 from bifsmn_tf.data.labels import LABELS_12
 from bifsmn_tf.data.pipeline import make_dataset
 from bifsmn_tf.data.speech_commands import split_files
 from bifsmn_tf.models.dfsmn import width_model
+from bifsmn_tf.records import EvaluationRecord
 from bifsmn_tf.training import run
+from bifsmn_tf.training.presets import PRESETS
 
 SMALL_MODEL = {"frontend_channels": 4, "hidden_size": 32, "memory_size": 16}
 
@@ -28,15 +27,15 @@ SMALL_MODEL = {"frontend_channels": 4, "hidden_size": 32, "memory_size": 16}
 def runs(synth_dataset, tmp_path_factory):
     """A one-epoch teacher and a one-epoch student (widths 8, 4) of it, narrow layers."""
     root = tmp_path_factory.mktemp("eval-runs")
-    configs = run.teacher_configs(
-        synth_dataset, "v1-12", preset="demo", data_dir=str(root / "cache"), epochs=1, batch_size=8,
-        learning_rate=0.005,
+    short = {"epochs": 1, "batch_size": 8, "learning_rate": 0.005}
+    # The bifsmn protocol: every non-keyword clip in the split, whose counts the tests check.
+    preset = PRESETS["demo"].with_options(
+        teacher=short, student={**short, "widths": (8, 4)}, data={"protocol": "bifsmn"}
     )
+    configs = run.teacher_configs(synth_dataset, preset, data_dir=str(root / "cache"))
     configs = dataclasses.replace(configs, model=configs.model.replace(**SMALL_MODEL))
     run.train(root / "teacher", configs, progress=False)
-    student = run.student_configs(
-        root / "teacher", preset="demo", widths=(8, 4), epochs=1, batch_size=8, learning_rate=0.005
-    )
+    student = run.student_configs(root / "teacher", preset)
     run.train(root / "student", student, teacher_run=root / "teacher", progress=False)
     return {"teacher": root / "teacher", "student": root / "student"}
 
@@ -48,9 +47,13 @@ def test_confusion_matrix_and_metrics_match_hand_counts():
     np.testing.assert_array_equal(confusion, [[1, 1, 0], [1, 2, 0], [0, 1, 0]])
     metrics = evaluate.width_metrics(confusion, ("a", "b", "c"))
     assert metrics["accuracy"] == pytest.approx(3 / 6)
-    assert metrics["per_class"]["b"] == {"recall": pytest.approx(2 / 3), "precision": pytest.approx(2 / 4), "support": 3}
+    assert metrics["per_class"]["b"] == {
+        "recall": pytest.approx(2 / 3),
+        "precision": pytest.approx(2 / 4),
+        "support": 3,
+    }
     assert metrics["per_class"]["c"]["recall"] == 0.0 and metrics["per_class"]["c"]["precision"] is None
-    assert metrics["confusion_matrix"] == confusion.tolist()
+    np.testing.assert_array_equal(metrics["confusion_matrix"], confusion)
 
 
 # The student's case evaluates two widths of another model through the same code: slow (80 s).
@@ -59,78 +62,91 @@ def test_confusion_matrix_and_metrics_match_hand_counts():
 )
 def test_evaluation_has_one_row_per_trained_width_and_agrees_with_the_model(runs, synth_dataset, kind, widths):
     result = evaluate.evaluate_run(runs[kind], synth_dataset, split="test", progress=False)
-    assert list(result["widths"]) == widths
-    assert (result["task"], result["protocol"], result["split"], result["kind"]) == ("v1-12", "bifsmn", "test", kind)
+    assert list(result.widths) == widths
+    assert (result.task, result.protocol, result.split, result.kind) == ("v1-12", "bifsmn", "test", kind)
     files = split_files(synth_dataset, "test")
-    assert result["num_examples"] == len(files) + int(0.1 * len(files))  # bifsmn: + 10 % silence
-    assert result["labels"] == list(LABELS_12)
+    assert result.num_examples == len(files) + int(0.1 * len(files))  # bifsmn: + 10 % silence
+    assert result.labels == LABELS_12 and result.run_dir == runs[kind].resolve()
 
     configs = run.RunConfigs.load(runs[kind])
     model, _ = run.load_run_model(runs[kind])
     features, labels = zip(*make_dataset(configs.data.replace(batch_size=64), configs.features, "test"))
     features, labels = np.concatenate(features), np.concatenate(labels)
     for width in widths:
-        entry = result["widths"][width]
+        entry = result.widths[width]
         logits = width_model(model, int(width))(features, training=False).numpy()
-        assert entry["accuracy"] == pytest.approx(np.mean(np.argmax(logits, -1) == labels))
-        confusion = np.array(entry["confusion_matrix"])
-        assert confusion.sum() == result["num_examples"]
-        assert entry["per_class"]["silence"]["support"] == int(0.1 * len(files))
-        with open(entry["confusion_png"], "rb") as f:
-            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+        assert entry.accuracy == pytest.approx(np.mean(np.argmax(logits, -1) == labels))
+        confusion = np.array(entry.confusion_matrix)
+        assert confusion.sum() == result.num_examples
+        assert entry.per_class["silence"]["support"] == int(0.1 * len(files))
+        assert entry.confusion_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     out_dir = runs[kind] / evaluate.EVAL_DIR / "test-bifsmn"
-    assert json.loads((out_dir / "evaluation.json").read_text()) == result
+    assert EvaluationRecord.load(out_dir / "evaluation.json") == result
     report = (out_dir / "report.md").read_text()
     assert "| width | accuracy (%) |" in report and "non-keywords rejected at argmax" in report
 
     # Detection: thresholds come from the validation split's softmax, rates from the test split's.
-    found = result["detection"]
-    assert (found["protocol"], found["thresholds_from"], found["far_target"]) == ("bifsmn", "validation", 0.01)
-    assert found["num_examples"] == result["num_examples"] and list(found["widths"]) == widths
-    assert (out_dir / "det.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    found = result.detection
+    assert (found.protocol, found.thresholds_from, found.far_target) == ("bifsmn", "validation", 0.01)
+    assert found.num_examples == result.num_examples and list(found.widths) == widths
+    assert found.det_png == (out_dir / "det.png").resolve() and found.det_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     val_features, val_labels = zip(*make_dataset(configs.data.replace(batch_size=64), configs.features, "validation"))
     unknown, silence = LABELS_12.index("unknown"), LABELS_12.index("silence")
     for width in widths:
-        summary = found["widths"][width]
+        summary = found.widths[width]
         logits = width_model(model, int(width))(features, training=False).numpy()
         non_keywords = np.argmax(logits[labels == unknown], -1)
-        assert summary["argmax"]["non_keyword_rejection"] == pytest.approx(np.isin(non_keywords, [unknown, silence]).mean())
+        assert summary["argmax"]["non_keyword_rejection"] == pytest.approx(
+            np.isin(non_keywords, [unknown, silence]).mean()
+        )
         val_scores = tf.nn.softmax(width_model(model, int(width))(np.concatenate(val_features), training=False)).numpy()
         chosen = detection.choose_thresholds(val_scores, np.concatenate(val_labels), LABELS_12, 0.01)
         assert summary["thresholds"]["pooled"] == pytest.approx(chosen["pooled"])
         # At that threshold, the validation split's own false-accept rate meets the target.
         val_rates = detection.rates(
-            detection.threshold_decisions(val_scores, LABELS_12, chosen["pooled"]), np.concatenate(val_labels), LABELS_12
+            detection.threshold_decisions(val_scores, LABELS_12, chosen["pooled"]),
+            np.concatenate(val_labels),
+            LABELS_12,
         )
         assert val_rates["pooled"]["far"] <= 0.01
-        assert summary["at_pooled_threshold"]["pooled"]["frr"] == pytest.approx(
-            evaluate.headline(result, width)["frr"]
-        )
+        assert summary["at_pooled_threshold"]["pooled"]["frr"] == pytest.approx(evaluate.headline(result, width)["frr"])
 
 
 def test_standard_protocol_changes_the_composition(runs, synth_dataset):
     result = evaluate.evaluate_run(runs["teacher"], synth_dataset, split="test", protocol="standard", progress=False)
-    assert result["protocol"] == "standard"
-    support = {label: v["support"] for label, v in result["widths"]["8"]["per_class"].items()}
+    assert result.protocol == "standard"
+    support = {label: v["support"] for label, v in result.widths["8"].per_class.items()}
     keywords = sum(support[w] for w in LABELS_12[2:])
     assert support["silence"] == math.ceil(0.1 * keywords)  # noise crops instead of 10 % zeros
     assert 0 < support["unknown"] <= math.ceil(0.1 * keywords)
     # The detection figures keep every non-keyword clip whatever the protocol of the accuracy.
-    assert result["detection"]["protocol"] == "bifsmn"
+    assert result.detection.protocol == "bifsmn"
     files = split_files(synth_dataset, "test")
-    assert result["detection"]["num_examples"] == len(files) + int(0.1 * len(files))
+    assert result.detection.num_examples == len(files) + int(0.1 * len(files))
 
 
 def test_cli_evaluate_prints_the_table_and_writes_json(runs, synth_dataset, tmp_path, capsys):
     path = tmp_path / "eval.json"
-    code = main(["evaluate", str(runs["student"]), "--data", str(synth_dataset), "--split", "validation",
-                 "--json", str(path), "--no-progress"])
+    code = main(
+        [
+            "evaluate",
+            str(runs["student"]),
+            "--data",
+            str(synth_dataset),
+            "--split",
+            "validation",
+            "--json",
+            str(path),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
-    result = json.loads(path.read_text())
-    assert set(result["widths"]) == {"8", "4"} and result["split"] == "validation"
-    for width, entry in result["widths"].items():
-        assert f"| {width} | {100 * entry['accuracy']:.2f} |" in printed
+    result = EvaluationRecord.load(path)
+    assert set(result.widths) == {"8", "4"} and result.split == "validation"
+    assert result.run_dir == runs["student"].resolve()  # stored relative to the JSON file
+    for width, entry in result.widths.items():
+        assert f"| {width} | {100 * entry.accuracy:.2f} |" in printed
     assert "| yes |" in printed
 
 

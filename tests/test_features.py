@@ -9,8 +9,6 @@ frame and band (float32 STFT rounding; measured at most 1.1e-4 dB).
 
 from __future__ import annotations
 
-import bifsmn_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
-
 import larq_compute_engine as lce
 import librosa
 import numpy as np
@@ -19,6 +17,7 @@ import scipy.fft
 import tensorflow as tf
 from tensorflow.lite.python import schema_py_generated as tflite_schema
 
+import bifsmn_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from bifsmn_tf.config import ConfigError
 from bifsmn_tf.features import FeatureConfig, LogMelSpectrogram, Mfcc, build_frontend
 from bifsmn_tf.tflite_ops import op_counts
@@ -76,15 +75,13 @@ def librosa_log_mel(config: FeatureConfig, clip: np.ndarray) -> np.ndarray:
 
 
 def torchaudio_log_mel(config: FeatureConfig, clip: np.ndarray) -> np.ndarray:
-    """torchaudio's MelSpectrogram(normalized=True) + AmplitudeToDB(), transcribed in float64."""
+    """Torchaudio's MelSpectrogram(normalized=True) + AmplitudeToDB(), transcribed in float64."""
     x = clip.astype(np.float64)
     # torch.hann_window(periodic=True), centre-padded to n_fft by torch.stft.
     n = np.arange(config.window_samples)
     window = 0.5 * (1 - np.cos(2 * np.pi * n / config.window_samples))
     offset = (config.n_fft - config.window_samples) // 2
-    window = np.concatenate(
-        [np.zeros(offset), window, np.zeros(config.n_fft - config.window_samples - offset)]
-    )
+    window = np.concatenate([np.zeros(offset), window, np.zeros(config.n_fft - config.window_samples - offset)])
     if config.center:
         x = np.pad(x, config.n_fft // 2, mode="reflect")
     starts = range(0, len(x) - config.n_fft + 1, config.hop_length)
@@ -108,9 +105,7 @@ def torchaudio_log_mel(config: FeatureConfig, clip: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("config", LOGMEL_CONFIGS, ids=CONFIG_IDS)
-@pytest.mark.parametrize(
-    "reference", [librosa_log_mel, torchaudio_log_mel], ids=["librosa", "numpy"]
-)
+@pytest.mark.parametrize("reference", [librosa_log_mel, torchaudio_log_mel], ids=["librosa", "numpy"])
 def test_log_mel_matches_independent_reference(config, reference):
     clips = np.stack([speech_like_clip(seed) for seed in range(2)])
     features = frontend_features(config, clips)
@@ -176,9 +171,7 @@ def test_clips_are_truncated_or_right_zero_padded(length, static_length):
     fixed[: min(length, 16000)] = clip[:16000]
     inputs = tf.keras.Input((length if static_length else None,))
     model = tf.keras.Model(inputs, LogMelSpectrogram(OFFICIAL)(inputs))
-    np.testing.assert_allclose(
-        model(clip[None]).numpy(), frontend_features(OFFICIAL, fixed[None]), rtol=0, atol=1e-4
-    )
+    np.testing.assert_allclose(model(clip[None]).numpy(), frontend_features(OFFICIAL, fixed[None]), rtol=0, atol=1e-4)
 
 
 def test_layer_rejects_mismatched_kind_and_rank():
@@ -252,12 +245,11 @@ def test_per_bin_mean_removal_subtracts_each_features_mean_over_the_clip(config)
 
 
 @pytest.mark.parametrize(
-    "config", [OFFICIAL, MFCC40_30MS, OFFICIAL.replace(per_bin_mean_removal=True)],
+    "config",
+    [OFFICIAL, MFCC40_30MS, OFFICIAL.replace(per_bin_mean_removal=True)],
     ids=["logmel", "mfcc", "logmel-mean-removed"],
 )
-@pytest.mark.parametrize(
-    "convert", [keras_to_tflite, lce.convert_keras_model], ids=["tflite", "lce"]
-)
+@pytest.mark.parametrize("convert", [keras_to_tflite, lce.convert_keras_model], ids=["tflite", "lce"])
 def test_converts_to_builtins_and_runs_in_lce_interpreter(config, convert):
     inputs = tf.keras.Input((config.clip_samples,))
     model = tf.keras.Model(inputs, build_frontend(config)(inputs))

@@ -9,8 +9,6 @@ of noise) and "silence" otherwise.
 
 from __future__ import annotations
 
-import bifsmn_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-
 import json
 import shutil
 from collections.abc import Callable
@@ -27,9 +25,10 @@ from stream_models import write_converted
 from tensorflow.lite.python import schema_py_generated as schema
 from tensorflow.lite.tools import flatbuffer_utils
 
-from bifsmn_tf.convert import MANIFEST
+import bifsmn_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from bifsmn_tf.data.audio import write_wav
 from bifsmn_tf.data.labels import LABELS_12, SILENCE
+from bifsmn_tf.records import MANIFEST
 
 RATE = 16000
 
@@ -119,9 +118,7 @@ def _edited_models(paths: dict, tmp: Path, edit: Callable[[dict], Any]) -> Path:
 
 def edited_manifest(edit: Callable[[dict], Any]) -> Callable[[dict, Path], list]:
     """``listen`` on a copy of the models with an edited manifest (:func:`_edited_models`)."""
-    return lambda paths, tmp: [
-        "listen", _edited_models(paths, tmp, edit), "--wav", paths["quiet.wav"], "--width", "8"
-    ]
+    return lambda paths, tmp: ["listen", _edited_models(paths, tmp, edit), "--wav", paths["quiet.wav"], "--width", "8"]
 
 
 def students(**changes: Any) -> Callable[[dict], dict]:
@@ -173,36 +170,44 @@ def _unknown_op(path: Path) -> None:
 
 FIX = r"bifsmn-tf convert"
 W8 = r"student_w8\.tflite: "
-INT = "a positive integer"
-LABELS = r"'labels' must be a non-empty list of class names"
+INT = "an integer or null"
+LABELS = r"('labels' must (be a list of strings|list the classes)|'labels\[0\]' must be a string)"
 
 FLAG_CASES = [
     *(
         Case(f"hop-ms-{value}", listen(f"--hop-ms={value}"), expect=(r"--hop-ms", r"finite|> 0"))
         for value in ("nan", "inf", "-inf", "-100", "0")
     ),
-    Case("hop-ms-longer-than-the-window", listen("--hop-ms", "1500"),
-         expect=(r"--hop-ms .* to the window \(1000 ms\), got 1500",)),
-    Case("hop-ms-under-one-sample", listen("--hop-ms", "0.02"),
-         expect=(r"--hop-ms .* one sample \(0\.0625 ms\)",)),
+    Case(
+        "hop-ms-longer-than-the-window",
+        listen("--hop-ms", "1500"),
+        expect=(r"--hop-ms .* to the window \(1000 ms\), got 1500",),
+    ),
+    Case("hop-ms-under-one-sample", listen("--hop-ms", "0.02"), expect=(r"--hop-ms .* one sample \(0\.0625 ms\)",)),
     *(
-        Case(f"smoothing-ms-{value}", listen(f"--smoothing-ms={value}"),
-             expect=(r"--smoothing-ms", r"finite|from 0 \(one hop\) to 10000 ms"))
+        Case(
+            f"smoothing-ms-{value}",
+            listen(f"--smoothing-ms={value}"),
+            expect=(r"--smoothing-ms", r"finite|from 0 \(one hop\) to 10000 ms"),
+        )
         for value in ("nan", "inf", "-1", "60000")
     ),
     *(
-        Case(f"refractory-ms-{value}", listen(f"--refractory-ms={value}"),
-             expect=(r"--refractory-ms", r"finite|>= 0 ms"))
+        Case(
+            f"refractory-ms-{value}", listen(f"--refractory-ms={value}"), expect=(r"--refractory-ms", r"finite|>= 0 ms")
+        )
         for value in ("nan", "inf", "-1")
     ),
     *(
-        Case(f"latency-budget-ms-{value}", listen(f"--latency-budget-ms={value}"),
-             expect=(r"--latency-budget-ms", r"finite|> 0"))
+        Case(
+            f"latency-budget-ms-{value}",
+            listen(f"--latency-budget-ms={value}"),
+            expect=(r"--latency-budget-ms", r"finite|> 0"),
+        )
         for value in ("nan", "inf", "0", "-5")
     ),
     *(
-        Case(f"threshold-{value}", listen(f"--threshold={value}"),
-             expect=(r"--threshold", r"finite|in \(0, 1\]"))
+        Case(f"threshold-{value}", listen(f"--threshold={value}"), expect=(r"--threshold", r"finite|in \(0, 1\]"))
         for value in ("nan", "inf", "-inf", "0", "-0.5", "1.5")
     ),
     *(
@@ -211,15 +216,20 @@ FLAG_CASES = [
     ),
     Case("width-superscript-digit", listen("--width", "²"), expect=(r"--width must be",)),
     Case("width-0", listen("--width", "0"), expect=(r"--width .*positive integer.*got 0",)),
-    Case("width-not-converted", listen("--width", "4"),
-         expect=(r"width 4 was not converted; available: \[8, 2\]",)),
+    Case("width-not-converted", listen("--width", "4"), expect=(r"width 4 was not converted; available: \[8, 2\]",)),
     # Beside them, the edges of every range, which are fine.
-    Case("boundaries-are-accepted", listen(
-        "--hop-ms", "1000", "--threshold", "1", "--smoothing-ms", "0", "--refractory-ms", "0",
-        "--width", "08"), code=0, expect=(r"0 detection\(s\); width 8: 1 hops",)),
-    Case("auto-width-within-a-budget", listen("--hop-ms", "50", "--latency-budget-ms", "1e6"),
-         code=0, expect=(r"budget 1e\+06 ms per hop", r"starting at width 8",
-                         r"width 8: 39 hops")),
+    Case(
+        "boundaries-are-accepted",
+        listen("--hop-ms", "1000", "--threshold", "1", "--smoothing-ms", "0", "--refractory-ms", "0", "--width", "08"),
+        code=0,
+        expect=(r"0 detection\(s\); width 8: 1 hops",),
+    ),
+    Case(
+        "auto-width-within-a-budget",
+        listen("--hop-ms", "50", "--latency-budget-ms", "1e6"),
+        code=0,
+        expect=(r"budget 1e\+06 ms per hop", r"starting at width 8", r"width 8: 39 hops"),
+    ),
 ]
 
 DAMAGES = (
@@ -236,24 +246,39 @@ FLATBUFFER_CASES = [
         for verb in ("listen", "bench")
         for name, damage, problem in DAMAGES
     ),
-    Case("listen-student-a-folder", damaged_student(_into_folder),
-         expect=(W8 + r"cannot read it \(Is a directory\)", FIX)),
-    Case("bench-a-manifest-cut-short", lambda paths, tmp: [
-        "bench", _edited_models(paths, tmp, lambda m: json.dumps(m)[:30])],
-         expect=(r"manifest\.json: not a manifest of `bifsmn-tf convert` \(JSONDecodeError",
-                 r"convert again, or name the \.tflite files")),
-    Case("bench-a-whole-flatbuffer", lambda paths, tmp: [
-        "bench", paths["student"], "--runs", "2", "--warmup-runs", "0"],
-         code=0, expect=(r"student_w8\.tflite",)),
-    Case("listen-student-of-other-inputs", edited_manifest(lambda m: {**m, "input": "audio"}),
-         expect=(r"student_w8\.tflite takes \(32, 32\) .* manifest says audio \(16000,\)", FIX)),
-    Case("listen-student-of-other-classes", edited_manifest(
-        lambda m: {**m, "labels": ["silence", "yes", "no"]}),
-         expect=(r"gives 12 classes; .* 3 labels", FIX)),
+    Case(
+        "listen-student-a-folder",
+        damaged_student(_into_folder),
+        expect=(W8 + r"cannot read it \(Is a directory\)", FIX),
+    ),
+    Case(
+        "bench-a-manifest-cut-short",
+        lambda paths, tmp: ["bench", _edited_models(paths, tmp, lambda m: json.dumps(m)[:30])],
+        expect=(r"manifest\.json: not valid JSON", r"convert again, or name the \.tflite files"),
+    ),
+    Case(
+        "bench-a-whole-flatbuffer",
+        lambda paths, tmp: ["bench", paths["student"], "--runs", "2", "--warmup-runs", "0"],
+        code=0,
+        expect=(r"student_w8\.tflite",),
+    ),
+    Case(
+        "listen-student-of-other-inputs",
+        edited_manifest(lambda m: {**m, "input": "audio"}),
+        expect=(r"student_w8\.tflite takes \(32, 32\) .* manifest says audio \(16000,\)", FIX),
+    ),
+    Case(
+        "listen-student-of-other-classes",
+        edited_manifest(lambda m: {**m, "labels": ["silence", "yes", "no"]}),
+        expect=(r"gives 12 classes; .* 3 labels", FIX),
+    ),
     # Only the width asked for is read: a damaged other width does not stop it.
-    Case("listen-a-whole-width-beside-a-damaged-one", lambda paths, tmp: [
-        *damaged_student(_cut(0.5))(paths, tmp), "--width", "2"], code=0,
-         expect=(r"0 detection\(s\); width 2: 19 hops",)),
+    Case(
+        "listen-a-whole-width-beside-a-damaged-one",
+        lambda paths, tmp: [*damaged_student(_cut(0.5))(paths, tmp), "--width", "2"],
+        code=0,
+        expect=(r"0 detection\(s\); width 2: 19 hops",),
+    ),
 ]
 
 MANIFEST_CASES = [
@@ -268,45 +293,75 @@ MANIFEST_CASES = [
                 (f"without-{key}", without(key), f"no '{key}'")
                 for key in ("models", "labels", "input", "feature_config")
             ),
-            ("models-an-object", lambda m: {**m, "models": {"8": "student_w8.tflite"}},
-             r"'models' must be a list of objects"),
-            ("models-of-file-names", lambda m: {**m, "models": ["student_w8.tflite"]},
-             r"'models' must be a list of objects"),
-            ("file-a-number", students(file=8), r"'models' must be a list of objects, each with"),
-            *(
-                (f"width-{name}", students(width=width), f"{W8}'width' must be {INT}, got {got}")
-                for name, width, got in (
-                    ("a-string", "8", "'8'"), ("a-float", 8.5, r"8\.5"), ("true", True, "True"),
-                    ("missing", None, "None"),
-                )
+            (
+                "models-an-object",
+                lambda m: {**m, "models": {"8": "student_w8.tflite"}},
+                r"'models' must be a list of objects",
             ),
-            ("no-students", students(kind="teacher"), r"no student flatbuffers listed"),
+            (
+                "models-of-file-names",
+                lambda m: {**m, "models": ["student_w8.tflite"]},
+                r"'models\[0\]' must be an object",
+            ),
+            ("file-a-number", students(file=8), r"'models\[0\]\.file' must be a string, got 8"),
+            *(
+                (f"width-{name}", students(width=width), f"'models\\[0\\]\\.width' must be {INT}, got {got}")
+                for name, width, got in (("a-string", "8", "'8'"), ("a-float", 8.5, r"8\.5"), ("true", True, "True"))
+            ),
+            (
+                "width-missing",
+                students(width=None),
+                f"models\\[0\\]: {W8}'width' must be a positive integer for a student, got None",
+            ),
+            ("no-students", students(kind="teacher_fp32", width=None), r"no student flatbuffers listed"),
             ("file-missing", students(file="gone.tflite"), r"lists files that are missing"),
             ("labels-a-string", lambda m: {**m, "labels": "yes,no"}, LABELS),
             ("labels-empty", lambda m: {**m, "labels": []}, LABELS),
             ("labels-of-numbers", lambda m: {**m, "labels": list(range(12))}, LABELS),
             ("input-unknown", lambda m: {**m, "input": "wav"}, r"'input' must be one of"),
-            ("feature-config-a-list", lambda m: {**m, "feature_config": [1]},
-             r"'feature_config': FeatureConfig: expected a JSON object"),
-            ("feature-config-unknown-key", features(n_mel=32),
-             r"'feature_config': FeatureConfig: unknown keys \['n_mel'\]"),
-            ("feature-config-a-string-rate", features(sample_rate="16k"),
-             r"'feature_config': FeatureConfig: sample_rate must be a positive integer"),
-            ("feature-config-a-string-frequency", features(f_min="0"),
-             r"'feature_config': .*not supported"),
+            (
+                "feature-config-a-list",
+                lambda m: {**m, "feature_config": [1]},
+                r"'feature_config' must be an object, got \[1\]",
+            ),
+            (
+                "feature-config-unknown-key",
+                features(n_mel=32),
+                r"'feature_config': FeatureConfig: unknown keys \['n_mel'\]",
+            ),
+            (
+                "feature-config-a-string-rate",
+                features(sample_rate="16k"),
+                r"'feature_config': FeatureConfig: sample_rate must be a positive integer",
+            ),
+            ("feature-config-a-string-frequency", features(f_min="0"), r"'feature_config': .*not supported"),
         )
     ),
-    Case("manifest-a-flatbuffer", lambda paths, tmp: [
-        "listen", paths["student"], "--wav", paths["quiet.wav"]],
-         expect=(W8 + "not valid JSON", FIX)),
-    Case("manifest-nowhere", lambda paths, tmp: ["listen", tmp, "--wav", paths["quiet.wav"]],
-         expect=(r"manifest\.json not found: run `bifsmn-tf convert RUN_DIR` first",)),
+    Case(
+        "manifest-a-flatbuffer",
+        lambda paths, tmp: ["listen", paths["student"], "--wav", paths["quiet.wav"]],
+        expect=(W8 + "not valid JSON", FIX),
+    ),
+    Case(
+        "manifest-nowhere",
+        lambda paths, tmp: ["listen", tmp, "--wav", paths["quiet.wav"]],
+        expect=(r"manifest\.json not found: run `bifsmn-tf convert RUN_DIR` first",),
+    ),
     # What `bifsmn-tf convert` writes beyond what the spotter reads is no error, and the manifest
     # can be named instead of its directory.
-    Case("manifest-with-more-fields-named-directly", lambda paths, tmp: [
-        "listen", _edited_models(paths, tmp, lambda m: {**m, "storage": {}}) / MANIFEST,
-        "--wav", paths["quiet.wav"], "--width", "2"], code=0,
-         expect=(r"0 detection\(s\); width 2: 19 hops",)),
+    Case(
+        "manifest-with-more-fields-named-directly",
+        lambda paths, tmp: [
+            "listen",
+            _edited_models(paths, tmp, lambda m: {**m, "storage": {}}) / MANIFEST,
+            "--wav",
+            paths["quiet.wav"],
+            "--width",
+            "2",
+        ],
+        code=0,
+        expect=(r"0 detection\(s\); width 2: 19 hops",),
+    ),
 ]
 
 WAV_CASES = [
@@ -324,21 +379,41 @@ WAV_CASES = [
         )
     ),
     # A keyword at the very start: its windows begin before the audio, its time must not.
-    Case("burst-at-0-s-is-not-before-the-audio", listen("--width", "8", wav="burst_at_0.wav"),
-         code=0, expect=(r"(?m)^ +0\.0\d s  yes ", r"1 detection\(s\)")),
+    Case(
+        "burst-at-0-s-is-not-before-the-audio",
+        listen("--width", "8", wav="burst_at_0.wav"),
+        code=0,
+        expect=(r"(?m)^ +0\.0\d s  yes ", r"1 detection\(s\)"),
+    ),
     # Shorter than the window: the silence around it fills the window, and it is heard.
-    Case("shorter-than-the-window", listen("--width", "8", wav="short.wav"), code=0,
-         expect=(r"(?m)^ +0\.(0[5-9]|1\d|20) s  yes ", r"1 detection\(s\); width 8: 12 hops")),
-    Case("ten-samples", listen("--width", "8", wav="ten_samples.wav"), code=0,
-         expect=(r"0 detection\(s\); width 8: 9 hops",)),
+    Case(
+        "shorter-than-the-window",
+        listen("--width", "8", wav="short.wav"),
+        code=0,
+        expect=(r"(?m)^ +0\.(0[5-9]|1\d|20) s  yes ", r"1 detection\(s\); width 8: 12 hops"),
+    ),
+    Case(
+        "ten-samples",
+        listen("--width", "8", wav="ten_samples.wav"),
+        code=0,
+        expect=(r"0 detection\(s\); width 8: 9 hops",),
+    ),
     # Other rates are resampled: the burst at 1.0-1.1 s stays there.
     *(
-        Case(f"resampled-from-{rate}-hz", listen("--width", "8", wav=f"burst_at_1_{rate}.wav"),
-             code=0, expect=(r"(?m)^ +1\.[01]\d s  yes ", r"1 detection\(s\); width 8: 29 hops"))
+        Case(
+            f"resampled-from-{rate}-hz",
+            listen("--width", "8", wav=f"burst_at_1_{rate}.wav"),
+            code=0,
+            expect=(r"(?m)^ +1\.[01]\d s  yes ", r"1 detection\(s\); width 8: 29 hops"),
+        )
         for rate in (44100, 8000)
     ),
-    Case("stereo-is-averaged", listen("--width", "8", wav="stereo.wav"), code=0,
-         expect=(r"(?m)^ +0\.[56]\d s  yes ", r"1 detection\(s\); width 8: 24 hops")),
+    Case(
+        "stereo-is-averaged",
+        listen("--width", "8", wav="stereo.wav"),
+        code=0,
+        expect=(r"(?m)^ +0\.[56]\d s  yes ", r"1 detection\(s\); width 8: 24 hops"),
+    ),
 ]
 
 CASES = FLAG_CASES + FLATBUFFER_CASES + MANIFEST_CASES + WAV_CASES

@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import larq as lq
 import numpy as np
 import pytest
-
-import bifsmn_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-import larq as lq
 import tensorflow as tf
 
+import bifsmn_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from bifsmn_tf.models import quantizers
 from bifsmn_tf.models.layers import (
     DFSMNBlock,
@@ -72,7 +71,9 @@ def run_layer_test(
         pytest.param(lambda: MemoryBlock(2, 2, 1), id="memory-float"),
         pytest.param(
             lambda: MemoryBlock(
-                3, 1, 2,
+                3,
+                1,
+                2,
                 input_quantizer="ste_sign",
                 depthwise_quantizer=quantizers.kernel_quantizer("bifsmn", depthwise=True),
                 depthwise_constraint="weight_clip",
@@ -108,20 +109,26 @@ def test_threshold_copies_need_several_increasing_thresholds(thresholds):
     [
         pytest.param(lambda: DFSMNBlock(32, dropout=0.2), None, id="teacher-float"),
         pytest.param(
-            lambda: DFSMNBlock(32, use_bias=False, hidden_activation="prelu", branches=(8, 4),
-                               **_binary()),
+            lambda: DFSMNBlock(32, use_bias=False, hidden_activation="prelu", branches=(8, 4), **_binary()),
             4,
             id="student-bifsmn-width4",
         ),
         pytest.param(
-            lambda: DFSMNBlock(32, use_bias=False, activation="rprelu", hidden_activation="rprelu",
-                               branches=(2,), **_binary("reactnet")),
+            lambda: DFSMNBlock(
+                32,
+                use_bias=False,
+                activation="rprelu",
+                hidden_activation="rprelu",
+                branches=(2,),
+                **_binary("reactnet"),
+            ),
             2,
             id="student-reactnet",
         ),
         pytest.param(
-            lambda: DFSMNBlock(32, use_bias=False, hidden_activation="prelu", branches=(8,),
-                               quantize_memory_input=False, **_binary()),
+            lambda: DFSMNBlock(
+                32, use_bias=False, hidden_activation="prelu", branches=(8,), quantize_memory_input=False, **_binary()
+            ),
             8,
             id="student-float-memory-input",
         ),
@@ -149,9 +156,7 @@ def _memory_reference(x: np.ndarray, kernel: np.ndarray, left: int, dilation: in
     return out
 
 
-@pytest.mark.parametrize(
-    ("left", "right", "dilation"), [(2, 2, 1), (2, 2, 2), (3, 1, 1), (0, 2, 3)]
-)
+@pytest.mark.parametrize(("left", "right", "dilation"), [(2, 2, 1), (2, 2, 2), (3, 1, 1), (0, 2, 3)])
 @pytest.mark.parametrize("binary", [False, True])
 def test_memory_block_mixes_the_right_frames_with_zero_padding(left, right, dilation, binary):
     x = RNG.normal(size=(2, 8, 1, 6)).astype("float32")
@@ -234,7 +239,8 @@ def test_skipping_a_hidden_prelu_before_the_sign_keeps_the_blocks_output(slope):
     block(x, width=8)
     block.hidden_act.alpha.assign(tf.fill(block.hidden_act.alpha.shape, slope))
     np.testing.assert_allclose(
-        block(x, width=8, skip_hidden_activation=True).numpy(), block(x, width=8).numpy(),
+        block(x, width=8, skip_hidden_activation=True).numpy(),
+        block(x, width=8).numpy(),
         atol=1e-6,
     )
     # Not a sign-preserving step: the float block's ReLU, or a PReLU with no sign after it.
@@ -267,9 +273,7 @@ def test_rprelu_shifts_around_a_per_channel_prelu():
     gamma, alpha, zeta = np.array([0.1, -0.2, 0.3]), np.array([0.25, 0.5, 0]), np.array([1, 0, -1])
     layer.set_weights([gamma, alpha, zeta])
     shifted = x - gamma
-    np.testing.assert_allclose(
-        layer(x).numpy(), np.where(shifted >= 0, shifted, alpha * shifted) + zeta, rtol=1e-5
-    )
+    np.testing.assert_allclose(layer(x).numpy(), np.where(shifted >= 0, shifted, alpha * shifted) + zeta, rtol=1e-5)
 
 
 @pytest.mark.parametrize("kind", ["prelu", "rprelu"])

@@ -5,21 +5,21 @@ from __future__ import annotations
 
 from unittest import mock
 
-import numpy as np
-import pytest
-
-import bifsmn_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import larq as lq
 import larq_compute_engine as lce
+import numpy as np
+import pytest
 import tensorflow as tf
 from larq.models import ModelProfile
 
+import bifsmn_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from bifsmn_tf.config import ConfigError
 from bifsmn_tf.convert import untie_signs
 from bifsmn_tf.models import quantizers
 from bifsmn_tf.models.dfsmn import (
-    WIDTH_BLOCKS,
+    STUDENT_OPTIONS,
     ModelConfig,
+    blocks_for_width,
     build_bifsmn,
     build_teacher,
     feature_model,
@@ -28,7 +28,6 @@ from bifsmn_tf.models.dfsmn import (
     model_config,
     model_kind,
     save_model,
-    teacher_block_index,
     weight_counts,
     width_model,
 )
@@ -36,14 +35,10 @@ from bifsmn_tf.tflite_ops import op_counts
 
 RNG = np.random.default_rng(11)
 # The same code path at a size that trains in a second: 2 blocks, widths 2 and 1.
-SMALL = ModelConfig(
-    frontend_channels=4, num_blocks=2, hidden_size=32, memory_size=16, widths=(2, 1)
-)
+SMALL = ModelConfig(frontend_channels=4, num_blocks=2, hidden_size=32, memory_size=16, widths=(2, 1))
 
 
-def _features(
-    batch: int, config: ModelConfig = ModelConfig(), rng: np.random.Generator = RNG
-) -> np.ndarray:
+def _features(batch: int, config: ModelConfig = ModelConfig(), rng: np.random.Generator = RNG) -> np.ndarray:
     # Raw dB-like scale, as the official frontend produces (no normalisation).
     return (rng.normal(size=(batch, config.num_frames, config.num_features)) * 10).astype("float32")
 
@@ -52,9 +47,7 @@ def _trainable_count(model: tf.keras.Model) -> int:
     return int(sum(np.prod(w.shape) for w in model.trainable_weights))
 
 
-def _train(
-    model: tf.keras.Model, x: np.ndarray, y: np.ndarray, steps: int, lr: float
-) -> list[float]:
+def _train(model: tf.keras.Model, x: np.ndarray, y: np.ndarray, steps: int, lr: float) -> list[float]:
     optimizer = tf.keras.optimizers.Adam(lr)
     cross_entropy = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     losses = []
@@ -80,9 +73,34 @@ def teacher() -> tf.keras.Model:
 
 
 def test_width_blocks_follow_the_spec():
-    assert WIDTH_BLOCKS == {8: tuple(range(8)), 4: (1, 3, 5, 7), 2: (3, 7), 1: (7,)}
-    assert [teacher_block_index(4, k) for k in range(4)] == [1, 3, 5, 7]
-    assert teacher_block_index(1, 0) == 7
+    assert {w: blocks_for_width(w, 8) for w in (8, 4, 2, 1)} == {
+        8: tuple(range(8)),
+        4: (1, 3, 5, 7),
+        2: (3, 7),
+        1: (7,),
+    }
+    assert ModelConfig(num_blocks=4, widths=(4, 2, 1)).blocks(2) == (1, 3)
+    assert ModelConfig(num_blocks=4, widths=(4, 2, 1)).blocks(None) == (0, 1, 2, 3)
+    with pytest.raises(ValueError, match="must divide the number of blocks"):
+        blocks_for_width(3, 8)
+
+
+def test_a_teacher_config_drops_the_student_options_only():
+    student = ModelConfig(
+        profile="lean",
+        binarizer="irnet",
+        memory_input="float",
+        fe3_input_thresholds=(-0.5, 0.5),
+        student_dropout=0.1,
+        widths=(8, 4),
+    )
+    teacher = student.for_teacher()
+    assert {name: getattr(teacher, name) for name in STUDENT_OPTIONS} == {
+        name: getattr(ModelConfig(), name) for name in STUDENT_OPTIONS
+    }
+    assert (teacher.profile, teacher.widths) == ("lean", (8, 4))
+    assert teacher.same_architecture(student)
+    assert not teacher.same_architecture(student.replace(num_blocks=4, widths=(4,)))
 
 
 @pytest.mark.parametrize(("num_classes", "expected"), [(12, 600_252), (35, 623_827)])
@@ -161,9 +179,8 @@ def test_feature_model_exposes_the_executed_blocks_and_trains_the_model(student,
         logits, *blocks = features(x, training=True)
         loss = tf.reduce_sum(logits) + tf.add_n([tf.reduce_sum(b) for b in blocks])
     assert len(blocks) == width and all(b.shape == (2, 8, 1, 128) for b in blocks)
-    grads = dict(zip([w.name for w in student.trainable_weights],
-                     tape.gradient(loss, student.trainable_weights)))
-    executed = {f"block_{i}" for i in WIDTH_BLOCKS[width]}
+    grads = dict(zip([w.name for w in student.trainable_weights], tape.gradient(loss, student.trainable_weights)))
+    executed = {f"block_{i}" for i in model_config(student).blocks(width)}
     for name, grad in grads.items():
         block = name.split("/")[0]
         on_path = not block.startswith("block_") or (
@@ -193,15 +210,14 @@ def _conv_macs(layer: tf.keras.layers.Layer, input_shape: tuple[int, ...]) -> di
 
 @pytest.mark.parametrize(
     ("width", "binary_macs", "total_macs"),
-    [(8, 5_316_608, 5_431_296), (4, 3_198_976, 3_313_664), (2, 2_140_160, 2_254_848),
-     (1, 1_610_752, 1_725_440)],
+    [(8, 5_316_608, 5_431_296), (4, 3_198_976, 3_313_664), (2, 2_140_160, 2_254_848), (1, 1_610_752, 1_725_440)],
 )
 def test_macs_per_width_match_the_spec(student, width, binary_macs, total_macs):
     model = width_model(student, width)
     profile = ModelProfile(model)  # counts fe0, fe3, fc1 and the classifier
     binary, floating = profile.op_count("mac", 1), profile.op_count("mac", 32)
     assert (binary, floating) == (819_200 + 262_144, 102_400 + 12_288)
-    for index in WIDTH_BLOCKS[width]:
+    for index in model_config(student).blocks(width):
         block = student.get_layer(f"block_{index}")
         for conv, channels in ((block.memory, 128), (block.expand, 128), (block.project, 256)):
             macs = _conv_macs(conv, (8, 1, channels))
@@ -241,8 +257,7 @@ def test_init_student_from_teacher_carries_the_matching_weights():
         f"block_{i}/output_{part}_w{w}/{name}"
         for w, blocks in ((2, (1, 3)), (1, (3,)))
         for i in blocks
-        for part, names in (("bn", ("gamma", "beta", "moving_mean", "moving_variance")),
-                            ("act", ("alpha",)))
+        for part, names in (("bn", ("gamma", "beta", "moving_mean", "moving_variance")), ("act", ("alpha",)))
         for name in names
     }
     assert set(report["fresh"]) == relu_replacements | narrow_branches
@@ -307,11 +322,16 @@ def test_save_and_load_refuse_what_they_cannot_round_trip(tmp_path):
 
 @pytest.mark.parametrize(
     ("changes", "message"),
-    [({"widths": (4, 8)}, "widest first"), ({"widths": (3,)}, "does not divide"),
-     ({"profile": "tiny"}, "profile"), ({"binarizer": "dorefa"}, "binarizer"),
-     ({"num_classes": 0}, "num_classes"), ({"memory_input": "ternary"}, "memory_input"),
-     ({"fe3_input_thresholds": (0.5, -0.5)}, "distinct increasing"),
-     ({"fc1_input_thresholds": (0.5,)}, "single threshold must be 0")],
+    [
+        ({"widths": (4, 8)}, "widest first"),
+        ({"widths": (3,)}, "does not divide"),
+        ({"profile": "tiny"}, "profile"),
+        ({"binarizer": "dorefa"}, "binarizer"),
+        ({"num_classes": 0}, "num_classes"),
+        ({"memory_input": "ternary"}, "memory_input"),
+        ({"fe3_input_thresholds": (0.5, -0.5)}, "distinct increasing"),
+        ({"fc1_input_thresholds": (0.5,)}, "single threshold must be 0"),
+    ],
 )
 def test_config_validation(changes, message):
     with pytest.raises(ConfigError, match=message):
@@ -387,9 +407,7 @@ def _assert_reproduces(model: tf.keras.Model, x: np.ndarray, actual: np.ndarray)
     np.testing.assert_array_equal(actual.argmax(axis=1), expected.argmax(axis=1))
 
 
-def _check_conversion(
-    model: tf.keras.Model, expected_bconvs: int, compare: bool = True
-) -> dict[str, int]:
+def _check_conversion(model: tf.keras.Model, expected_bconvs: int, compare: bool = True) -> dict[str, int]:
     """Convert with LCE, check the binary convolution count and, with ``compare``, that LCE's
     interpreter reproduces Keras (LCE's own end-to-end tolerance) on inputs away from sign ties,
     and that it no longer does once one binary weight of the Keras model is flipped. Returns the
@@ -433,9 +451,7 @@ def test_the_lce_graph_hands_each_expand_to_its_project_bitpacked_with_the_same_
     model = _trained_student(ModelConfig(memory_input="float", profile="lean"))
     x = _features(16)
     exported = width_model(model, 8, for_lce=True)
-    np.testing.assert_allclose(
-        exported.predict(x, verbose=0), width_model(model, 8).predict(x, verbose=0), atol=1e-5
-    )
+    np.testing.assert_allclose(exported.predict(x, verbose=0), width_model(model, 8).predict(x, verbose=0), atol=1e-5)
     plain = _check_conversion(width_model(model, 8), expected_bconvs=18)
     fused = _check_conversion(exported, expected_bconvs=18)
     # Per block: no PReLU and no quantize between expand and project, and expand keeps 256
@@ -460,7 +476,9 @@ def test_the_lce_graph_keeps_activations_the_quantizer_would_see(binarizer):
 @pytest.mark.slow  # an option off by default; 2 min
 def test_threshold_copies_keep_fe3_and_fc1_binary_with_more_input_channels():
     config = ModelConfig(
-        memory_input="float", profile="lean", fe3_input_thresholds=(-0.67, 0.0, 0.67),
+        memory_input="float",
+        profile="lean",
+        fe3_input_thresholds=(-0.67, 0.0, 0.67),
         fc1_input_thresholds=(-0.67, 0.0, 0.67),
     )
     model = width_model(_trained_student(config), 8)
@@ -482,16 +500,12 @@ def test_threshold_copies_keep_fe3_and_fc1_binary_with_more_input_channels():
 def test_init_repeats_fe3_and_fc1_kernels_for_every_threshold_copy():
     config = SMALL.replace(num_blocks=2, widths=(2, 1))
     teacher = build_teacher(config)
-    student = build_bifsmn(
-        config.replace(fe3_input_thresholds=(-1.0, 0.0, 1.0), fc1_input_thresholds=(-1.0, 0.0, 1.0))
-    )
+    student = build_bifsmn(config.replace(fe3_input_thresholds=(-1.0, 0.0, 1.0), fc1_input_thresholds=(-1.0, 0.0, 1.0)))
     report = init_student_from_teacher(student, teacher)
     assert {"fe3/kernel", "fc1/kernel"} <= set(report["carried"])
     for name in ("fe3", "fc1"):
         taught = teacher.get_layer(name).kernel.numpy()
-        np.testing.assert_array_equal(
-            student.get_layer(name).kernel.numpy(), np.concatenate([taught] * 3, axis=2)
-        )
+        np.testing.assert_array_equal(student.get_layer(name).kernel.numpy(), np.concatenate([taught] * 3, axis=2))
 
 
 @pytest.mark.slow
@@ -506,12 +520,10 @@ def test_every_width_and_profile_converts(profile, width):
 @pytest.mark.parametrize("binarizer", [b for b in quantizers.BINARIZERS if b != "bifsmn"])
 def test_which_baselines_deploy_as_binary_convolutions(binarizer):
     model = _trained_student(ModelConfig(binarizer=binarizer, widths=(8,)))
-    deployable = binarizer not in ("xnor", "lpb")
+    deployable = quantizers.BINARIZERS[binarizer].lce_binary
     # LPB's two chained signs per activation make it a float graph in which a rounding
     # difference at a threshold flips a sign and moves logits by ~0.1: not compared exactly.
-    _check_conversion(
-        width_model(model, 8), expected_bconvs=18 if deployable else 0, compare=binarizer != "lpb"
-    )
+    _check_conversion(width_model(model, 8), expected_bconvs=18 if deployable else 0, compare=binarizer != "lpb")
 
 
 def test_op_counts_rejects_other_bytes():

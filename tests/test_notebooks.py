@@ -81,9 +81,7 @@ def shared_work_dir(tmp_path_factory) -> Path:
 # In the default run (`make test`), in order 01 -> 05: 01 makes the data set, 02 the teacher, 03
 # the student, 04 the flatbuffers, and each later notebook reuses them from the shared work dir.
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_at_small_scale(
-    path: Path, shared_work_dir: Path, tmp_path: Path, monkeypatch, record_property
-):
+def test_notebook_runs_at_small_scale(path: Path, shared_work_dir: Path, tmp_path: Path, monkeypatch, record_property):
     monkeypatch.setenv("BIFSMN_NOTEBOOK_SCALE", "small")
     monkeypatch.setenv("BIFSMN_NOTEBOOK_WORK", str(shared_work_dir))
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
@@ -99,9 +97,7 @@ def test_notebook_runs_at_small_scale(
     wall, cpu = time.monotonic() - started, _children_cpu_seconds() - cpu_before
     # conftest prints it in the run's summary, also from an xdist worker.
     record_property("summary_line", f"{path.name}: executed in {wall:.0f} s ({cpu:.0f} s CPU)")
-    figure_cells = [
-        cell for cell in notebook.cells if cell.cell_type == "code" and FIGURE_CALL.search(cell.source)
-    ]
+    figure_cells = [cell for cell in notebook.cells if cell.cell_type == "code" and FIGURE_CALL.search(cell.source)]
     assert figure_cells, f"{path.name}: no cell draws a figure"
     for cell in figure_cells:
         assert any("image/png" in output.get("data", {}) for output in cell.outputs), (

@@ -8,10 +8,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 from packaging.specifiers import SpecifierSet
 
@@ -28,9 +28,7 @@ def conda_environment() -> dict:
 
 
 def conda_pip_requirements() -> list[str]:
-    pip_sections = [
-        entry["pip"] for entry in conda_environment()["dependencies"] if isinstance(entry, dict)
-    ]
+    pip_sections = [entry["pip"] for entry in conda_environment()["dependencies"] if isinstance(entry, dict)]
     assert len(pip_sections) == 1, f"environment.yml: expected one pip section, got {pip_sections}"
     return pip_sections[0]
 
@@ -40,6 +38,13 @@ def test_conda_pip_section_lists_the_project_dependencies():
     assert "-e ." in requirements, "environment.yml must install the package itself"
     pinned = [line for line in requirements if line != "-e ."]
     assert sorted(pinned) == sorted(project_table()["dependencies"])
+
+
+def test_the_gpu_extra_is_the_same_tensorflow_with_cuda_and_the_conda_file_names_it():
+    [tensorflow] = [r for r in project_table()["dependencies"] if r.startswith("tensorflow==")]
+    gpu = project_table()["optional-dependencies"]["gpu"]
+    assert gpu == [tensorflow.replace("tensorflow==", "tensorflow[and-cuda]==")]
+    assert f"pip install -e '.[gpu]'    # {gpu[0]}" in (REPO / "environment.yml").read_text()
 
 
 def test_conda_environment_pins_python_311_and_legacy_keras():
@@ -56,9 +61,7 @@ def run_python(code: str, legacy_keras_env: bool) -> subprocess.CompletedProcess
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     if legacy_keras_env:
         env["TF_USE_LEGACY_KERAS"] = "1"
-    return subprocess.run(
-        [sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
-    )
+    return subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.parametrize(
@@ -90,9 +93,7 @@ def test_import_selects_keras_2_for_tf_keras_and_larq(prelude, legacy_keras_env)
     assert keras3_loaded == str(prelude == "import keras")
 
 
-@pytest.mark.parametrize(
-    "prelude", ["import keras", "import tensorflow"], ids=["keras-first", "tensorflow-first"]
-)
+@pytest.mark.parametrize("prelude", ["import keras", "import tensorflow"], ids=["keras-first", "tensorflow-first"])
 def test_keras_3_loaded_first_is_a_clear_error(prelude):
     result = run_python(f"{prelude}\nimport bifsmn_tf\n", legacy_keras_env=False)
     assert result.returncode != 0

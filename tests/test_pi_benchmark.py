@@ -23,9 +23,11 @@ import time
 from pathlib import Path
 
 import pytest
+import tensorflow as tf
+from stream_models import manifest_entry, write_manifest
 
 import bifsmn_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-import tensorflow as tf
+from bifsmn_tf.records import KIND_FP32, KIND_INT8, KIND_STUDENT, MANIFEST, ConversionManifest
 
 REPO = Path(__file__).resolve().parents[1]
 RUNNER = REPO / "deploy" / "pi_benchmark.py"
@@ -85,9 +87,7 @@ def pi_stand_in(tmp_path):
         if shutil.which(tool) is None:
             pytest.skip(f"`{tool}` not installed (Debian package openssh-client)")
     if not SSHD.exists():
-        pytest.skip(
-            f"{SSHD} not installed (Debian package openssh-server): the SSH path is untested"
-        )
+        pytest.skip(f"{SSHD} not installed (Debian package openssh-server): the SSH path is untested")
     if os.geteuid() == 0:
         # sshd run by root insists on its privilege-separation directory (systemd creates it).
         try:
@@ -97,9 +97,7 @@ def pi_stand_in(tmp_path):
     keys = tmp_path / "keys"
     keys.mkdir()
     for name in ("host_key", "user_key"):
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / name)], check=True
-        )
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / name)], check=True)
     port = _free_port()
     (keys / "known_hosts").write_text(f"[127.0.0.1]:{port} {(keys / 'host_key.pub').read_text()}")
     config = keys / "sshd_config"
@@ -134,9 +132,7 @@ def pi_stand_in(tmp_path):
                 break
             except OSError:
                 if sshd.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(
-                        f"sshd did not start: {sshd.stderr.read() if sshd.poll() is not None else 'timeout'}"
-                    )
+                    pytest.fail(f"sshd did not start: {sshd.stderr.read() if sshd.poll() is not None else 'timeout'}")
                 time.sleep(0.1)
         yield [
             "--host",
@@ -158,9 +154,7 @@ def pi_stand_in(tmp_path):
 
 
 def _tiny_flatbuffer(units: int) -> bytes:
-    model = tf.keras.Sequential(
-        [tf.keras.Input((32,)), tf.keras.layers.Dense(units), tf.keras.layers.Dense(12)]
-    )
+    model = tf.keras.Sequential([tf.keras.Input((32,)), tf.keras.layers.Dense(units), tf.keras.layers.Dense(12)])
     return tf.lite.TFLiteConverter.from_keras_model(model).convert()
 
 
@@ -170,14 +164,13 @@ def models_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("flatbuffers")
     models = []
     for file, kind, width, units in (
-        ("student_w8.tflite", "student", 8, 16),
-        ("teacher_fp32.tflite", "teacher_fp32", None, 512),
-        ("teacher_int8.tflite", "teacher_int8", None, 128),
+        ("student_w8.tflite", KIND_STUDENT, 8, 16),
+        ("teacher_fp32.tflite", KIND_FP32, None, 512),
+        ("teacher_int8.tflite", KIND_INT8, None, 128),
     ):
-        data = _tiny_flatbuffer(units)
-        (directory / file).write_bytes(data)
-        models.append({"file": file, "kind": kind, "width": width, "bytes": len(data)})
-    (directory / "manifest.json").write_text(json.dumps({"models": models}))
+        (directory / file).write_bytes(_tiny_flatbuffer(units))
+        models.append(manifest_entry(directory, file, kind, width))
+    write_manifest(directory, models)
     return directory
 
 
@@ -189,15 +182,11 @@ def _stand_in_binary(tmp_path: Path) -> Path:
 
 
 def _run_runner(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(RUNNER), *args], capture_output=True, text=True, timeout=300
-    )
+    return subprocess.run([sys.executable, str(RUNNER), *args], capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.parametrize("threads", [["1"], ["1", "4"]])
-def test_runner_reports_stand_in_latencies_over_real_ssh(
-    pi_stand_in, models_dir, tmp_path, threads
-):
+def test_runner_reports_stand_in_latencies_over_real_ssh(pi_stand_in, models_dir, tmp_path, threads):
     out = tmp_path / "report"
     remote_dir = tmp_path / "pi_home" / "bifsmn-bench"
     result = _run_runner(
@@ -217,17 +206,15 @@ def test_runner_reports_stand_in_latencies_over_real_ssh(
     assert result.returncode == 0, result.stderr
 
     # The "device" holds byte-identical copies of the flatbuffers and the binary under its name.
-    manifest = json.loads((models_dir / "manifest.json").read_text())["models"]
+    manifest = ConversionManifest.load(models_dir / MANIFEST).models
     for entry in manifest:
-        assert (remote_dir / entry["file"]).read_bytes() == (
-            models_dir / entry["file"]
-        ).read_bytes()
+        assert (remote_dir / entry.file).read_bytes() == (models_dir / entry.file).read_bytes()
     assert os.access(remote_dir / "lce_benchmark_model", os.X_OK)
 
     report = json.loads((out / "pi_benchmark.json").read_text())
     assert report["device"]["machine"] == platform.machine()
     results = {(r["file"], r["threads"]): r for r in report["results"]}
-    assert set(results) == {(m["file"], int(t)) for m in manifest for t in threads}
+    assert set(results) == {(m.file, int(t)) for m in manifest for t in threads}
     for (_, t), r in results.items():
         expected_ms = _stand_in_latency_ms(r["bytes"], t)
         assert r["latency_ms"] == pytest.approx(expected_ms, rel=1e-5)
@@ -248,11 +235,8 @@ def test_runner_reports_stand_in_latencies_over_real_ssh(
     markdown = (out / "pi_benchmark.md").read_text()
     assert report["device"]["model"] in markdown
     for entry in manifest:
-        assert f"`{entry['file']}`" in markdown
-    assert (
-        f"{student['latency_ms']:.3f}" in markdown
-        and f"{student['speedup_vs_fp32']:.2f}×" in markdown
-    )
+        assert f"`{entry.file}`" in markdown
+    assert f"{student['latency_ms']:.3f}" in markdown and f"{student['speedup_vs_fp32']:.2f}×" in markdown
     if platform.machine() != "aarch64":
         assert "not Raspberry Pi" in markdown
     assert (out / "pi_benchmark.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -274,6 +258,17 @@ def test_runner_names_the_missing_binary(pi_stand_in, models_dir, tmp_path):
     assert result.returncode == 1
     assert "lce_benchmark_model" in result.stderr and "deploy/README.md" in result.stderr
     assert not (tmp_path / "report" / "pi_benchmark.json").exists()
+
+
+def test_runner_names_the_damaged_field_of_a_manifest(models_dir, tmp_path):
+    models = Path(shutil.copytree(models_dir, tmp_path / "models"))
+    manifest = json.loads((models / MANIFEST).read_text())
+    manifest["models"][1]["bytes"] = "512 KB"
+    (models / MANIFEST).write_text(json.dumps(manifest))
+    result = _run_runner(str(models), "--host", "127.0.0.1", "--out", str(tmp_path / "report"))
+    assert result.returncode == 1
+    assert "manifest.json: 'models[1].bytes' must be an integer, got '512 KB'" in result.stderr
+    assert "bifsmn-tf convert" in result.stderr
 
 
 def test_runner_rejects_a_directory_without_manifest(tmp_path):

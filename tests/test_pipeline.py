@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import bifsmn_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
-
 import shutil
 from collections import Counter
 
@@ -18,6 +16,7 @@ from speech_commands_tree import (
     word_frequency,
 )
 
+import bifsmn_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from bifsmn_tf.config import ConfigError
 from bifsmn_tf.data import speech_commands
 from bifsmn_tf.data.audio import AudioFormatError
@@ -78,16 +77,12 @@ def test_batches_are_labelled_by_their_audio(data_dir, task, protocol):
     assert batch_labels[0].dtype == np.int32
     np.testing.assert_array_equal(np.concatenate(batch_labels), expected)
     frontend = build_frontend(FEATURES)
-    np.testing.assert_allclose(
-        np.concatenate(features), frontend(waveforms).numpy(), rtol=1e-5, atol=1e-3
-    )
+    np.testing.assert_allclose(np.concatenate(features), frontend(waveforms).numpy(), rtol=1e-5, atol=1e-3)
 
 
 def test_official_test_split(data_dir):
     config = DataConfig(task="v2-12", data_dir=str(data_dir), batch_size=8)
-    labels = [
-        task_labels("v2-12")[i] for i in split_waveforms(config, FEATURES, "official_test")[1]
-    ]
+    labels = [task_labels("v2-12")[i] for i in split_waveforms(config, FEATURES, "official_test")[1]]
     assert Counter(labels) == dict.fromkeys(task_labels("v2-12"), 2)
     batches = list(make_dataset(config, FEATURES, "official_test").as_numpy_iterator())
     assert sum(len(b[1]) for b in batches) == 24
@@ -119,13 +114,20 @@ def test_training_stream_is_seeded_per_epoch(data_dir):
 @pytest.mark.parametrize("protocol", speech_commands.PROTOCOLS)
 def test_unknowns_are_drawn_afresh_each_epoch(data_dir, protocol):
     config = DataConfig(
-        task="v2-12", protocol=protocol, data_dir=str(data_dir), batch_size=8,
-        augment=AugmentConfig(enabled=False), train_unknown_share=0.5,
+        task="v2-12",
+        protocol=protocol,
+        data_dir=str(data_dir),
+        batch_size=8,
+        augment=AugmentConfig(enabled=False),
+        train_unknown_share=0.5,
     )
     labels = task_labels("v2-12")
     unknown = labels.index(UNKNOWN)
     every = speech_commands.examples(
-        speech_commands.find_dataset("v2", str(data_dir)), "v2-12", "train", protocol,
+        speech_commands.find_dataset("v2", str(data_dir)),
+        "v2-12",
+        "train",
+        protocol,
         unknown_share=np.inf,
     )
     n_keywords = sum(labels[e.label] not in (UNKNOWN, SILENCE) for e in every)
@@ -145,7 +147,9 @@ def test_unknowns_are_drawn_afresh_each_epoch(data_dir, protocol):
     assert {float(f.sum()) for f, y in zip(features, epoch_labels, strict=True) if y == unknown} == heard[2]
 
     evaluation = split_waveforms(config, FEATURES, "validation")[1]
-    assert np.array_equal(evaluation, split_waveforms(config.replace(train_unknown_share=None), FEATURES, "validation")[1])
+    assert np.array_equal(
+        evaluation, split_waveforms(config.replace(train_unknown_share=None), FEATURES, "validation")[1]
+    )
 
 
 def test_augmentation_only_in_training(data_dir):
@@ -196,9 +200,7 @@ def test_decoded_audio_is_cached_and_invalidated(tmp_path, data_dir, monkeypatch
     assert not refreshed[row, 8000:].any()
     assert len(list(cache.glob("test-*.npy"))) == 2 and not set(written) & set(cache.glob("*.npy"))
 
-    split_waveforms(
-        config.replace(cache_audio=False, data_dir=str(tmp_path / "d2")), FEATURES, "test"
-    )
+    split_waveforms(config.replace(cache_audio=False, data_dir=str(tmp_path / "d2")), FEATURES, "test")
     assert not (tmp_path / "d2").exists()
 
 
@@ -232,9 +234,7 @@ def test_missing_dataset_or_list_says_what_to_do(tmp_path, copied_root):
         make_dataset(DataConfig(task="v1-12", data_dir=str(tmp_path)), FEATURES, "test")
     (copied_root / speech_commands.VALIDATION_LIST).unlink()
     config = DataConfig(data_dir=str(tmp_path), root=str(copied_root))
-    with pytest.raises(
-        speech_commands.DatasetError, match=f"{copied_root}: no validation_list.txt at its top"
-    ):
+    with pytest.raises(speech_commands.DatasetError, match=f"{copied_root}: no validation_list.txt at its top"):
         make_dataset(config, FEATURES, "train")
 
 
@@ -251,8 +251,12 @@ def test_data_config_round_trip_and_validation(tmp_path):
     config = DataConfig(task="v1-12", protocol="standard", augment=AugmentConfig(noise_prob=0.5))
     assert DataConfig.load(config.save(tmp_path / "data.json")) == config
     for bad in (
-        {"task": "v3-12"}, {"protocol": "kws"}, {"batch_size": 0},
-        {"train_unknown_share": 0.0}, {"train_unknown_share": float("nan")}, {"train_unknown_share": float("inf")},
+        {"task": "v3-12"},
+        {"protocol": "kws"},
+        {"batch_size": 0},
+        {"train_unknown_share": 0.0},
+        {"train_unknown_share": float("nan")},
+        {"train_unknown_share": float("inf")},
     ):
         with pytest.raises(ConfigError, match="DataConfig"):
             DataConfig(**bad)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import larq as lq
 import numpy as np
 import pytest
-
-import bifsmn_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-import larq as lq
 import tensorflow as tf
 
+import bifsmn_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from bifsmn_tf.models import quantizers as q
 
 RNG = np.random.default_rng(7)
@@ -163,5 +162,12 @@ def test_unknown_names_are_rejected_with_the_choices():
         q.kernel_quantizer("bifsmn", "per_tensor")
 
 
-def test_only_reactnet_uses_rprelu():
-    assert [b for b in q.BINARIZERS if q.uses_rprelu(b)] == ["reactnet"]
+def test_the_registry_describes_each_method_by_its_name():
+    assert list(q.BINARIZERS) == ["bifsmn", "bnn", "xnor", "bireal", "irnet", "reactnet", "lpb"]
+    assert all(name == method.name for name, method in q.BINARIZERS.items())
+    assert [b for b, method in q.BINARIZERS.items() if method.rprelu] == ["reactnet"]
+    assert q.SIGN_INPUT_BINARIZERS == ("bifsmn", "bnn", "bireal", "irnet")
+    # The weight scale applies to the mean-magnitude methods only.
+    for name, method in q.BINARIZERS.items():
+        official = q.kernel_quantizer(name, "official")
+        assert (isinstance(official, q.ChannelScaledSign) and official.centered) is method.mean_scaled

@@ -43,8 +43,9 @@ def test_a_closed_list_only_returns_its_words():
     assert recognizer(speak(pico, "house", "en-US")[0]) in {"yes", "no", ""}
 
 
-@pytest.mark.parametrize("words, error", [([], ValueError), (["yes", "two words"], ValueError),
-                                          (["yes", "zzyzxq"], RecognizerError)])
+@pytest.mark.parametrize(
+    "words, error", [([], ValueError), (["yes", "two words"], ValueError), (["yes", "zzyzxq"], RecognizerError)]
+)
 def test_bad_word_lists_are_refused(words: list, error: type):
     with pytest.raises(error):
         WordRecognizer(words)

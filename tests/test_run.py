@@ -15,15 +15,15 @@ import time
 from pathlib import Path
 
 import pytest
-
-import bifsmn_tf  # noqa: F401  (Keras 2 before TensorFlow loads)
 import tensorflow as tf
 
+import bifsmn_tf  # noqa: F401  (Keras 2 before TensorFlow loads)
 from bifsmn_tf.cli import main
 from bifsmn_tf.features import FeatureConfig
 from bifsmn_tf.models import quantizers
 from bifsmn_tf.models.dfsmn import model_kind
 from bifsmn_tf.training import run
+from bifsmn_tf.training.presets import PRESETS, Preset
 from bifsmn_tf.training.trainer import cosine_learning_rate
 
 #: Narrow layers (fast graph tracing) with the real depth, widths and block shapes.
@@ -35,9 +35,13 @@ def small(configs: run.RunConfigs) -> run.RunConfigs:
 
 
 def teacher_configs(data: Path, cache: Path, **train) -> run.RunConfigs:
-    return small(
-        run.teacher_configs(data, "v1-12", preset="demo", data_dir=str(cache), batch_size=8, learning_rate=0.005, **train)
-    )
+    preset = PRESETS["demo"].with_options(teacher={"batch_size": 8, "learning_rate": 0.005, **train})
+    return small(run.teacher_configs(data, preset, data_dir=str(cache)))
+
+
+def demo_student(**options) -> Preset:
+    """The demo preset with ``options`` of the student's TrainConfig replaced."""
+    return PRESETS["demo"].with_options(student={"learning_rate": 0.005, **options})
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, str]]:
@@ -58,8 +62,15 @@ def teacher_run(synth_dataset, cache, tmp_path_factory) -> Path:
 
 
 def test_teacher_run_directory_holds_everything(teacher_run):
-    for name in (run.RUN_INFO, run.TRAIN_CONFIG, run.MODEL_CONFIG, run.DATA_CONFIG, run.FEATURE_CONFIG,
-                 run.METRICS, run.CURVES):
+    for name in (
+        run.RUN_INFO,
+        run.TRAIN_CONFIG,
+        run.MODEL_CONFIG,
+        run.DATA_CONFIG,
+        run.FEATURE_CONFIG,
+        run.METRICS,
+        run.CURVES,
+    ):
         assert (teacher_run / name).is_file(), name
     assert (teacher_run / run.CURVES).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list((teacher_run / run.LOGS).rglob("events.out.tfevents.*"))
@@ -67,8 +78,8 @@ def test_teacher_run_directory_holds_everything(teacher_run):
     assert [int(r["epoch"]) for r in rows] == [0, 1]
     assert {"learning_rate", "samples_per_second", "acc_8", "ce_8", "val_acc_8", "val_ce_8"} <= set(rows[0])
     assert float(rows[1]["samples_per_second"]) > 0
-    info = json.loads((teacher_run / run.RUN_INFO).read_text())
-    assert info["kind"] == "teacher" and info["complete"] and info["epochs_done"] == 2
+    record = run.read_run_info(teacher_run)
+    assert (record.kind, record.teacher_run, record.complete, record.epochs_done) == ("teacher", None, True, 2)
     assert (teacher_run / run.MODEL).is_symlink()
     model, config = run.load_run_model(teacher_run)
     assert model_kind(model) == "teacher" and config.memory_size == SMALL_MODEL["memory_size"]
@@ -90,9 +101,9 @@ def test_a_run_with_other_settings_is_refused(teacher_run, synth_dataset, cache)
 
 
 def test_train_unknown_share_is_recorded_with_the_run(tmp_path, synth_dataset, cache):
-    configs = teacher_configs(synth_dataset, cache, epochs=1)
-    assert configs.data.train_unknown_share is None
-    configs = run.teacher_configs(synth_dataset, "v1-12", data_dir=str(cache), train_unknown_share=0.5)
+    assert run.teacher_configs(synth_dataset, PRESETS["paper"]).data.train_unknown_share is None
+    preset = PRESETS["paper"].with_options(data={"train_unknown_share": 0.5})
+    configs = run.teacher_configs(synth_dataset, preset, data_dir=str(cache))
     configs.save(tmp_path)
     assert run.RunConfigs.load(tmp_path).data.train_unknown_share == 0.5
 
@@ -104,7 +115,7 @@ def test_a_directory_that_is_not_a_run_is_refused(tmp_path, synth_dataset, cache
 
 
 def test_student_run_distils_every_width_and_saves_a_student(teacher_run, tmp_path):
-    configs = run.student_configs(teacher_run, preset="demo", widths=(8, 4), distill="hed", epochs=1, learning_rate=0.005)
+    configs = run.student_configs(teacher_run, demo_student(widths=(8, 4), distill="hed", epochs=1))
     assert configs.train.width_weights == (1.0, 0.5) and configs.model.widths == (8, 4)
     result = run.train(tmp_path / "student", configs, teacher_run=teacher_run, progress=False)
     assert result.kind == "student" and set(result.best_val_accuracy) == {"8", "4"}
@@ -113,16 +124,33 @@ def test_student_run_distils_every_width_and_saves_a_student(teacher_run, tmp_pa
         assert math.isfinite(float(row[f"distill_{width}"])) and f"val_acc_{width}" in row
     model, config = run.load_run_model(tmp_path / "student")
     assert model_kind(model) == "student" and config.widths == (8, 4)
-    info = run.read_run_info(tmp_path / "student")
-    assert info["teacher_run"] == str(teacher_run.resolve())
+    record = run.read_run_info(tmp_path / "student")
+    assert record.kind == "student" and record.teacher_run == teacher_run.resolve()
 
 
 @pytest.mark.slow  # options the demo sets; 1 min
 def test_cli_train_records_memory_input_and_logit_distillation(teacher_run, tmp_path, capsys):
     out = tmp_path / "cli-student"
-    argv = ["train", "--teacher", str(teacher_run), "--out", str(out), "--preset", "demo",
-            "--widths", "8", "--distill", "none", "--memory-input", "float", "--logit-distill", "0.3",
-            "--epochs", "1", "--no-progress"]
+    argv = [
+        "train",
+        "--teacher",
+        str(teacher_run),
+        "--out",
+        str(out),
+        "--preset",
+        "paper",
+        "--widths",
+        "8",
+        "--distill",
+        "none",
+        "--memory-input",
+        "float",
+        "--logit-distill",
+        "0.3",
+        "--epochs",
+        "1",
+        "--no-progress",
+    ]
     assert main(argv) == 0, capsys.readouterr().err
     configs = run.RunConfigs.load(out)
     assert configs.train.logit_distill == 0.3 and configs.train.distill == "none"
@@ -136,27 +164,42 @@ def test_cli_train_records_memory_input_and_logit_distillation(teacher_run, tmp_
 @pytest.mark.slow  # an option off by default; 1 min
 def test_cli_train_records_input_thresholds_and_refuses_bad_ones(teacher_run, tmp_path, capsys):
     out = tmp_path / "thresholds"
-    argv = ["train", "--teacher", str(teacher_run), "--out", str(out), "--preset", "demo",
-            "--widths", "8", "--distill", "none", "--fe3-input-thresholds=-0.5,0.5",
-            "--epochs", "1", "--no-progress"]
+    argv = [
+        "train",
+        "--teacher",
+        str(teacher_run),
+        "--out",
+        str(out),
+        "--preset",
+        "paper",
+        "--widths",
+        "8",
+        "--distill",
+        "none",
+        "--fe3-input-thresholds",
+        "-0.5",
+        "0.5",
+        "--epochs",
+        "1",
+        "--no-progress",
+    ]
     assert main(argv) == 0, capsys.readouterr().err
     model, config = run.load_run_model(out)
     assert config.fe3_input_thresholds == (-0.5, 0.5) and config.fc1_input_thresholds == (0.0,)
     assert model.get_layer("fe3_copies").thresholds == (-0.5, 0.5)
     assert "fc1_copies" not in [layer.name for layer in model.layers]
     bad = [*argv[:-4], "--epochs", "1", "--no-progress", "--out", str(tmp_path / "bad")]
-    assert main([*bad, "--fc1-input-thresholds=0.5,-0.5"]) == 2
+    assert main([*bad, "--fc1-input-thresholds", "0.5", "-0.5"]) == 2
     assert "distinct increasing" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main([*bad, "--fc1-input-thresholds=a,b"])
-    assert "comma-separated numbers" in capsys.readouterr().err
+        main([*bad, "--fc1-input-thresholds", "a", "b"])
+    assert "'a' is not a number" in capsys.readouterr().err
 
 
 @pytest.mark.slow  # a baseline, not BiFSMN; 1 min
 def test_irnet_run_advances_the_ede_schedule_each_epoch(teacher_run, tmp_path):
-    configs = run.student_configs(
-        teacher_run, preset="demo", binarizer="irnet", widths=(8,), distill="none", epochs=2, learning_rate=0.005
-    )
+    preset = demo_student(widths=(8,), distill="none", epochs=2).with_options(model={"binarizer": "irnet"})
+    configs = run.student_configs(teacher_run, preset)
     run.train(tmp_path / "irnet", configs, teacher_run=teacher_run, progress=False)
     model, _ = run.load_run_model(tmp_path / "irnet")
     schedules = {float(q.progress.numpy()) for q in model.submodules if isinstance(q, quantizers.EDESign)}
@@ -165,9 +208,13 @@ def test_irnet_run_advances_the_ede_schedule_each_epoch(teacher_run, tmp_path):
     assert schedules == {best_epoch / 2}
 
 
-def test_student_profile_must_match_the_teacher(teacher_run):
-    with pytest.raises(run.RunError, match="profile"):
-        run.student_configs(teacher_run, profile="lean")
+def test_a_student_takes_its_teachers_architecture_and_data_whatever_the_preset(teacher_run):
+    teacher = run.RunConfigs.load(teacher_run)
+    student = run.student_configs(teacher_run, PRESETS["paper"])
+    assert PRESETS["paper"].model.profile != teacher.model.profile
+    assert student.model.same_architecture(teacher.model)
+    assert (student.data, student.features) == (teacher.data, teacher.features)
+    assert student.model.widths == student.train.widths == PRESETS["paper"].student.widths
 
 
 @pytest.mark.parametrize(
@@ -206,9 +253,9 @@ TRAIN_SCRIPT = textwrap.dedent(
     import bifsmn_tf
     from bifsmn_tf.training import run
     data, cache, out, epochs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-    configs = run.teacher_configs(
-        data, "v1-12", preset="demo", data_dir=cache, epochs=epochs, batch_size=8, learning_rate=0.005
-    )
+    from bifsmn_tf.training.presets import PRESETS
+    preset = PRESETS["demo"].with_options(teacher={"epochs": epochs, "batch_size": 8, "learning_rate": 0.005})
+    configs = run.teacher_configs(data, preset, data_dir=cache)
     configs = dataclasses.replace(configs, model=configs.model.replace(**json.loads(sys.argv[5])))
     result = run.train(out, configs, progress=False)
     print(json.dumps({"first_epoch": result.first_epoch, "best_epoch": result.best_epoch}))
@@ -228,7 +275,15 @@ def test_killed_run_resumes_with_its_epoch_count_and_optimizer_state(synth_datas
     script = tmp_path / "train.py"
     script.write_text(TRAIN_SCRIPT)
     out = tmp_path / "run"
-    command = [sys.executable, str(script), str(synth_dataset), str(cache), str(out), str(epochs), json.dumps(SMALL_MODEL)]
+    command = [
+        sys.executable,
+        str(script),
+        str(synth_dataset),
+        str(cache),
+        str(out),
+        str(epochs),
+        json.dumps(SMALL_MODEL),
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 400
     while time.monotonic() < deadline and process.poll() is None:
@@ -266,10 +321,18 @@ def test_killed_run_resumes_with_its_epoch_count_and_optimizer_state(synth_datas
 def test_cli_verbs_explain_their_flags(capsys):
     for verb, flags in {
         "train-teacher": ["--data", "--task", "--out", "--preset", "--epochs", "--lr", "--weight-decay"],
-        "train": ["--teacher", "--widths", "--distill", "--binarizer", "--profile", "--gamma",
-                  "--memory-input", "--logit-distill"],
+        "train": [
+            "--teacher",
+            "--widths",
+            "--distill",
+            "--binarizer",
+            "--gamma",
+            "--memory-input",
+            "--logit-distill",
+            "--fe3-input-thresholds",
+        ],
         "evaluate": ["--data", "--split", "--protocol", "--json"],
-        "demo": ["--out"],
+        "demo": ["--out", "--data", "--seed", "--jobs", "--hop-ms"],
     }.items():
         with pytest.raises(SystemExit) as exit_info:
             main([verb, "--help"])
@@ -285,14 +348,35 @@ def test_cli_teacher_frontend_flags_shape_the_model_and_pass_to_its_students(
 ):
     monkeypatch.setenv("BIFSMN_DATA", str(cache))
     out = tmp_path / "teacher"
-    argv = ["train-teacher", "--data", str(synth_dataset), "--out", str(out), "--preset", "demo",
-            "--profile", "lean", "--n-fft", "512", "--win-length", "480", "--hop-length", "320",
-            "--n-mels", "40", "--per-bin-mean-removal", "--epochs", "1", "--batch-size", "16",
-            "--no-progress"]  # fmt: skip
+    argv = [
+        "train-teacher",
+        "--data",
+        str(synth_dataset),
+        "--out",
+        str(out),
+        "--preset",
+        "demo",
+        "--profile",
+        "lean",
+        "--n-fft",
+        "512",
+        "--win-ms",
+        "30",
+        "--hop-ms",
+        "20",
+        "--n-mels",
+        "40",
+        "--per-bin-mean-removal",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--no-progress",
+    ]
     assert main(argv) == 0, capsys.readouterr().err
     expected = FeatureConfig(n_fft=512, win_length=480, hop_length=320, n_mels=40, per_bin_mean_removal=True)
     assert run.RunConfigs.load(out).features == expected
-    assert run.student_configs(out, preset="demo").features == expected
+    assert run.student_configs(out, PRESETS["demo"]).features == expected
     model, model_config = run.load_run_model(out)
     assert (model_config.num_frames, model_config.num_features) == (51, 40)
     assert model.input_shape == (None, 51, 40)
@@ -303,8 +387,7 @@ def test_cli_frontend_flags_leave_the_official_frontend_and_refuse_a_bad_one(tmp
     with pytest.raises(SystemExit):
         main(["train-teacher", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    window_ms, hop_ms = official.window_samples * 1000 // official.sample_rate, official.hop_length * 1000 // official.sample_rate
-    assert f"{official.n_fft}-point FFT, {window_ms} ms Hann window, {hop_ms} ms hop, {official.n_mels} log-mel bins" in text
+    assert f"{official.n_fft}-point FFT, {official.n_mels} log-mel bins, 128 ms window, 32 ms hop (32 frames)" in text
     argv = ["train-teacher", "--data", str(tmp_path), "--out", str(tmp_path / "t"), "--n-fft", "500"]
     assert main(argv) == 2
     assert "n_fft must be a power of two" in capsys.readouterr().err
@@ -314,5 +397,6 @@ def test_cli_frontend_flags_leave_the_official_frontend_and_refuse_a_bad_one(tmp
 def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
     assert main(["train", "--teacher", str(tmp_path / "absent"), "--out", str(tmp_path / "s")]) == 2
     assert "absent does not exist; give a training run directory" in capsys.readouterr().err
-    assert main(["train", "--teacher", str(tmp_path), "--out", str(tmp_path / "s"), "--widths", "8,x"]) == 2
-    assert "--widths" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--teacher", str(tmp_path), "--out", str(tmp_path / "s"), "--widths", "8", "x"])
+    assert "argument --widths: invalid int value: 'x'" in capsys.readouterr().err

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import bifsmn_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
-
 import io
 import math
 import os
@@ -21,6 +19,7 @@ from speech_commands_tree import (
     make_tree,
 )
 
+import bifsmn_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from bifsmn_tf.data import speech_commands as sc
 from bifsmn_tf.data.labels import KEYWORDS, SILENCE, UNKNOWN, WORDS, task_labels
 
@@ -317,13 +316,9 @@ def test_official_urls():
 def test_cli_download(tmp_path, server, tree_v2):
     command = [sys.executable, "-m", "bifsmn_tf.cli", "data", "download", "--version", "v2"]
     env = {**os.environ, sc.DATA_DIR_ENV: str(tmp_path)}
-    done = subprocess.run(
-        [*command, "--from", server.url(ARCHIVE)], env=env, capture_output=True, text=True
-    )
+    done = subprocess.run([*command, "--from", server.url(ARCHIVE)], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert (
-        f"{tmp_path / 'speech_commands_v0.02'}: {_clip_count(tree_v2)} clips ready" in done.stdout
-    )
+    assert f"{tmp_path / 'speech_commands_v0.02'}: {_clip_count(tree_v2)} clips ready" in done.stdout
     failed = subprocess.run(
         [*command, "--test-set", "--from", server.url("nope.tar.gz")],
         env=env,
@@ -335,6 +330,13 @@ def test_cli_download(tmp_path, server, tree_v2):
 
 
 # --- splits, labels, protocols -------------------------------------------------------------------
+
+
+def test_clip_names_follow_the_official_layout():
+    # A name as the official archives have it: the speaker's hash, then the take.
+    assert sc.clip_path("yes", "0a2b400e", 3) == "yes/0a2b400e_nohash_3.wav"
+    assert sc.speaker_of("yes/0a2b400e_nohash_3.wav") == sc.speaker_of("0a2b400e_nohash_0.wav") == "0a2b400e"
+    assert sc.speaker_of(sc.clip_path("left", "espeak-0012")) == "espeak-0012"
 
 
 def test_split_files_partition_the_clips(tree_v2):
@@ -422,9 +424,7 @@ def test_official_test_set_labels(tmp_path):
         assert Counter(labels[e.label] for e in items) == dict.fromkeys(labels, 2)
         for e in items:
             folder = e.path.split("/")[0]
-            assert labels[e.label] == {"_silence_": SILENCE, "_unknown_": UNKNOWN}.get(
-                folder, folder
-            )
+            assert labels[e.label] == {"_silence_": SILENCE, "_unknown_": UNKNOWN}.get(folder, folder)
     with pytest.raises(sc.DatasetError, match="official test set has 12 classes"):
         sc.examples(root, "v2-35", "official_test")
 

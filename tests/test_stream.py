@@ -13,14 +13,14 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
-import pytest
-
-import bifsmn_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import larq as lq
 import larq_compute_engine as lce
+import numpy as np
+import pytest
 import tensorflow as tf
+from stream_models import write_converted
 
+import bifsmn_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from bifsmn_tf.cli import main
 from bifsmn_tf.config import ConfigError
 from bifsmn_tf.convert import with_audio_frontend
@@ -41,7 +41,6 @@ from bifsmn_tf.stream import (
     score_detections,
     spot_file,
 )
-from stream_models import write_converted
 
 HOP_S = 0.1
 
@@ -92,9 +91,7 @@ def _posteriors(label: str, level: float) -> np.ndarray:
     return p
 
 
-def _run_detector(
-    config: StreamConfig, events: dict[tuple[float, float], tuple[str, float]], duration_s: float
-):
+def _run_detector(config: StreamConfig, events: dict[tuple[float, float], tuple[str, float]], duration_s: float):
     """Feed a detector hop by hop: inside each (start, end) the label has the given posterior."""
     detector = PosteriorDetector(LABELS_12, config)
     found = []
@@ -148,9 +145,7 @@ def test_refractory_period_suppresses_repeats_of_the_same_keyword_only():
 
 def test_a_change_of_keyword_closes_the_open_detection():
     config = StreamConfig(hop_ms=100.0, smoothing_ms=100.0, threshold=0.5)
-    found = _run_detector(
-        config, {(1.0, 1.2): ("left", 0.9), (1.3, 1.5): ("right", 0.9)}, duration_s=3.0
-    )
+    found = _run_detector(config, {(1.0, 1.2): ("left", 0.9), (1.3, 1.5): ("right", 0.9)}, duration_s=3.0)
     assert [(d.label, round(d.time_s, 6)) for d in found] == [("left", 1.1), ("right", 1.4)]
 
 
@@ -261,9 +256,7 @@ def test_chunk_size_does_not_change_the_result(converted):
     audio = _noise(4.0, seed=5)
     results = []
     for chunk in (160, 1600, 7000):
-        spotter = build_spotter(
-            read_converted(converted["dir"]), StreamConfig(width=8, threshold=0.2)
-        )
+        spotter = build_spotter(read_converted(converted["dir"]), StreamConfig(width=8, threshold=0.2))
         detections = []
         for start in range(0, len(audio), chunk):
             detections += spotter.push(audio[start : start + chunk])
@@ -295,12 +288,8 @@ def test_replaying_the_recorded_hops_gives_the_spotters_detections(converted):
 
 
 @pytest.mark.parametrize("budget_ms, expected", [(1e6, 8), (1e-6, 2)])
-def test_auto_width_starts_at_the_widest_that_fits_the_measured_latency(
-    converted, budget_ms, expected
-):
-    spotter = build_spotter(
-        read_converted(converted["dir"]), StreamConfig(latency_budget_ms=budget_ms)
-    )
+def test_auto_width_starts_at_the_widest_that_fits_the_measured_latency(converted, budget_ms, expected):
+    spotter = build_spotter(read_converted(converted["dir"]), StreamConfig(latency_budget_ms=budget_ms))
     calibrated = spotter.selector.calibrated_ms
     assert set(calibrated) == {8, 2} and calibrated[8] > calibrated[2] > 0
     assert spotter.width == expected
@@ -311,9 +300,7 @@ def test_audio_input_flatbuffer_gives_the_features_flatbuffers_posteriors(conver
     audio_model = with_audio_frontend(converted["keras"][2], features_config)
     audio = KeywordModel(lce.convert_keras_model(audio_model), frontend=None)
     frontend = build_frontend(features_config)
-    features = KeywordModel(
-        read_converted(converted["dir"]).widths[2].read_bytes(), lambda x: frontend(x).numpy()
-    )
+    features = KeywordModel(read_converted(converted["dir"]).widths[2].read_bytes(), lambda x: frontend(x).numpy())
     for seed in range(3):
         window = _noise(1.0, seed=seed)
         np.testing.assert_allclose(audio(window), features(window), atol=1e-4)
@@ -335,7 +322,10 @@ def test_cli_listen_defaults_are_the_spotters():
     args = build_parser().parse_args(["listen", "models", "--wav", "x.wav"])
     defaults = StreamConfig()
     assert (args.hop_ms, args.threshold, args.smoothing_ms, args.refractory_ms) == (
-        defaults.hop_ms, defaults.threshold, defaults.smoothing_ms, defaults.refractory_ms
+        defaults.hop_ms,
+        defaults.threshold,
+        defaults.smoothing_ms,
+        defaults.refractory_ms,
     )
 
 
@@ -369,10 +359,7 @@ def test_cli_listen_on_a_wav_file(converted, tmp_path, capsys):
 def test_cli_listen_auto_reports_its_calibration(converted, tmp_path, capsys):
     wav = tmp_path / "noise.wav"
     write_wav(wav, _noise(1.0))
-    assert (
-        main(["listen", str(converted["dir"]), "--wav", str(wav), "--latency-budget-ms", "1000000"])
-        == 0
-    )
+    assert main(["listen", str(converted["dir"]), "--wav", str(wav), "--latency-budget-ms", "1000000"]) == 0
     printed = capsys.readouterr().out
     assert "width auto, budget 1e+06 ms per hop" in printed and "starting at width 8" in printed
 
@@ -648,7 +635,11 @@ def test_streaming_benchmark_scores_replayed_hops_per_hour_of_talk():
         hops.append(Hop(float(time_s), 8, 1.0, posteriors))
     silence = np.zeros(30 * 16000, np.float32)
     recording = KeywordRecording(
-        silence, [(2.0, 2.4, "yes")], ["yes/a.wav"], 20.0, silence,
+        silence,
+        [(2.0, 2.4, "yes")],
+        ["yes/a.wav"],
+        20.0,
+        silence,
         [(3.0, 12.0, "one/a.wav"), (13.0, 19.0, "_background_noise_/babble.wav")],
     )
     row = benchmark.score_row([(recording, hops)], LABELS_12, StreamConfig(width=8), None, "8")
@@ -674,9 +665,7 @@ def _demo_student_run(tmp_path_factory) -> Path:
     if not given:
         run_demo(out, progress=False)
     if not (out / "student" / "model").exists():
-        pytest.skip(
-            f"{out} holds no finished demo (no student/model): run `bifsmn-tf demo --out {out}`"
-        )
+        pytest.skip(f"{out} holds no finished demo (no student/model): run `bifsmn-tf demo --out {out}`")
     return out / "student"
 
 

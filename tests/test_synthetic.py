@@ -22,8 +22,15 @@ from conftest import SMALL_SYNTH
 from bifsmn_tf.cli import main as cli_main
 from bifsmn_tf.data import speech_commands, tts
 from bifsmn_tf.data.labels import KEYWORDS, LABELS_12, SILENCE, UNKNOWN, WORDS_V1, WORDS_V2
-from bifsmn_tf.data.synthetic import (
+from bifsmn_tf.data.speech_commands import (
     BACKGROUND_NOISE_DIR,
+    NOHASH,
+    TESTING_LIST,
+    VALIDATION_LIST,
+    clip_path,
+    speaker_of,
+)
+from bifsmn_tf.data.synthetic import (
     GENERATOR_VERSION,
     NOISE_KINDS,
     PARTIAL_DIR,
@@ -51,10 +58,6 @@ def children(pid: int) -> list[int]:
     return [int(c) for f in Path(f"/proc/{pid}/task").glob("*/children") for c in f.read_text().split()]
 
 
-def speaker_of(path: str) -> str:
-    return Path(path).name.split("_nohash_")[0]
-
-
 def manifest(root: Path) -> dict:
     return json.loads((root / SYNTH_JSON).read_text())
 
@@ -63,9 +66,7 @@ def manifest(root: Path) -> dict:
 
 
 def test_layout_is_speech_commands(synth_dataset: Path):
-    assert sorted(p.name for p in synth_dataset.iterdir() if p.is_dir()) == sorted(
-        (*WORDS_V1, BACKGROUND_NOISE_DIR)
-    )
+    assert sorted(p.name for p in synth_dataset.iterdir() if p.is_dir()) == sorted((*WORDS_V1, BACKGROUND_NOISE_DIR))
     assert not (synth_dataset / PARTIAL_DIR).exists()
     for word in WORDS_V1:
         clips = sorted((synth_dataset / word).iterdir())
@@ -96,7 +97,7 @@ def test_the_loader_labels_every_split(synth_dataset: Path, protocol: str, split
 
 
 def test_clips_hold_speech_not_silence(synth_dataset: Path):
-    for path in sorted(synth_dataset.glob("*/*_nohash_0.wav"))[:20]:
+    for path in sorted(synth_dataset.glob(f"*/*{NOHASH}0.wav"))[:20]:
         samples, _ = sf.read(str(path), dtype="float32")
         frames = samples.reshape(50, 320)
         energy = np.sqrt(np.mean(frames**2, axis=1))
@@ -124,17 +125,19 @@ def test_synth_json_records_every_clip(synth_dataset: Path):
         assert made["engines"][engine]["packages"] == {
             d: importlib.metadata.version(d) for d in tts.ENGINES[engine].distributions
         }
-    wavs = {str(p.relative_to(synth_dataset)) for p in synth_dataset.glob("*/*_nohash_0.wav")}
+    wavs = {str(p.relative_to(synth_dataset)) for p in synth_dataset.glob(f"*/*{NOHASH}0.wav")}
     assert set(made["clips"]) == wavs
-    testing = set((synth_dataset / "testing_list.txt").read_text().split())
-    validation = set((synth_dataset / "validation_list.txt").read_text().split())
+    testing = set((synth_dataset / TESTING_LIST).read_text().split())
+    validation = set((synth_dataset / VALIDATION_LIST).read_text().split())
     for path, record in made["clips"].items():
         word = path.split("/")[0]
         speaker = made["speakers"][speaker_of(path)]
         assert record["text"].rstrip(".?!") == word
         assert (record["engine"], record["voice"], record["split"]) == (
-            speaker["engine"], speaker["voice"], speaker["split"],
-        )  # fmt: skip
+            speaker["engine"],
+            speaker["voice"],
+            speaker["split"],
+        )
         assert record["voice"] in tts.load_engine(record["engine"]).voices()
         assert record["split"] == ("testing" if path in testing else "validation" if path in validation else "training")
         assert record["room"] == speaker["room"] and record["microphone"] == speaker["microphone"]
@@ -145,9 +148,13 @@ def test_synth_json_records_every_clip(synth_dataset: Path):
             assert record["noise"]["kind"] in NOISE_KINDS and 5 <= record["noise"]["snr_db"] <= 35
         assert {"rate", "pitch", "vocal_tract", "intonation", "breath", "clipping", "level_dbfs"} <= set(record)
     assert made["counts"] == {
-        "clips": len(wavs), "speakers": SMALL_SYNTH.clips_per_word, "testing": len(testing),
-        "validation": len(validation), "training": len(wavs) - len(testing) - len(validation), "rejected": 0,
-    }  # fmt: skip
+        "clips": len(wavs),
+        "speakers": SMALL_SYNTH.clips_per_word,
+        "testing": len(testing),
+        "validation": len(validation),
+        "training": len(wavs) - len(testing) - len(validation),
+        "rejected": 0,
+    }
     assert made["rejected"] == {}
 
 
@@ -158,7 +165,7 @@ def test_check_words_keeps_only_heard_takes_and_lists_the_rest(tmp_path: Path, s
     made = manifest(result.root)
     clips, rejected = made["clips"], made["rejected"]
     assert result.counts["rejected"] == len(rejected) > 0 and result.counts["clips"] == len(clips) > 0
-    every_take = {f"{w}/{s}_nohash_0.wav" for w in WORDS_V1 for s in made["speakers"]}
+    every_take = {clip_path(w, s) for w in WORDS_V1 for s in made["speakers"]}
     assert set(clips) | set(rejected) == every_take and not set(clips) & set(rejected)
     checked, plain = tree_bytes(result.root), tree_bytes(synth_dataset)
     for path, record in clips.items():
@@ -170,7 +177,7 @@ def test_check_words_keeps_only_heard_takes_and_lists_the_rest(tmp_path: Path, s
     for path, record in rejected.items():
         assert len(record["check"]) == 3 and path.split("/")[0] not in record["check"]
         assert path not in checked and record["split"] == made["speakers"][speaker_of(path)]["split"]
-    listed = (result.root / "testing_list.txt").read_text().split()
+    listed = (result.root / TESTING_LIST).read_text().split()
     assert set(listed) == {p for p, r in clips.items() if r["split"] == "testing"}
     assert {e.path for e in speech_commands.examples(result.root, "v1-12", "train", "bifsmn") if e.path} == {
         p for p, r in clips.items() if r["split"] == "training"
@@ -185,9 +192,27 @@ def test_check_words_without_pocketsphinx_is_refused_by_name(tmp_path: Path):
     (shadow / "__init__.py").write_text("raise ImportError('no pocketsphinx here')\n")
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(shadow.parent), *sys.path])}
-    run = subprocess.run([sys.executable, "-m", "bifsmn_tf.cli", "data", "synth", str(out), "--clips-per-word",
-                          "3", "--engines", "pico", "--check-words", "--no-progress"],
-                         capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bifsmn_tf.cli",
+            "data",
+            "synth",
+            "--out",
+            str(out),
+            "--clips-per-word",
+            "3",
+            "--engines",
+            "pico",
+            "--check-words",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert run.returncode == 2, run.stderr
     assert "pocketsphinx is not installed (pip install 'bifsmn-tf[check]')" in run.stderr
     assert "Traceback" not in run.stderr and not out.exists()
@@ -228,8 +253,22 @@ RESUME_ENGINES = ("espeak",)
 def test_a_killed_run_resumes_to_the_same_bytes_as_an_uninterrupted_one(tmp_path: Path):
     """Kill a real CLI process mid-run (jobs 1), rerun it; compare with a fresh run on 2 jobs."""
     out = tmp_path / "killed"
-    command = [sys.executable, "-m", "bifsmn_tf.cli", "data", "synth", str(out), "--clips-per-word", "6",
-               "--jobs", "1", "--engines", ",".join(RESUME_ENGINES), "--no-progress"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "bifsmn_tf.cli",
+        "data",
+        "synth",
+        "--out",
+        str(out),
+        "--clips-per-word",
+        "6",
+        "--jobs",
+        "1",
+        "--engines",
+        *RESUME_ENGINES,
+        "--no-progress",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     journal = out / PARTIAL_DIR / "speakers.jsonl"
     deadline = time.monotonic() + 60
@@ -245,7 +284,7 @@ def test_a_killed_run_resumes_to_the_same_bytes_as_an_uninterrupted_one(tmp_path
         assert time.monotonic() < deadline, f"worker processes {workers} outlived their killed parent"
         time.sleep(0.05)
     # Interrupted: nothing that looks like a finished set.
-    assert not (out / SYNTH_JSON).exists() and not (out / "testing_list.txt").exists()
+    assert not (out / SYNTH_JSON).exists() and not (out / TESTING_LIST).exists()
     with pytest.raises(speech_commands.DatasetError):
         speech_commands.check_layout(out)
 
@@ -267,7 +306,7 @@ def test_another_seed_gives_other_clips(tmp_path: Path, synth_dataset: Path):
 
 def test_an_interrupted_run_with_other_settings_is_discarded(tmp_path: Path):
     out = tmp_path / "out"
-    stale = out / PARTIAL_DIR / "yes" / "espeak-0000_nohash_0.wav"
+    stale = out / PARTIAL_DIR / clip_path("yes", "espeak-0000")
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"from an older generator")
     (out / PARTIAL_DIR / "plan.json").write_text(json.dumps({"generator_version": 0}))
@@ -365,13 +404,12 @@ def test_a_set_made_with_other_settings_is_refused_untouched(synth_dataset: Path
 
 def test_cli_reports_errors_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture):
     out = tmp_path / "x"
-    assert cli_main(["data", "synth", str(out), "--engines", "festival", "--no-progress"]) == 2
-    assert "unknown speech engine(s) ['festival']" in capsys.readouterr().err
-    assert cli_main(["data", "synth", str(out), "--clips-per-word", "1", "--no-progress"]) == 2
+    assert cli_main(["data", "synth", "--out", str(out), "--clips-per-word", "1", "--no-progress"]) == 2
     assert "at least 3" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        cli_main(["data", "synth", str(out), "--words", "v3"])
-    assert "invalid choice: 'v3'" in capsys.readouterr().err
+    for flag, value in (("--engines", "festival"), ("--words", "v3")):
+        with pytest.raises(SystemExit):
+            cli_main(["data", "synth", "--out", str(out), flag, value])
+        assert f"invalid choice: '{value}'" in capsys.readouterr().err
     assert not out.exists()
 
 
@@ -450,8 +488,8 @@ def envelope_ratio(x: np.ndarray, y: np.ndarray) -> float:
 
     grid = np.geomspace(200, 6000, 400)
     spectra = []
-    for signal in (x, y):
-        freqs, power = welch(signal, fs=16000, nperseg=256)
+    for samples in (x, y):
+        freqs, power = welch(samples, fs=16000, nperseg=256)
         spectra.append(np.log(np.interp(grid, freqs, power) + 1e-12))
     step = np.log(grid[1] / grid[0])
     shifts = range(0, 100)

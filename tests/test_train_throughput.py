@@ -15,11 +15,28 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.
 @pytest.mark.slow  # builds and steps both models twice; about a minute
 def test_throughput_benchmark_appends_rows_and_rewrites_its_table(tmp_path):
     out = tmp_path / "throughput.jsonl"
-    out.write_text(json.dumps({"label": "earlier", "cpu": "x", "cpus": 1, "tensorflow": "0", "jit": False,
-                               "intra_threads": 0, "inter_threads": 0, "teacher_batch": 8,
-                               "student_batch": 8, "steps": 1, "measurement": "teacher step",
-                               "examples_per_second": 1.0, "cores_used": 1.0, "seconds": 1.0,
-                               "examples": 1}) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "label": "earlier",
+                "cpu": "x",
+                "cpus": 1,
+                "tensorflow": "0",
+                "jit": False,
+                "intra_threads": 0,
+                "inter_threads": 0,
+                "teacher_batch": 8,
+                "student_batch": 8,
+                "steps": 1,
+                "measurement": "teacher step",
+                "examples_per_second": 1.0,
+                "cores_used": 1.0,
+                "seconds": 1.0,
+                "examples": 1,
+            }
+        )
+        + "\n"
+    )
     argv = [sys.executable, str(SCRIPT), "--steps", "2", "--batch-size", "8", "--label", "smoke", "--out", str(out)]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]

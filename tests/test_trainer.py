@@ -10,15 +10,13 @@ import textwrap
 
 import numpy as np
 import pytest
-
-import bifsmn_tf  # noqa: F401  (Keras 2 before TensorFlow loads)
 import tensorflow as tf
 
+import bifsmn_tf  # noqa: F401  (Keras 2 before TensorFlow loads)
 from bifsmn_tf.config import ConfigError
 from bifsmn_tf.models.dfsmn import ModelConfig, build_bifsmn, build_teacher, feature_model
 from bifsmn_tf.training.distill import fid_loss, hed_loss, hed_target
 from bifsmn_tf.training.trainer import (
-    PRESETS,
     Distiller,
     TrainConfig,
     build_optimizer,
@@ -57,16 +55,15 @@ def _student(seed: int = 2) -> tf.keras.Model:
 
 
 def _expected_objective(student, teacher, inputs, labels, widths, weights, distill, gamma, alpha=0.0):
-    """The objective of spec §4.5 written out with the public loss functions; ``alpha``: the
-    weight of the teacher's soft labels (Hinton's KD at T = 1, by its definition)."""
+    """The objective of docs/design.md#the-objective-per-step written out with the public loss
+    functions; ``alpha``: the weight of the teacher's soft labels (Hinton's KD at T = 1, by its
+    definition)."""
     total = 0.0
     teacher_outputs = feature_model(teacher)(inputs, training=False)
     soft_labels = tf.nn.softmax(teacher_outputs[0]).numpy()
     for width, weight in zip(widths, weights):
         outputs = feature_model(student, width)(inputs, training=True)
-        ce = tf.reduce_mean(
-            tf.keras.losses.sparse_categorical_crossentropy(labels, outputs[0], from_logits=True)
-        )
+        ce = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(labels, outputs[0], from_logits=True))
         log_probs = tf.nn.log_softmax(outputs[0]).numpy()
         soft_ce = float(np.mean(-np.sum(soft_labels * log_probs, axis=1)))
         ce = (1 - alpha) * float(ce) + alpha * soft_ce
@@ -104,9 +101,7 @@ def test_train_step_reports_the_weighted_objective_per_width(batch, teacher, dis
 def test_logit_distillation_mixes_the_teachers_soft_labels_into_each_width(batch, teacher, alpha):
     inputs, labels = batch
     student = _student()
-    expected = _expected_objective(
-        student, teacher, inputs, labels, (8, 4, 2), (1.0, 0.5, 0.25), "none", 0.0, alpha
-    )
+    expected = _expected_objective(student, teacher, inputs, labels, (8, 4, 2), (1.0, 0.5, 0.25), "none", 0.0, alpha)
     plain = _expected_objective(student, teacher, inputs, labels, (8, 4, 2), (1.0, 0.5, 0.25), "none", 0.0)
     distiller = Distiller(student, teacher, distill="none", logit_distill=alpha)
     distiller.compile(optimizer=tf.keras.optimizers.SGD(0.0))
@@ -134,7 +129,9 @@ def test_one_sgd_step_applies_the_gradient_of_the_summed_objective_with_l2(batch
     distiller.compile(optimizer=tf.keras.optimizers.SGD(lr))
     logs = distiller.train_on_batch(inputs, labels, return_dict=True)
     assert int(distiller.optimizer.iterations) == 1
-    assert logs["loss"] == pytest.approx(float(objective) - 0.5 * wd * sum(float(np.sum(b**2)) for b in before), rel=1e-4)
+    assert logs["loss"] == pytest.approx(
+        float(objective) - 0.5 * wd * sum(float(np.sum(b**2)) for b in before), rel=1e-4
+    )
     assert not teacher.trainable
     assert {w.name for w in teacher.weights} == set(teacher_weights)
     for weight in teacher.weights:
@@ -159,7 +156,9 @@ def test_every_width_shares_one_front_end_pass_per_step(batch, teacher):
             np.testing.assert_allclose(
                 getattr(student.get_layer(name), statistic).numpy(),
                 getattr(reference.get_layer(name), statistic).numpy(),
-                rtol=1e-5, atol=1e-7, err_msg=f"{name}.{statistic}",
+                rtol=1e-5,
+                atol=1e-7,
+                err_msg=f"{name}.{statistic}",
             )
 
 
@@ -168,9 +167,7 @@ def _expected_objective_tensor(student, teacher, inputs, labels):
     teacher_outputs = feature_model(teacher)(inputs, training=False)
     for width, weight in zip((8, 4, 2), (1.0, 0.5, 0.25)):
         outputs = feature_model(student, width)(inputs, training=True)
-        ce = tf.reduce_mean(
-            tf.keras.losses.sparse_categorical_crossentropy(labels, outputs[0], from_logits=True)
-        )
+        ce = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(labels, outputs[0], from_logits=True))
         targets = [hed_target(teacher_outputs[1 + j]) for j in CONFIG.blocks(width)]
         total += weight * (ce + 0.01 * hed_loss(outputs[1:], targets))
     return total
@@ -233,26 +230,23 @@ def test_distiller_rejects_inconsistent_arguments(teacher, kwargs, message):
         Distiller(teacher, **kwargs)
 
 
-def test_train_config_presets_round_trip_and_validate(tmp_path):
-    for name, preset in PRESETS.items():
-        for kind, config in (("teacher", preset.teacher), ("student", preset.student)):
-            assert TrainConfig.load(config.save(tmp_path / f"{name}-{kind}.json")) == config
-        assert (preset.teacher.widths, preset.teacher.distill) == ((8,), "none")
-        assert preset.teacher.logit_distill == 0.0
-    paper = PRESETS["paper"].student
-    assert PRESETS["paper"].teacher == paper.for_teacher()
+def test_train_config_defaults_are_the_papers_and_round_trip(tmp_path):
+    paper = TrainConfig()
+    assert TrainConfig.load(paper.save(tmp_path / "paper.json")) == paper
     assert (paper.epochs, paper.batch_size, paper.learning_rate, paper.weight_decay) == (300, 96, 5e-3, 1e-4)
     assert (paper.momentum, paper.width_weights, paper.gamma) == (0.9, (1.0, 0.5, 0.25), 0.01)
-    teacher = paper.for_teacher()
+    teacher = paper.replace(logit_distill=0.5).for_teacher(8)
     assert (teacher.widths, teacher.distill, teacher.logit_distill) == ((8,), "none", 0.0)
-    assert default_width_weights((8, 4, 2, 1)) == (1.0, 0.5, 0.25, 0.125)
+    assert paper.for_teacher(4).widths == (4,)
+    assert default_width_weights((8, 4, 2, 1), 8) == (1.0, 0.5, 0.25, 0.125)
+    assert default_width_weights((4, 2), 4) == (1.0, 0.5)
 
 
 @pytest.mark.parametrize(
     "changes, message",
     [
         ({"widths": (4, 8), "width_weights": (1.0, 0.5)}, "widest first"),
-        ({"widths": (8, 3), "width_weights": (1.0, 0.5)}, "among"),
+        ({"widths": (8, 0), "width_weights": (1.0, 0.5)}, "widths must be >= 1"),
         ({"widths": (8, 4)}, "one width weight per width"),
         ({"distill": "kd"}, "distill must be"),
         ({"epochs": 0}, "epochs"),
@@ -270,7 +264,11 @@ def test_train_config_rejects_bad_values(changes, message):
 def test_cosine_schedule_is_stepped_per_epoch_to_zero():
     config = TrainConfig(epochs=10, learning_rate=0.1)
     rates = [cosine_learning_rate(epoch, config) for epoch in range(11)]
-    assert rates[0] == pytest.approx(0.1) and rates[5] == pytest.approx(0.05) and rates[10] == pytest.approx(0.0, abs=1e-12)
+    assert (
+        rates[0] == pytest.approx(0.1)
+        and rates[5] == pytest.approx(0.05)
+        and rates[10] == pytest.approx(0.0, abs=1e-12)
+    )
     assert all(a > b for a, b in zip(rates, rates[1:]))
     optimizer = build_optimizer(config)
     assert float(optimizer.learning_rate) == pytest.approx(0.1) and float(optimizer.momentum) == 0.9

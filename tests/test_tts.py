@@ -106,8 +106,9 @@ print(json.dumps({v: hashlib.sha1(engine.synthesize("bed", v)[0].tobytes()).hexd
 def test_every_espeak_voice_says_the_same_in_every_process():
     """Breath noise in libespeak-ng depends on where the process mapped things: a voice with it
     came out differently in about one process in two. Four processes at once, every voice."""
-    runs = [subprocess.Popen([sys.executable, "-c", ESPEAK_HASHES], stdout=subprocess.PIPE, text=True)
-            for _ in range(4)]  # fmt: skip
+    runs = [
+        subprocess.Popen([sys.executable, "-c", ESPEAK_HASHES], stdout=subprocess.PIPE, text=True) for _ in range(4)
+    ]
     hashes = [json.loads(run.communicate(timeout=300)[0]) for run in runs]
     assert all(run.returncode == 0 for run in runs)
     differ = sorted(v for v in hashes[0] if len({h[v] for h in hashes}) > 1)

@@ -73,18 +73,26 @@ def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int = SAMPLE_R
     pcm = np.clip(np.round(samples * 32767.0), -32768, 32767).astype("<i2").tobytes()
     header = struct.pack(
         "<4sI4s4sIHHIIHH4sI",
-        b"RIFF", 36 + len(pcm), b"WAVE",
-        b"fmt ", 16, _WAVE_FORMAT_PCM, 1, sample_rate, 2 * sample_rate, 2, 16,
-        b"data", len(pcm),
-    )  # fmt: skip
+        b"RIFF",
+        36 + len(pcm),
+        b"WAVE",
+        b"fmt ",
+        16,
+        _WAVE_FORMAT_PCM,
+        1,
+        sample_rate,
+        2 * sample_rate,
+        2,
+        16,
+        b"data",
+        len(pcm),
+    )
     with atomic_path(path) as tmp:
         tmp.write_bytes(header + pcm)
     return Path(path)
 
 
-def read_wav(
-    path: str | Path, sample_rate: int = SAMPLE_RATE, *, resample: bool = False
-) -> np.ndarray:
+def read_wav(path: str | Path, sample_rate: int = SAMPLE_RATE, *, resample: bool = False) -> np.ndarray:
     """Read a WAV file as float32 mono samples in [-1, 1], shape ``(n,)``.
 
     Args:
@@ -101,9 +109,7 @@ def read_wav(
     return _at_rate(path, samples, rate, sample_rate, resample)
 
 
-def read_audio(
-    path: str | Path, sample_rate: int = SAMPLE_RATE, *, resample: bool = False
-) -> np.ndarray:
+def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, *, resample: bool = False) -> np.ndarray:
     """Like :func:`read_wav`, but also FLAC, Ogg Vorbis and MP3 (decoded by tensorflow_io).
 
     The format is recognised from the file's first bytes, not its name.
@@ -150,8 +156,7 @@ def _decode_wav(path: Path, data: bytes) -> tuple[np.ndarray, int]:
             what = "audio" if chunk_id == b"data" else "format"
             raise AudioFormatError(
                 path,
-                f"truncated WAV: the header declares {chunk_size} bytes of {what}, "
-                f"the file holds {len(data) - body}",
+                f"truncated WAV: the header declares {chunk_size} bytes of {what}, the file holds {len(data) - body}",
             )
         if chunk_id == b"fmt ":
             fmt = _parse_fmt(path, data[body : body + chunk_size])
@@ -172,18 +177,12 @@ def _parse_fmt(path: Path, chunk: bytes) -> _WavFormat:
     if encoding == _WAVE_FORMAT_EXTENSIBLE and len(chunk) >= 26:
         (encoding,) = struct.unpack_from("<H", chunk, 24)  # first field of the sub-format GUID
     if encoding not in (_WAVE_FORMAT_PCM, _WAVE_FORMAT_IEEE_FLOAT):
-        raise AudioFormatError(
-            path, f"unsupported WAV encoding 0x{encoding:04x} (only PCM and IEEE float)"
-        )
+        raise AudioFormatError(path, f"unsupported WAV encoding 0x{encoding:04x} (only PCM and IEEE float)")
     supported_bits = (8, 16, 24, 32) if encoding == _WAVE_FORMAT_PCM else (32, 64)
     if bits not in supported_bits or channels < 1 or rate < 1:
-        raise AudioFormatError(
-            path, f"unsupported WAV layout: {bits}-bit, {channels} channel(s), {rate} Hz"
-        )
+        raise AudioFormatError(path, f"unsupported WAV layout: {bits}-bit, {channels} channel(s), {rate} Hz")
     if block_align != channels * bits // 8:
-        raise AudioFormatError(
-            path, f"malformed WAV: block align {block_align} for {channels} x {bits}-bit"
-        )
+        raise AudioFormatError(path, f"malformed WAV: block align {block_align} for {channels} x {bits}-bit")
     return _WavFormat(encoding, rate, channels, bits, block_align)
 
 
@@ -192,9 +191,7 @@ def _pcm_to_float(path: Path, raw: bytes, fmt: _WavFormat) -> np.ndarray:
     if not raw:
         raise AudioFormatError(path, "WAV holds no audio samples")
     if len(raw) % block_align:
-        raise AudioFormatError(
-            path, f"truncated WAV: {len(raw)} bytes of audio is not a whole number of frames"
-        )
+        raise AudioFormatError(path, f"truncated WAV: {len(raw)} bytes of audio is not a whole number of frames")
     if encoding == _WAVE_FORMAT_IEEE_FLOAT:
         samples = np.frombuffer(raw, dtype="<f4" if bits == 32 else "<f8").astype(np.float32)
         if not np.all(np.isfinite(samples)):
@@ -210,9 +207,7 @@ def _pcm_to_float(path: Path, raw: bytes, fmt: _WavFormat) -> np.ndarray:
         as_int = np.where(as_int >= 1 << 23, as_int - (1 << 24), as_int)
         samples = as_int.astype(np.float32) / float(1 << 23)
     else:
-        samples = (np.frombuffer(raw, dtype="<i4").astype(np.float64) / float(1 << 31)).astype(
-            np.float32
-        )
+        samples = (np.frombuffer(raw, dtype="<i4").astype(np.float64) / float(1 << 31)).astype(np.float32)
     return samples.reshape(-1, channels).mean(axis=1, dtype=np.float32)
 
 
@@ -270,9 +265,7 @@ def _resampler():
     # modules are torn down prints a spurious TypeError.
     atexit.register(_resampler.cache_clear)
     return tf.function(
-        lambda samples, rate_in, rate_out: tfio.audio.resample(
-            samples, rate_in=rate_in, rate_out=rate_out
-        ),
+        lambda samples, rate_in, rate_out: tfio.audio.resample(samples, rate_in=rate_in, rate_out=rate_out),
         input_signature=[
             tf.TensorSpec([None, 1], tf.float32),
             tf.TensorSpec([], tf.int64),

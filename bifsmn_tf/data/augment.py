@@ -1,4 +1,6 @@
-"""Training-time waveform augmentation of the official BiFSMN code (spec §2.2) as batched TF ops.
+"""Training-time waveform augmentation of the official BiFSMN code as batched TF ops.
+
+The steps: docs/design.md#augmentation.
 
 In order, each with its own independent draws per clip:
 
@@ -86,22 +88,14 @@ class AugmentConfig(JsonConfig):
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"AugmentConfig: {name} must be in [0, 1], got {value!r}")
         if not 0.0 <= self.noise_max_scale <= 1.0:
-            raise ConfigError(
-                f"AugmentConfig: noise_max_scale must be in [0, 1], got {self.noise_max_scale!r}"
-            )
+            raise ConfigError(f"AugmentConfig: noise_max_scale must be in [0, 1], got {self.noise_max_scale!r}")
         low, high = self.amplitude_range
         if not 0.0 <= low <= high:
-            raise ConfigError(
-                f"AugmentConfig: need 0 <= amplitude_range[0] <= [1], got {low, high}"
-            )
+            raise ConfigError(f"AugmentConfig: need 0 <= amplitude_range[0] <= [1], got {low, high}")
         if not 0.0 <= self.speed_max_scale < 1.0:
-            raise ConfigError(
-                f"AugmentConfig: speed_max_scale must be in [0, 1), got {self.speed_max_scale!r}"
-            )
+            raise ConfigError(f"AugmentConfig: speed_max_scale must be in [0, 1), got {self.speed_max_scale!r}")
         if self.shift_max_samples < 0:
-            raise ConfigError(
-                f"AugmentConfig: shift_max_samples must be >= 0, got {self.shift_max_samples!r}"
-            )
+            raise ConfigError(f"AugmentConfig: shift_max_samples must be >= 0, got {self.shift_max_samples!r}")
 
     @property
     def uses_noise(self) -> bool:
@@ -130,15 +124,11 @@ class NoiseBank(NamedTuple):
         for name, samples in named.items():
             if len(samples) < needed:
                 raise ValueError(
-                    f"{name}: background noise of {len(samples)} samples is shorter than a clip "
-                    f"({needed} samples)"
+                    f"{name}: background noise of {len(samples)} samples is shorter than a clip ({needed} samples)"
                 )
             counts.append(len(samples) // NOISE_BLOCK)
         blocks = np.concatenate(
-            [
-                s[: n * NOISE_BLOCK].reshape(n, NOISE_BLOCK)
-                for s, n in zip(named.values(), counts, strict=True)
-            ]
+            [s[: n * NOISE_BLOCK].reshape(n, NOISE_BLOCK) for s, n in zip(named.values(), counts, strict=True)]
         )
         firsts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         return cls(
@@ -181,9 +171,7 @@ def augment_batch(
         if noise is None:
             raise ValueError("augment_batch: noise mixing is enabled but no noise was given")
         files = tf.shape(noise.bounds)[0]
-        file_index = tf.minimum(
-            tf.cast(column("noise_file") * tf.cast(files, tf.float32), tf.int32), files - 1
-        )
+        file_index = tf.minimum(tf.cast(column("noise_file") * tf.cast(files, tf.float32), tf.int32), files - 1)
         first, count = tf.unstack(tf.gather(noise.bounds, file_index), axis=1)
         crop_blocks = math.ceil(clip_samples / NOISE_BLOCK)
         last_start = count - crop_blocks
@@ -199,9 +187,7 @@ def augment_batch(
         waveforms = (1.0 - scale) * waveforms + scale * crops[:, :clip_samples]
 
     low, high = config.amplitude_range
-    gain = tf.where(
-        applied("amplitude", config.amplitude_prob), low + (high - low) * column("amplitude"), 1.0
-    )
+    gain = tf.where(applied("amplitude", config.amplitude_prob), low + (high - low) * column("amplitude"), 1.0)
     waveforms = waveforms * gain[:, tf.newaxis]
 
     speed = tf.where(
@@ -214,18 +200,13 @@ def augment_batch(
     width = 2 * config.shift_max_samples + 1
     shift = tf.where(
         applied("shift", config.shift_prob),
-        tf.minimum(tf.cast(column("shift") * width, tf.int32), width - 1)
-        - config.shift_max_samples,
+        tf.minimum(tf.cast(column("shift") * width, tf.int32), width - 1) - config.shift_max_samples,
         0,
     )
     # Output sample k is shifted-signal sample k - shift, which is resampled-input sample
     # floor((k - shift) * stretch); it is zero outside [0, new_length) before or after the shift.
     shifted = positions - shift[:, tf.newaxis]
     source = tf.cast(tf.floor(tf.cast(shifted, tf.float32) * stretch[:, tf.newaxis]), tf.int32)
-    valid = (
-        (shifted >= 0)
-        & (shifted < new_lengths[:, tf.newaxis])
-        & (positions < new_lengths[:, tf.newaxis])
-    )
+    valid = (shifted >= 0) & (shifted < new_lengths[:, tf.newaxis]) & (positions < new_lengths[:, tf.newaxis])
     source = tf.clip_by_value(source, 0, clip_samples - 1)
     return tf.where(valid, tf.gather(waveforms, source, batch_dims=1), 0.0)

@@ -1,4 +1,7 @@
-"""Words and label orders of Google Speech Commands and of the BiFSMN tasks (spec §2.3)."""
+"""Words and label orders of Speech Commands and the BiFSMN tasks.
+
+docs/design.md#splits-and-labels.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +15,7 @@ WORDS_V1: tuple[str, ...] = (
 )  # fmt: skip
 
 #: The 35 words of Speech Commands v0.02: v0.01 plus five new ones, alphabetical.
-WORDS_V2: tuple[str, ...] = tuple(
-    sorted(WORDS_V1 + ("backward", "follow", "forward", "learn", "visual"))
-)
+WORDS_V2: tuple[str, ...] = tuple(sorted(WORDS_V1 + ("backward", "follow", "forward", "learn", "visual")))
 
 WORDS: dict[str, tuple[str, ...]] = {"v1": WORDS_V1, "v2": WORDS_V2}
 

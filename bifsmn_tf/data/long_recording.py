@@ -20,8 +20,8 @@ where every piece of non-keyword speech lies, the denominator of false alarms pe
 Loudness: the background is the set's noise recording times ``noise_gain``, and each clip is
 added at the level it was synthesised at (speech -36 to -14 dBFS, the range the models were
 trained on). With ``snr_db`` unset, that is all: over a background of about -30 to -17 dBFS at the
-default gain, quiet takes sit below the noise (24 % of keywords under 0 dB in five recordings of the
-demo's set). With ``snr_db`` set, the background under each keyword is scaled so that the RMS of
+default gain, quiet takes sit below the noise (how many: BENCHMARKS.md, "Streaming keyword
+spotting"). With ``snr_db`` set, the background under each keyword is scaled so that the RMS of
 its speech is ``snr_db`` above the RMS of the noise under it, which makes the recording's
 difficulty a number without moving the speech out of its trained range: scaling the speech
 instead took quiet takes over loud noise past full scale (clipping them) or, scaled back, far
@@ -41,8 +41,8 @@ import numpy as np
 
 from bifsmn_tf.data.audio import SAMPLE_RATE, read_wav
 from bifsmn_tf.data.labels import KEYWORDS
-from bifsmn_tf.data.speech_commands import NOISE_STRETCH
-from bifsmn_tf.data.synthetic import BACKGROUND_NOISE_DIR, SYNTH_JSON, SynthError, rms
+from bifsmn_tf.data.speech_commands import BACKGROUND_NOISE_DIR, CLIP_SECONDS, NOISE_STRETCH
+from bifsmn_tf.data.synthetic import SYNTH_JSON, SynthError, rms
 
 #: With ``snr_db`` set, the background's gain moves from one keyword's to the next over this span,
 #: centred in the gap between them (at least 2 s long): no step, and no change under speech.
@@ -142,7 +142,7 @@ def keyword_recording(
     # Each clip window's distance from the one before (or from the start; the last: to the end of
     # the speech); without talk, exactly ``gaps``, so that those recordings stay as they were.
     stretches = gaps + run_seconds
-    speech_seconds = float(stretches.sum() + len(chosen))
+    speech_seconds = float(stretches.sum() + len(chosen) * CLIP_SECONDS)
     total = int((speech_seconds + 60 * noise_minutes) * SAMPLE_RATE)
     start = int(rng.integers(0, len(noise) - total)) if len(noise) > total else 0
     background = np.resize(noise[start:], total) * noise_gain
@@ -153,10 +153,10 @@ def keyword_recording(
         speech_at = at + record["onset_seconds"]
         events.append((speech_at, speech_at + record["speech_seconds"], label))
         starts.append(at)
-        at += 1.0 + stretch
+        at += CLIP_SECONDS + stretch
     talk_spans, talk_placed = [], []
     # A run starts half its pause after the clip window before it (or the recording's start).
-    for run, gap, window_end in zip(runs, gaps, [0.0] + [s + 1.0 for s in starts]):
+    for run, gap, window_end in zip(runs, gaps, [0.0] + [s + CLIP_SECONDS for s in starts]):
         for at, piece, lead, seconds, source in run:
             at += window_end + gap / 2
             talk_spans.append((at, at + seconds, source))
@@ -236,7 +236,7 @@ def _noise_gain_envelope(
     # Each keyword's level holds from the middle of the gap before it (``gaps[k]`` precedes clip
     # k) to the middle of the gap after it; linear ramps centred on those midpoints.
     boundaries = [offset - gap / 2 * SAMPLE_RATE for (offset, _, _), gap in zip(placed[1:], gaps[1:])]
-    boundaries.append(placed[-1][0] + (1.0 + gaps[-1] / 2) * SAMPLE_RATE)
+    boundaries.append(placed[-1][0] + (CLIP_SECONDS + gaps[-1] / 2) * SAMPLE_RATE)
     half_ramp = GAIN_RAMP_SECONDS / 2 * SAMPLE_RATE
     times = [0.0]
     values = [levels[0]]

@@ -81,19 +81,14 @@ class DataConfig(JsonConfig):
             raise ConfigError(f"DataConfig: task must be one of {sorted(TASKS)}, got {self.task!r}")
         if self.protocol not in speech_commands.PROTOCOLS:
             raise ConfigError(
-                f"DataConfig: protocol must be one of {list(speech_commands.PROTOCOLS)}, "
-                f"got {self.protocol!r}"
+                f"DataConfig: protocol must be one of {list(speech_commands.PROTOCOLS)}, got {self.protocol!r}"
             )
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ConfigError(
-                f"DataConfig: batch_size must be a positive integer, got {self.batch_size!r}"
-            )
+            raise ConfigError(f"DataConfig: batch_size must be a positive integer, got {self.batch_size!r}")
 
         share = self.train_unknown_share
         if share is not None and not (isinstance(share, (int, float)) and 0 < share < math.inf):
-            raise ConfigError(
-                f"DataConfig: train_unknown_share must be a positive number or None, got {share!r}"
-            )
+            raise ConfigError(f"DataConfig: train_unknown_share must be a positive number or None, got {share!r}")
 
     @property
     def version(self) -> str:
@@ -133,9 +128,7 @@ class SplitAudio:
 def split_root(data_config: DataConfig, split: str) -> Path:
     """The dataset root that ``split`` is read from."""
     if split == "official_test":
-        return speech_commands.find_dataset(
-            data_config.version, data_config.data_dir, test_set=True
-        )
+        return speech_commands.find_dataset(data_config.version, data_config.data_dir, test_set=True)
     if data_config.root is not None:
         root = Path(data_config.root).expanduser()
         speech_commands.check_layout(root)
@@ -167,13 +160,9 @@ def load_split(data_config: DataConfig, feature_config: FeatureConfig, split: st
     cache_dir = None
     if data_config.cache_audio:
         cache_dir = speech_commands.resolve_data_dir(data_config.data_dir) / "cache" / "audio"
-    clips, clip_lengths = _decoded_clips(
-        root, files, split, rate, clip_samples, data_config.resample, cache_dir
-    )
+    clips, clip_lengths = _decoded_clips(root, files, split, rate, clip_samples, data_config.resample, cache_dir)
     row_of_file = {name: row for row, name in enumerate(files)}
-    noise = _noise_arrays(
-        root, {e.noise_path for e in examples if e.noise_path}, rate, data_config.resample
-    )
+    noise = _noise_arrays(root, {e.noise_path for e in examples if e.noise_path}, rate, data_config.resample)
     synthesized = [np.zeros(clip_samples, np.int16)]  # row len(files): all-zero silence
     sources = np.empty(len(examples), dtype=np.int32)
     for i, e in enumerate(examples):
@@ -217,8 +206,9 @@ def make_dataset(
     """Batches of ``(features (B, T, F) float32, labels (B,) int32)`` of ``split``.
 
     ``split`` is ``train``, ``validation``, ``test`` or ``official_test`` (the separate test-set
-    archive, downloaded with ``--test-set``). Labels index ``task_labels(data_config.task)``. Without ``training``: every example once, in a
-    fixed order, unaugmented. With ``training``: each pass over the returned dataset is one epoch
+    archive, downloaded with ``--test-set``). Labels index ``task_labels(data_config.task)``.
+    Without ``training``: every example once, in a fixed order, unaugmented. With ``training``:
+    each pass over the returned dataset is one epoch
     (``first_epoch``, then the next, ...), shuffled and augmented by stateless ops keyed by
     ``(data_config.seed, epoch, clip)``; ``model.fit(dataset, epochs=n)`` sees a fresh epoch each
     time, and a run resumed at epoch ``k`` passes ``first_epoch=k`` to continue the same stream.
@@ -242,7 +232,9 @@ def make_dataset(
             lambda indices: (frontend(waveforms_of(indices)[0]), tf.gather(labels, indices)),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
-        return dataset.prefetch(tf.data.AUTOTUNE)
+        # Validation passes over the same features every epoch; they are small (a V2 split's
+        # are tens of MB), so they are computed once.
+        return dataset.cache().prefetch(tf.data.AUTOTUNE)
 
     augment = data_config.augment
     noise = None
@@ -253,31 +245,19 @@ def make_dataset(
     epoch_size = len(always) + drawn
 
     def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
-        key = tf.random.experimental.stateless_fold_in(
-            tf.constant([data_config.seed, 0], tf.int64), epoch
-        )
+        key = tf.random.experimental.stateless_fold_in(tf.constant([data_config.seed, 0], tf.int64), epoch)
         members = tf.constant(always, tf.int64)
         if drawn:
             picked = tf.argsort(
-                tf.random.stateless_uniform(
-                    [len(pool)], tf.random.experimental.stateless_fold_in(key, 2)
-                )
+                tf.random.stateless_uniform([len(pool)], tf.random.experimental.stateless_fold_in(key, 2))
             )[:drawn]
             members = tf.concat([members, tf.gather(tf.constant(pool, tf.int64), picked)], 0)
         order = tf.gather(
             members,
-            tf.argsort(
-                tf.random.stateless_uniform(
-                    [epoch_size], tf.random.experimental.stateless_fold_in(key, 0)
-                )
-            ),
+            tf.argsort(tf.random.stateless_uniform([epoch_size], tf.random.experimental.stateless_fold_in(key, 0))),
         )
-        draws = tf.random.stateless_uniform(
-            [num_examples, NUM_DRAWS], tf.random.experimental.stateless_fold_in(key, 1)
-        )
-        return tf.data.Dataset.from_tensor_slices((order, tf.gather(draws, order))).batch(
-            data_config.batch_size
-        )
+        draws = tf.random.stateless_uniform([num_examples, NUM_DRAWS], tf.random.experimental.stateless_fold_in(key, 1))
+        return tf.data.Dataset.from_tensor_slices((order, tf.gather(draws, order))).batch(data_config.batch_size)
 
     def augmented_features(indices: tf.Tensor, draws: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         waveforms, clip_lengths = waveforms_of(indices)
@@ -308,22 +288,15 @@ def _epoch_composition(data: SplitAudio, data_config: DataConfig) -> tuple[np.nd
 def _epoch_numbers(first_epoch: int) -> tf.data.Dataset:
     """One element: ``first_epoch`` on the first pass over the dataset, then +1 per pass."""
     counter = itertools.count(first_epoch)
-    return tf.data.Dataset.from_generator(
-        lambda: iter((next(counter),)), output_signature=tf.TensorSpec([], tf.int64)
-    )
+    return tf.data.Dataset.from_generator(lambda: iter((next(counter),)), output_signature=tf.TensorSpec([], tf.int64))
 
 
 def _to_pcm(samples: np.ndarray) -> np.ndarray:
     return np.clip(np.round(samples * _PCM_SCALE), -32768, 32767).astype(np.int16)
 
 
-def _noise_arrays(
-    root: Path, names: set[str], sample_rate: int, resample: bool
-) -> dict[str, np.ndarray]:
-    return {
-        name: speech_commands.read_clip(root / name, sample_rate, resample=resample)
-        for name in sorted(names)
-    }
+def _noise_arrays(root: Path, names: set[str], sample_rate: int, resample: bool) -> dict[str, np.ndarray]:
+    return {name: speech_commands.read_clip(root / name, sample_rate, resample=resample) for name in sorted(names)}
 
 
 def _noise_bank(root: Path, data_config: DataConfig, feature_config: FeatureConfig) -> NoiseBank:
@@ -393,9 +366,7 @@ def _decoded_clips(
                 with atomic_path(clips_path) as tmp:
                     held = locked.enter_context(open(tmp, "r+b"))
                     fcntl.flock(held, fcntl.LOCK_EX)
-                    clips = np.lib.format.open_memmap(
-                        tmp, mode="w+", dtype=np.int16, shape=(len(files), clip_samples)
-                    )
+                    clips = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int16, shape=(len(files), clip_samples))
                     # Every block now: a full disk is an OSError here, not a SIGBUS in _fill.
                     os.posix_fallocate(held.fileno(), 0, tmp.stat().st_size)
                     _fill(clips, lengths, decoded)

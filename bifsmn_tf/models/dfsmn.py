@@ -1,4 +1,4 @@
-"""The D-FSMN teacher and the thinnable BiFSMN student (spec sections 1, 3 and 5).
+"""The D-FSMN teacher and the thinnable BiFSMN student (docs/design.md).
 
 Both take the log-mel features ``(B, T=32, F=32)`` (time first) and return logits ``(B, C)``::
 
@@ -30,9 +30,8 @@ are buffers, not parameters, in PyTorch): the teacher has exactly the official 6
 Profiles (``ModelConfig.profile``): ``paper`` is the published network; ``lean`` replaces the
 flatten -> 1024 x C classifier by a mean over time -> 128 x C. Both use one PReLU slope per layer
 (as PyTorch's ``nn.PReLU()``) and zero padding in the memory conv without a ``PAD`` op (the
-published semantics, see ``MemoryBlock``). Full-width LCE 0.16 flatbuffers, 12 classes: paper
-~201 KB, lean ~158 KB (~151 KB with tensor names stripped), against ~2.39 MB for the paper
-teacher's float TFLite; the 1024 x 12 float classifier is the 48 KB the lean head saves.
+published semantics, see ``MemoryBlock``). The lean head saves the 1024 x 12 float classifier
+(48 KB); the flatbuffer sizes of both: BENCHMARKS.md, "`paper` vs `lean` profile".
 """
 
 from __future__ import annotations
@@ -42,7 +41,6 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import larq as lq
 import tensorflow as tf
@@ -55,45 +53,57 @@ from bifsmn_tf.models.layers import DFSMNBlock, ThresholdCopies, activation_laye
 PROFILES = ("paper", "lean")
 MEMORY_INPUTS = ("binary", "float")
 KINDS = ("teacher", "student")
-MODEL_CONFIG_FILE = "model_config.json"
+MODEL_RECORD_FILE = "model.json"
+#: The record's name before it was renamed: a run's own model_config.json holds a bare
+#: ModelConfig, another schema. Saved models of earlier runs still carry it.
+_OLD_MODEL_RECORD_FILE = "model_config.json"
 WEIGHTS_PREFIX = "weights"
 _FORMAT = "bifsmn_tf.model/1"
 
 
-def blocks_for_width(width: int, num_blocks: int = 8) -> tuple[int, ...]:
-    """Indices of the blocks executed at ``width`` (spec section 5): ``(n/w)(k+1) - 1``."""
+STUDENT_OPTIONS = (
+    "binarizer",
+    "weight_scale",
+    "memory_input",
+    "fe3_input_thresholds",
+    "fc1_input_thresholds",
+    "student_dropout",
+)
+"""The :class:`ModelConfig` fields only the student reads: a student takes its teacher's
+architecture and these (and its trained ``widths``) from its recipe."""
+
+
+def blocks_for_width(width: int, num_blocks: int) -> tuple[int, ...]:
+    """Indices of the blocks executed at ``width``: ``(n/w)(k+1) - 1``.
+
+    docs/design.md#thinnable-depth-tba.
+
+    For 8 blocks: 8 -> 0..7, 4 -> 1,3,5,7, 2 -> 3,7, 1 -> 7. The student's ``k``-th executed
+    block is distilled from the teacher block of the same index (docs/design.md#hed).
+    """
     if width < 1 or num_blocks % width:
         raise ValueError(f"width {width} must divide the number of blocks ({num_blocks})")
     step = num_blocks // width
     return tuple(step * (k + 1) - 1 for k in range(width))
 
 
-WIDTH_BLOCKS: dict[int, tuple[int, ...]] = {w: blocks_for_width(w) for w in (8, 4, 2, 1)}
-"""Blocks executed per width for the 8-block network: 8 -> 0..7, 4 -> 1,3,5,7, 2 -> 3,7, 1 -> 7."""
-
-
-def teacher_block_index(width: int, k: int) -> int:
-    """The teacher block distilled into the student's ``k``-th executed block at ``width``
-    (spec section 4.1): the same block index."""
-    return WIDTH_BLOCKS[width][k]
-
-
 @dataclasses.dataclass(frozen=True)
 class ModelConfig(JsonConfig):
-    """Architecture of the teacher and the student (defaults: the official CLI, spec 1.2).
+    """Architecture of the teacher and the student (defaults: the official code's, docs/design.md).
 
-    ``widths`` are the student's selectable widths (numbers of executed blocks), widest first.
-    ``binarizer`` is one of :data:`quantizers.BINARIZERS`; ``weight_scale`` one of
-    :data:`quantizers.WEIGHT_SCALES`. The teacher ignores both, ``widths`` and
-    ``student_dropout``; the student ignores ``teacher_dropout``.
+    ``widths`` are the student's selectable widths (numbers of executed blocks), widest first;
+    each divides ``num_blocks``, the teacher's one width. ``binarizer`` is one of
+    :data:`quantizers.BINARIZERS`; ``weight_scale`` one of :data:`quantizers.WEIGHT_SCALES`. The
+    teacher ignores ``widths`` and the :data:`STUDENT_OPTIONS` (:meth:`for_teacher` resets
+    those); the student ignores ``teacher_dropout``.
 
     ``memory_input`` is what the student's memory conv sees: ``"binary"``, the sign of the
     residual stream (the paper's and the official code's), or ``"float"``, the residual stream
     itself. LCE has no binary depthwise convolution, so after conversion the memory conv is a
     float ``DEPTHWISE_CONV_2D`` either way (on the dequantized +-1 input, or on the float one):
     the same kernel bytes and MACs, one ``LceQuantize``/``LceDequantize`` pair fewer per block.
-    Its weights stay binary. On the demo's data it is worth about 5 points at full width (see
-    BENCHMARKS.md); the 1x1 convolutions, fc1 and fe3 stay binary in both.
+    Its weights stay binary, and so do the 1x1 convolutions, fc1 and fe3 in both. What it is
+    worth: BENCHMARKS.md, "Ablation: binarizers and distillation".
 
     ``fe3_input_thresholds`` and ``fc1_input_thresholds`` are where the student binarizes those
     layers' inputs: ``(0.0,)`` is the sign (paper, official code); ``K`` thresholds give each input
@@ -102,7 +112,8 @@ class ModelConfig(JsonConfig):
     ``K`` times the input channels, so its packed binary weights grow with ``K`` -- except that LCE
     packs input channels 32 to a word, and fe3's 16 fill half a word: a second fe3 threshold
     costs no weight bytes; each extra fc1 threshold costs 4 KB. The binary front end is where
-    the student loses most against the teacher (BENCHMARKS.md).
+    the student loses most against the teacher (BENCHMARKS.md, "Thermometer-coded binary inputs
+    to fe3 and fc1").
     """
 
     num_classes: int = 12
@@ -135,29 +146,33 @@ class ModelConfig(JsonConfig):
             raise ConfigError(f"ModelConfig.profile: unknown {self.profile!r}; choose {PROFILES}")
         if self.binarizer not in quantizers.BINARIZERS:
             raise ConfigError(
-                f"ModelConfig.binarizer: unknown {self.binarizer!r}; choose {quantizers.BINARIZERS}"
+                f"ModelConfig.binarizer: unknown {self.binarizer!r}; choose {tuple(quantizers.BINARIZERS)}"
             )
         if self.memory_input not in MEMORY_INPUTS:
-            raise ConfigError(
-                f"ModelConfig.memory_input: unknown {self.memory_input!r}; choose {MEMORY_INPUTS}"
-            )
+            raise ConfigError(f"ModelConfig.memory_input: unknown {self.memory_input!r}; choose {MEMORY_INPUTS}")
         for name in ("fe3_input_thresholds", "fc1_input_thresholds"):
             thresholds = getattr(self, name)
             if not thresholds or list(thresholds) != sorted(set(thresholds)):
-                raise ConfigError(
-                    f"ModelConfig.{name}: one or more distinct increasing values, got {thresholds}"
-                )
+                raise ConfigError(f"ModelConfig.{name}: one or more distinct increasing values, got {thresholds}")
             if len(thresholds) == 1 and thresholds[0] != 0.0:
                 # One threshold builds no copies, so anything but 0 would be silently ignored;
                 # a shifted sign is what the BN and RPReLU before the layer learn anyway.
                 raise ConfigError(f"ModelConfig.{name}: a single threshold must be 0, got {thresholds}")
         if self.weight_scale not in quantizers.WEIGHT_SCALES:
             raise ConfigError(
-                f"ModelConfig.weight_scale: unknown {self.weight_scale!r}; "
-                f"choose {quantizers.WEIGHT_SCALES}"
+                f"ModelConfig.weight_scale: unknown {self.weight_scale!r}; choose {quantizers.WEIGHT_SCALES}"
             )
-        positive = ("num_classes", "num_frames", "num_features", "frontend_channels",
-                    "frontend_kernel_size", "num_blocks", "hidden_size", "memory_size", "dilation")
+        positive = (
+            "num_classes",
+            "num_frames",
+            "num_features",
+            "frontend_channels",
+            "frontend_kernel_size",
+            "num_blocks",
+            "hidden_size",
+            "memory_size",
+            "dilation",
+        )
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"ModelConfig.{name}: must be >= 1, got {getattr(self, name)}")
@@ -167,9 +182,7 @@ class ModelConfig(JsonConfig):
             raise ConfigError(f"ModelConfig.widths: distinct, widest first, got {self.widths}")
         for width in self.widths:
             if width < 1 or self.num_blocks % width:
-                raise ConfigError(
-                    f"ModelConfig.widths: {width} does not divide num_blocks={self.num_blocks}"
-                )
+                raise ConfigError(f"ModelConfig.widths: {width} does not divide num_blocks={self.num_blocks}")
 
     @property
     def backbone_frames(self) -> int:
@@ -187,14 +200,17 @@ class ModelConfig(JsonConfig):
             return tuple(range(self.num_blocks))
         return blocks_for_width(width, self.num_blocks)
 
-    def same_architecture(self, other: "ModelConfig") -> bool:
+    def for_teacher(self) -> ModelConfig:
+        """This architecture as a teacher records it: the :data:`STUDENT_OPTIONS` at their
+        defaults, so that a teacher run does not depend on the students it will teach."""
+        defaults = ModelConfig()
+        return self.replace(**{name: getattr(defaults, name) for name in STUDENT_OPTIONS})
+
+    def same_architecture(self, other: ModelConfig) -> bool:
         """Whether the shared layers of ``self`` and ``other`` have the same shapes."""
-        ignored = {"binarizer", "weight_scale", "memory_input", "fe3_input_thresholds",
-                   "fc1_input_thresholds", "widths", "teacher_dropout", "student_dropout"}
+        ignored = {*STUDENT_OPTIONS, "widths", "teacher_dropout"}
         return all(
-            getattr(self, f.name) == getattr(other, f.name)
-            for f in dataclasses.fields(self)
-            if f.name not in ignored
+            getattr(self, f.name) == getattr(other, f.name) for f in dataclasses.fields(self) if f.name not in ignored
         )
 
 
@@ -231,18 +247,15 @@ def _layers(config: ModelConfig, kind: str) -> dict[str, tf.keras.layers.Layer]:
     """Every layer of a model, by name; the graphs of all widths are wired from these."""
     student = kind == "student"
     binarizer = config.binarizer
-    act = ("rprelu" if quantizers.uses_rprelu(binarizer) else "prelu") if student else "relu"
+    act = ("rprelu" if quantizers.binarizer(binarizer).rprelu else "prelu") if student else "relu"
     layers: dict[str, tf.keras.layers.Layer] = {}
 
     def batch_norm(name: str) -> tf.keras.layers.BatchNormalization:
-        return tf.keras.layers.BatchNormalization(
-            momentum=config.bn_momentum, epsilon=config.bn_epsilon, name=name
-        )
+        return tf.keras.layers.BatchNormalization(momentum=config.bn_momentum, epsilon=config.bn_epsilon, name=name)
 
     def binary_conv(filters: int, kernel: int, strides: int, use_bias: bool, name: str):
         if not student:
-            return lq.layers.QuantConv2D(filters, kernel, strides=strides, padding="same",
-                                         use_bias=True, name=name)
+            return lq.layers.QuantConv2D(filters, kernel, strides=strides, padding="same", use_bias=True, name=name)
         return lq.layers.QuantConv2D(
             filters,
             kernel,
@@ -255,9 +268,7 @@ def _layers(config: ModelConfig, kind: str) -> dict[str, tf.keras.layers.Layer]:
             name=name,
         )
 
-    layers["add_channel"] = tf.keras.layers.Reshape(
-        (config.num_frames, config.num_features, 1), name="add_channel"
-    )
+    layers["add_channel"] = tf.keras.layers.Reshape((config.num_frames, config.num_features, 1), name="add_channel")
     layers["fe0"] = lq.layers.QuantConv2D(
         config.frontend_channels, config.frontend_kernel_size, strides=2, padding="same", name="fe0"
     )
@@ -267,21 +278,18 @@ def _layers(config: ModelConfig, kind: str) -> dict[str, tf.keras.layers.Layer]:
         if student and len(thresholds) > 1:
             layers[f"{name}_copies"] = ThresholdCopies(thresholds, name=f"{name}_copies")
     # A bias before BN is redundant; the teacher keeps it only to match the official count.
-    layers["fe3"] = binary_conv(2 * config.frontend_channels, config.frontend_kernel_size, 2,
-                                use_bias=False, name="fe3")
+    layers["fe3"] = binary_conv(
+        2 * config.frontend_channels, config.frontend_kernel_size, 2, use_bias=False, name="fe3"
+    )
     layers["fe3_bn"] = batch_norm("fe3_bn")
     layers["fe3_act"] = activation_layer(act, "fe3_act")
-    layers["to_sequence"] = tf.keras.layers.Reshape(
-        (config.backbone_frames, 1, config.fc1_inputs), name="to_sequence"
-    )
+    layers["to_sequence"] = tf.keras.layers.Reshape((config.backbone_frames, 1, config.fc1_inputs), name="to_sequence")
     layers["fc1"] = binary_conv(config.memory_size, 1, 1, use_bias=True, name="fc1")
     layers["fc1_act"] = activation_layer(act, "fc1_act")
 
     widths = config.widths if student else (None,)
     for index in range(config.num_blocks):
-        branches = tuple(
-            width or config.num_blocks for width in widths if index in config.blocks(width)
-        )
+        branches = tuple(width or config.num_blocks for width in widths if index in config.blocks(width))
         if not branches:
             continue
         binary = {}
@@ -289,9 +297,7 @@ def _layers(config: ModelConfig, kind: str) -> dict[str, tf.keras.layers.Layer]:
             binary = dict(
                 input_quantizer=quantizers.input_quantizer(binarizer),
                 kernel_quantizer=quantizers.kernel_quantizer(binarizer, config.weight_scale),
-                depthwise_quantizer=quantizers.kernel_quantizer(
-                    binarizer, config.weight_scale, depthwise=True
-                ),
+                depthwise_quantizer=quantizers.kernel_quantizer(binarizer, config.weight_scale, depthwise=True),
                 kernel_constraint="weight_clip",
                 quantize_memory_input=config.memory_input == "binary",
             )
@@ -322,6 +328,11 @@ def _layers(config: ModelConfig, kind: str) -> dict[str, tf.keras.layers.Layer]:
     return layers
 
 
+# Keras runs every custom layer's ``call`` through AutoGraph while it wires a functional model;
+# ours (and Larq's) have no tensor-dependent Python control flow, and that conversion took over
+# 90 % of the time of building a model (the builders run in training, evaluation, conversion and
+# most tests). Inside these two functions AutoGraph is off; traced steps still convert as before.
+@tf.autograph.experimental.do_not_convert
 def _frontend(layers: Mapping[str, tf.keras.layers.Layer], features: tf.Tensor) -> tf.Tensor:
     x = layers["add_channel"](features)
     x = layers["fe0_act"](layers["fe0_bn"](layers["fe0"](x)))
@@ -334,6 +345,7 @@ def _frontend(layers: Mapping[str, tf.keras.layers.Layer], features: tf.Tensor) 
     return layers["fc1_act"](layers["fc1"](sequence))
 
 
+@tf.autograph.experimental.do_not_convert
 def _backbone(
     layers: Mapping[str, tf.keras.layers.Layer],
     config: ModelConfig,
@@ -343,9 +355,7 @@ def _backbone(
 ) -> tuple[tf.Tensor, list[tf.Tensor]]:
     block_outputs = []
     for index in config.blocks(width):
-        sequence = layers[f"block_{index}"](
-            sequence, width=width, skip_hidden_activation=skip_hidden_activation
-        )
+        sequence = layers[f"block_{index}"](sequence, width=width, skip_hidden_activation=skip_hidden_activation)
         block_outputs.append(sequence)
     x = layers["head"](sequence)
     if "dropout" in layers:
@@ -380,9 +390,7 @@ def build_bifsmn(config: ModelConfig) -> tf.keras.Model:
 def _check_width(model: tf.keras.Model, width: int | None) -> tuple[ModelConfig, str]:
     info = _info(model)
     if info.kind == "teacher" and width not in (None, info.config.num_blocks):
-        raise ValueError(
-            f"the teacher has one width ({info.config.num_blocks} blocks); got {width}"
-        )
+        raise ValueError(f"the teacher has one width ({info.config.num_blocks} blocks); got {width}")
     if info.kind == "student" and width not in info.config.widths:
         raise ValueError(f"width must be one of {info.config.widths}, got {width}")
     return info.config, info.kind
@@ -397,20 +405,13 @@ def _wire(
     layers = {layer.name: layer for layer in model.layers}
     layers["head"] = layers["flatten" if config.profile == "paper" else "time_mean"]
     features = _features_input(config)
-    skip = (
-        for_lce and kind == "student" and config.binarizer in quantizers.SIGN_INPUT_BINARIZERS
-    )
+    skip = for_lce and kind == "student" and config.binarizer in quantizers.SIGN_INPUT_BINARIZERS
     sequence = _frontend(layers, features)
-    paths = [
-        _backbone(layers, config, sequence, None if kind == "teacher" else width, skip)
-        for width in widths
-    ]
+    paths = [_backbone(layers, config, sequence, None if kind == "teacher" else width, skip) for width in widths]
     return features, paths
 
 
-def width_model(
-    model: tf.keras.Model, width: int | None = None, *, for_lce: bool = False
-) -> tf.keras.Model:
+def width_model(model: tf.keras.Model, width: int | None = None, *, for_lce: bool = False) -> tf.keras.Model:
     """The model at one width, ``(B, T, F) -> (B, C)`` logits, sharing ``model``'s weights.
 
     For the student ``width`` is one of ``config.widths``; for the teacher ``None``. The student's
@@ -473,10 +474,10 @@ def _weights_by_path(model: tf.keras.Model) -> dict[str, tf.Variable]:
     return {weight.name.split(":")[0]: weight for weight in model.weights}
 
 
-def init_student_from_teacher(
-    student: tf.keras.Model, teacher: tf.keras.Model
-) -> dict[str, list[str]]:
-    """Copy a trained teacher's weights into the student where they play the same role (spec 5).
+def init_student_from_teacher(student: tf.keras.Model, teacher: tf.keras.Model) -> dict[str, list[str]]:
+    """Copy a trained teacher's weights into the student where they play the same role.
+
+    docs/design.md#thinnable-depth-tba.
 
     Carried: the front end (conv kernels, BN), fc1 (fe3's and fc1's kernels repeated for every
     threshold copy of their inputs, see ``ModelConfig.fe3_input_thresholds``), every block's
@@ -489,9 +490,7 @@ def init_student_from_teacher(
     """
     student_config, teacher_config = model_config(student), model_config(teacher)
     if model_kind(student) != "student" or model_kind(teacher) != "teacher":
-        raise ValueError(
-            "init_student_from_teacher(student, teacher): arguments swapped or wrong kind"
-        )
+        raise ValueError("init_student_from_teacher(student, teacher): arguments swapped or wrong kind")
     if not student_config.same_architecture(teacher_config):
         raise ValueError(
             "teacher and student configs differ in architecture: "
@@ -535,27 +534,27 @@ def build_model(config: ModelConfig, kind: str) -> tf.keras.Model:
 
 
 def save_model(model: tf.keras.Model, directory: str | Path, config: ModelConfig) -> Path:
-    """Write ``model``'s weights (TF checkpoint ``weights.*``) and ``model_config.json``
+    """Write ``model``'s weights (TF checkpoint ``weights.*``) and ``model.json``
     (format, kind, config) to ``directory``, replacing it atomically: the files are written to a
     temporary directory beside it which is then renamed."""
     info = _info(model)
     if not info.full:
-        raise ValueError(
-            "save_model: pass the model from build_teacher/build_bifsmn, not a cut-out"
-        )
+        raise ValueError("save_model: pass the model from build_teacher/build_bifsmn, not a cut-out")
     if config != info.config:
         raise ValueError("save_model: config differs from the one the model was built with")
     directory = Path(directory)
     with atomic_directory(directory) as staging:
         model.save_weights(str(staging / WEIGHTS_PREFIX), save_format="tf")
         record = {"format": _FORMAT, "kind": info.kind, "config": config.to_dict()}
-        atomic_write_text(staging / MODEL_CONFIG_FILE, json.dumps(record, indent=2) + "\n")
+        atomic_write_text(staging / MODEL_RECORD_FILE, json.dumps(record, indent=2) + "\n")
     return directory
 
 
 def read_model_record(directory: str | Path) -> tuple[str, ModelConfig]:
-    """``(kind, config)`` from a saved model's ``model_config.json``, without building it."""
-    path = Path(directory) / MODEL_CONFIG_FILE
+    """``(kind, config)`` from a saved model's ``model.json``, without building it."""
+    path = Path(directory) / MODEL_RECORD_FILE
+    if not path.exists() and (Path(directory) / _OLD_MODEL_RECORD_FILE).exists():
+        path = Path(directory) / _OLD_MODEL_RECORD_FILE
     record = read_json(path, missing=f"not found; is {directory} a saved model directory?")
     if not isinstance(record, dict) or record.get("format") != _FORMAT:
         raise ConfigError(f"{path}: not a bifsmn_tf model record (expected format {_FORMAT})")
@@ -572,9 +571,7 @@ def load_model(directory: str | Path) -> tuple[tf.keras.Model, ModelConfig]:
     try:
         model.load_weights(str(Path(directory) / WEIGHTS_PREFIX)).assert_existing_objects_matched()
     except AssertionError as err:
-        raise ConfigError(
-            f"{directory}: weights do not match the recorded config ({err})"
-        ) from None
+        raise ConfigError(f"{directory}: weights do not match the recorded config ({err})") from None
     except (tf.errors.OpError, IndexError) as err:  # IndexError: TF's reader on a cut data file
         raise ConfigError(
             f"{directory}: the saved weights cannot be read ({_first_line(getattr(err, 'message', str(err)))}); the "

@@ -1,7 +1,7 @@
 """Deep-FSMN layers on time sequences laid out as NHWC images ``(B, T, 1, C)``.
 
 The sequence layout is what makes binary layers binary after conversion: LCE only turns
-``Conv2D``-shaped Larq layers into ``LceBconv2d`` (lce-notes section 0), so the 1x1 fc-transform
+``Conv2D``-shaped Larq layers into ``LceBconv2d`` (docs/conversion.md), so the 1x1 fc-transform
 convolutions are ``QuantConv2D`` 1x1 over a ``(T, 1)`` map. Full precision and binary are one code
 path: a layer without quantizers is a float layer, one with sign quantizers is binary.
 """
@@ -57,7 +57,9 @@ class RPReLU(tf.keras.layers.Layer):
         channels = (input_shape[-1],)
         self.shift_in = self.add_weight(name="gamma", shape=channels, initializer="zeros")
         self.slope = self.add_weight(
-            name="alpha", shape=channels, initializer=tf.keras.initializers.Constant(0.25),
+            name="alpha",
+            shape=channels,
+            initializer=tf.keras.initializers.Constant(0.25),
             constraint=SlopeFloor(),
         )
         self.shift_out = self.add_weight(name="zeta", shape=channels, initializer="zeros")
@@ -103,7 +105,7 @@ def activation_layer(kind: str, name: str | None = None) -> tf.keras.layers.Laye
 
     ``prelu`` has one slope per layer, initialised to 0.25, like PyTorch's ``nn.PReLU()`` of the
     official code (Keras's default ``PReLU`` has one per element: 32x the parameters of a block
-    output and ~140 KB more flatbuffer, lce-notes section 8). Slopes of ``prelu`` and ``rprelu``
+    output, all of them float in the flatbuffer). Slopes of ``prelu`` and ``rprelu``
     stay positive (:class:`SlopeFloor`).
     """
     if kind == "relu":
@@ -136,9 +138,7 @@ class MemoryBlock(lq.layers.QuantDepthwiseConv2D):
     with the +-scale kernel stored as floats: the same numbers, 5 MACs per channel and frame.
     """
 
-    def __init__(
-        self, left_order: int = 2, right_order: int = 2, dilation: int = 1, **kwargs: Any
-    ) -> None:
+    def __init__(self, left_order: int = 2, right_order: int = 2, dilation: int = 1, **kwargs: Any) -> None:
         if left_order < 0 or right_order < 0 or dilation < 1:
             raise ValueError(
                 f"MemoryBlock: orders must be >= 0 and dilation >= 1, got left_order={left_order}, "
@@ -190,7 +190,7 @@ class _QuantizerRecipe:
     config_json: str
 
     @classmethod
-    def of(cls, spec: QuantizerSpec) -> "_QuantizerRecipe | None":
+    def of(cls, spec: QuantizerSpec) -> _QuantizerRecipe | None:
         if spec is None:
             return None
         quantizer = lq.quantizers.get(spec)
@@ -212,7 +212,7 @@ def _serialize(recipe: _QuantizerRecipe | None) -> dict[str, Any] | None:
 
 @_serializable
 class DFSMNBlock(tf.keras.layers.Layer):
-    """One Deep-FSMN block (spec section 1.4), ``(B, T, 1, C) -> (B, T, 1, C)``::
+    """One Deep-FSMN block (docs/design.md#the-model), ``(B, T, 1, C) -> (B, T, 1, C)``::
 
         m = act_m(BN_m(memory(x))) + x                          # memory + skip
         u = dropout(act_h(BN_h(expand(m))))                     # 1x1 conv C -> hidden_size
@@ -224,13 +224,16 @@ class DFSMNBlock(tf.keras.layers.Layer):
     ``expand`` and ``project`` become ``LceBconv2d`` after conversion, the memory conv a float
     depthwise conv (see :class:`MemoryBlock`).
 
-    Thinnable (spec section 5): ``branches`` lists the widths at which the block runs; each has its
-    own output BN and activation (``output_bn_w{width}``, ``output_act_w{width}``), chosen by
-    ``call(..., width=...)``. Everything else is shared by all widths.
+    Thinnable (docs/design.md#thinnable-depth-tba): ``branches`` lists the widths at which the
+    block runs; each has its own output BN and activation (``output_bn_w{width}``,
+    ``output_act_w{width}``), chosen by ``call(..., width=...)``. Everything else is shared by
+    all widths.
 
     Args:
         hidden_size: channels of the expanded fc-transform.
-        left_order, right_order, dilation: the memory's look-back, look-ahead and stride.
+        left_order: the memory's look-back, in time steps.
+        right_order: the memory's look-ahead, in time steps.
+        dilation: the memory's stride over time.
         input_quantizer: activation quantizer for the three convolutions (name, config dict or
             instance; each conv gets its own copy), ``None`` for float.
         quantize_memory_input: ``False`` feeds the memory conv the float input instead (the 1x1
@@ -289,9 +292,7 @@ class DFSMNBlock(tf.keras.layers.Layer):
         self.bn_epsilon = bn_epsilon
 
     def _batch_norm(self, name: str) -> tf.keras.layers.BatchNormalization:
-        return tf.keras.layers.BatchNormalization(
-            momentum=self.bn_momentum, epsilon=self.bn_epsilon, name=name
-        )
+        return tf.keras.layers.BatchNormalization(momentum=self.bn_momentum, epsilon=self.bn_epsilon, name=name)
 
     def _pointwise(self, filters: int, name: str) -> lq.layers.QuantConv2D:
         return lq.layers.QuantConv2D(
@@ -310,9 +311,7 @@ class DFSMNBlock(tf.keras.layers.Layer):
             self.left_order,
             self.right_order,
             self.dilation,
-            input_quantizer=(
-                _new_quantizer(self.input_quantizer) if self.quantize_memory_input else None
-            ),
+            input_quantizer=(_new_quantizer(self.input_quantizer) if self.quantize_memory_input else None),
             depthwise_quantizer=_new_quantizer(self.depthwise_quantizer),
             depthwise_constraint=self.kernel_constraint,
             use_bias=self.use_bias,
@@ -326,9 +325,7 @@ class DFSMNBlock(tf.keras.layers.Layer):
         self.hidden_dropout = tf.keras.layers.Dropout(self.dropout) if self.dropout else None
         self.project = self._pointwise(channels, "project")
         self.output_bns = [self._batch_norm(f"output_bn_w{width}") for width in self.branches]
-        self.output_acts = [
-            activation_layer(self.activation, f"output_act_w{width}") for width in self.branches
-        ]
+        self.output_acts = [activation_layer(self.activation, f"output_act_w{width}") for width in self.branches]
         super().build(input_shape)
 
     def call(
@@ -347,9 +344,7 @@ class DFSMNBlock(tf.keras.layers.Layer):
         the input quantizer's forward pass is the plain sign
         (:data:`~bifsmn_tf.models.quantizers.SIGN_INPUT_BINARIZERS`).
         """
-        if skip_hidden_activation and (
-            self.hidden_activation != "prelu" or self.input_quantizer is None
-        ):
+        if skip_hidden_activation and (self.hidden_activation != "prelu" or self.input_quantizer is None):
             raise ValueError(
                 f"{self.name}: only a PReLU read by a sign quantizer can be skipped; this block "
                 f"has {self.hidden_activation!r} and "
@@ -362,9 +357,7 @@ class DFSMNBlock(tf.keras.layers.Layer):
         elif width in self.branches:
             branch = self.branches.index(width)
         else:
-            raise ValueError(
-                f"{self.name}: does not run at width {width}; it runs at {self.branches}"
-            )
+            raise ValueError(f"{self.name}: does not run at width {width}; it runs at {self.branches}")
         memory = self.memory_act(self.memory_bn(self.memory(inputs), training=training)) + inputs
         hidden = self.hidden_bn(self.expand(memory), training=training)
         if not skip_hidden_activation:

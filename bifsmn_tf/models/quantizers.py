@@ -2,32 +2,17 @@
 
 Every quantizer is a Larq ``Quantizer`` (a Keras layer with a ``precision``), usable as the
 ``input_quantizer``, ``kernel_quantizer`` or ``depthwise_quantizer`` of a Larq layer, with a full
-``get_config`` and registered for serialization. A binarization *method* is a choice of an input
-quantizer, a kernel quantizer and the activation that follows BN; :func:`input_quantizer`,
-:func:`kernel_quantizer` and :func:`uses_rprelu` return those for each name of :data:`BINARIZERS`:
-
-========== ============================================ ============================================
-name       activations                                  weights
-========== ============================================ ============================================
-bifsmn     sign, clipped STE                            sign x per-output-channel mean|W|, STE
-bnn        sign, clipped STE                            sign, STE (no scale)
-xnor       sign x per-pixel mean|x| over channels, STE  sign x per-output-channel mean|W|, STE
-bireal     sign, ApproxSign gradient (2 - 2|x|)         sign x per-output-channel mean|W|, STE
-irnet      sign, EDE gradient (scheduled tanh)          Libra-PB: standardised, sign x 2^round(log2
-                                                        mean|W|), EDE gradient
-reactnet   sign(x - learnable per-channel threshold),   sign x per-output-channel mean|W|, STE;
-           ApproxSign gradient                          RPReLU after BN instead of PReLU
-lpb        BiFSMNv2 dual-scale: b1 + s_r b2 - tau2      sign(alpha3 W) x per-output-channel mean|W|,
-           (learnable thresholds, learnable backward)   learnable backward
-========== ============================================ ============================================
+``get_config`` and registered for serialization. A binarization *method* (:class:`Binarizer`) is
+a choice of an input quantizer, a kernel quantizer and the activation that follows BN;
+:data:`BINARIZERS` holds every method by name, and is what ``ModelConfig.binarizer`` accepts, what
+the layers are built from (:func:`input_quantizer`, :func:`kernel_quantizer`) and what
+``bifsmn-tf train --binarizer`` offers.
 
 Deployment with LCE: only a kernel whose entries are ``+-scale[out]`` and an input that is exactly
 ``sign(x)`` (or ``sign(x - b)``: a float ``SUB`` before ``LceQuantize``) make an ``LceBconv2d``; the
-per-output scale folds into the following BN. So ``bifsmn``, ``bnn``, ``bireal``, ``irnet``
-(power-of-two per-output scale) and ``reactnet`` deploy as binary convolutions. ``xnor``'s
-per-pixel activation scale and ``lpb``'s two-level activation do not: the converter sees a float
-input and keeps a float ``CONV_2D``. They are training baselines; deploying them would need two
-binary convolutions plus float rescaling per layer (see :class:`DualScaleSign`).
+per-output scale folds into the following BN (:attr:`Binarizer.lce_binary`). The others are
+training baselines; deploying them would need two binary convolutions plus float rescaling per
+layer (see :class:`DualScaleSign`).
 
 Forward signs use ``larq.math.sign`` (never 0), the form LCE's converter recognises. PyTorch's
 ``sign(0) = 0`` only matters for zero padding, which the memory block applies *after* the sign.
@@ -39,24 +24,19 @@ zero-argument ``super()`` fails.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import larq as lq
 import tensorflow as tf
 
-BINARIZERS = ("bifsmn", "bnn", "xnor", "bireal", "irnet", "reactnet", "lpb")
-"""Binarization methods selectable by ``ModelConfig.binarizer``."""
-
-SIGN_INPUT_BINARIZERS = ("bifsmn", "bnn", "bireal", "irnet")
-"""Binarizers whose activation quantizer outputs exactly ``sign(x)`` in the forward pass (only
-their gradients differ). In front of such a quantizer, a PReLU whose slope stays positive changes
-nothing at inference: ``sign(PReLU(x)) = sign(x)``."""
-
 WEIGHT_SCALES = ("output_channel", "official")
 """``output_channel``: one scale per output channel (folds into BN; LCE-convertible).
 ``official``: the released v1 code's scheme, one scale per (output, input) channel pair after
 subtracting the global mean of the kernel; for 1x1 kernels that leaves the weights effectively
-full precision (spec section 3.3), and LCE keeps such a layer as a float ``CONV_2D``."""
+full precision (docs/design.md#the-official-1x1-weights-are-not-binary), and LCE keeps such
+a layer as a float ``CONV_2D``."""
 
 _serializable = tf.keras.utils.register_keras_serializable(package="bifsmn_tf")
 
@@ -168,9 +148,7 @@ class EDESign(lq.quantizers.Quantizer):
         self.t_max = t_max
 
     def build(self, input_shape: tf.TensorShape) -> None:
-        self.progress = self.add_weight(
-            name="progress", shape=(), initializer="zeros", trainable=False
-        )
+        self.progress = self.add_weight(name="progress", shape=(), initializer="zeros", trainable=False)
 
     def _temperature(self) -> tuple[tf.Tensor, tf.Tensor]:
         t = self.t_min * tf.pow(self.t_max / self.t_min, self.progress)
@@ -232,7 +210,9 @@ class ThresholdSign(lq.quantizers.Quantizer):
 
 @_serializable
 class DualScaleSign(lq.quantizers.Quantizer):
-    """BiFSMNv2's dual-scale activation with the Learning Propagation Binarizer (spec section 8.2).
+    """BiFSMNv2's dual-scale activation of the Learning Propagation Binarizer.
+
+    docs/design.md#the-learning-propagation-binarizer-bifsmnv2.
 
     With learnable per-channel thresholds ``tau0, tau1, tau2`` (initialised U(0, 0.001)) and
     learnable scalars ``alpha1, alpha2`` (initialised 1)::
@@ -265,8 +245,7 @@ class DualScaleSign(lq.quantizers.Quantizer):
             for i in range(3)
         ]
         self.alphas = [
-            self.add_weight(name=f"alpha{i + 1}", shape=(), initializer="ones", trainable=True)
-            for i in range(2)
+            self.add_weight(name=f"alpha{i + 1}", shape=(), initializer="ones", trainable=True) for i in range(2)
         ]
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
@@ -284,8 +263,8 @@ class LearnedBackwardScaledSign(lq.quantizers.Quantizer):
     (detached), the gradient that of ``clip(alpha3 W, -1, 1)`` with a learnable scalar ``alpha3``.
 
     The official v2 code averages per (output, input) pair, which leaves 1x1 kernels full
-    precision (spec section 3.3); here the scale is per output channel, like
-    :class:`ChannelScaledSign`.
+    precision (docs/design.md#the-official-1x1-weights-are-not-binary); here the scale is per
+    output channel, like :class:`ChannelScaledSign`.
     """
 
     precision = 1
@@ -306,57 +285,136 @@ class LearnedBackwardScaledSign(lq.quantizers.Quantizer):
         return {**super().get_config(), "channel_axes": list(self.channel_axes)}
 
 
-def _check_binarizer(binarizer: str) -> None:
-    if binarizer not in BINARIZERS:
-        raise ValueError(f"binarizer: unknown {binarizer!r}; choose one of {', '.join(BINARIZERS)}")
+@dataclasses.dataclass(frozen=True)
+class Binarizer:
+    """A binarization method: how a binary layer's inputs and weights become 1-bit.
+
+    Attributes:
+        name: What ``ModelConfig.binarizer`` and ``bifsmn-tf train --binarizer`` call it.
+        activations: How an input is binarized (forward, and its gradient).
+        weights: How a kernel is binarized.
+        input_quantizer: Makes a fresh activation quantizer (one per layer: some carry weights).
+        kernel_quantizer: Makes a fresh kernel quantizer from the kernel's output-channel axes.
+        mean_scaled: The kernel is scaled by its mean magnitude, so ``weight_scale`` applies.
+        sign_input: The activation quantizer outputs exactly ``sign(x)`` in the forward pass
+            (only its gradient differs). In front of it, a PReLU whose slope stays positive
+            changes nothing at inference: ``sign(PReLU(x)) = sign(x)``.
+        rprelu: ReActNet's RPReLU follows BN instead of PReLU.
+        lce_binary: LCE converts its layers to ``LceBconv2d``; otherwise the converter sees a
+            float input and keeps a float ``CONV_2D``.
+    """
+
+    name: str
+    activations: str
+    weights: str
+    input_quantizer: Callable[[], lq.quantizers.Quantizer]
+    kernel_quantizer: Callable[[tuple[int, ...]], lq.quantizers.Quantizer]
+    mean_scaled: bool = True
+    sign_input: bool = True
+    rprelu: bool = False
+    lce_binary: bool = True
 
 
-def input_quantizer(binarizer: str) -> lq.quantizers.Quantizer:
-    """A fresh activation quantizer of ``binarizer`` (one per layer: some carry weights)."""
-    _check_binarizer(binarizer)
-    if binarizer == "xnor":
-        return PixelScaledSign()
-    if binarizer == "bireal":
-        return lq.quantizers.ApproxSign()
-    if binarizer == "irnet":
-        return EDESign()
-    if binarizer == "reactnet":
-        return ThresholdSign()
-    if binarizer == "lpb":
-        return DualScaleSign()
-    return lq.quantizers.SteSign()
+def _mean_scaled_kernel(channel_axes: tuple[int, ...]) -> lq.quantizers.Quantizer:
+    return ChannelScaledSign(channel_axes=channel_axes)
+
+
+#: Every binarization method by name, the paper's first.
+BINARIZERS: dict[str, Binarizer] = {
+    method.name: method
+    for method in (
+        Binarizer(
+            "bifsmn",
+            "sign, clipped STE",
+            "sign x per-output-channel mean|W|, STE",
+            lq.quantizers.SteSign,
+            _mean_scaled_kernel,
+        ),
+        Binarizer(
+            "bnn",
+            "sign, clipped STE",
+            "sign, STE (no scale)",
+            lq.quantizers.SteSign,
+            lambda axes: lq.quantizers.SteSign(),
+            mean_scaled=False,
+        ),
+        Binarizer(
+            "xnor",
+            "sign x per-pixel mean|x| over channels, STE",
+            "sign x per-output-channel mean|W|, STE",
+            PixelScaledSign,
+            _mean_scaled_kernel,
+            sign_input=False,
+            lce_binary=False,
+        ),
+        Binarizer(
+            "bireal",
+            "sign, ApproxSign gradient (2 - 2|x|)",
+            "sign x per-output-channel mean|W|, STE",
+            lq.quantizers.ApproxSign,
+            _mean_scaled_kernel,
+        ),
+        Binarizer(
+            "irnet",
+            "sign, EDE gradient (scheduled tanh)",
+            "Libra-PB: standardised, sign x 2^round(log2 mean|W|), EDE gradient",
+            EDESign,
+            lambda axes: LibraSign(channel_axes=axes),
+            mean_scaled=False,
+        ),
+        Binarizer(
+            "reactnet",
+            "sign(x - learnable per-channel threshold), ApproxSign gradient",
+            "sign x per-output-channel mean|W|, STE; RPReLU after BN instead of PReLU",
+            ThresholdSign,
+            _mean_scaled_kernel,
+            sign_input=False,
+            rprelu=True,
+        ),
+        Binarizer(
+            "lpb",
+            "BiFSMNv2 dual-scale b1 + s_r b2 - tau2 (learnable thresholds and backward)",
+            "sign(alpha3 W) x per-output-channel mean|W|, learnable backward",
+            DualScaleSign,
+            lambda axes: LearnedBackwardScaledSign(channel_axes=axes),
+            mean_scaled=False,
+            sign_input=False,
+            lce_binary=False,
+        ),
+    )
+}
+
+SIGN_INPUT_BINARIZERS = tuple(name for name, method in BINARIZERS.items() if method.sign_input)
+"""Binarizers whose activation quantizer outputs exactly ``sign(x)`` (:attr:`Binarizer.sign_input`)."""
+
+
+def binarizer(name: str) -> Binarizer:
+    """The method called ``name``; an unknown name is a ``ValueError`` listing the choices."""
+    if name not in BINARIZERS:
+        raise ValueError(f"binarizer: unknown {name!r}; choose one of {', '.join(BINARIZERS)}")
+    return BINARIZERS[name]
+
+
+def input_quantizer(name: str) -> lq.quantizers.Quantizer:
+    """A fresh activation quantizer of the binarizer ``name`` (one per layer: some carry weights)."""
+    return binarizer(name).input_quantizer()
 
 
 def kernel_quantizer(
-    binarizer: str, weight_scale: str = "output_channel", depthwise: bool = False
+    name: str, weight_scale: str = "output_channel", depthwise: bool = False
 ) -> lq.quantizers.Quantizer:
-    """A fresh kernel quantizer of ``binarizer``.
+    """A fresh kernel quantizer of the binarizer ``name``.
 
     ``depthwise``: the kernel is ``(kh, kw, C, 1)`` and its output channel is axis -2.
     ``weight_scale`` (:data:`WEIGHT_SCALES`) applies to the mean-magnitude scaled binarizers
-    (``bifsmn``, ``xnor``, ``bireal``, ``reactnet``).
+    (:attr:`Binarizer.mean_scaled`).
     """
-    _check_binarizer(binarizer)
+    method = binarizer(name)
     if weight_scale not in WEIGHT_SCALES:
-        raise ValueError(
-            f"weight_scale: unknown {weight_scale!r}; choose one of {', '.join(WEIGHT_SCALES)}"
-        )
-    per_output = (-2, -1) if depthwise else (-1,)
-    if binarizer == "bnn":
-        return lq.quantizers.SteSign()
-    if binarizer == "irnet":
-        return LibraSign(channel_axes=per_output)
-    if binarizer == "lpb":
-        return LearnedBackwardScaledSign(channel_axes=per_output)
-    if weight_scale == "official":
+        raise ValueError(f"weight_scale: unknown {weight_scale!r}; choose one of {', '.join(WEIGHT_SCALES)}")
+    if method.mean_scaled and weight_scale == "official":
         return ChannelScaledSign(channel_axes=(-2, -1), centered=True)
-    return ChannelScaledSign(channel_axes=per_output)
-
-
-def uses_rprelu(binarizer: str) -> bool:
-    """Whether the method replaces PReLU by ReActNet's RPReLU in the binary network."""
-    _check_binarizer(binarizer)
-    return binarizer == "reactnet"
+    return method.kernel_quantizer((-2, -1) if depthwise else (-1,))
 
 
 def set_training_progress(model: tf.keras.Model, progress: float) -> int:

@@ -1,9 +1,10 @@
-"""Distillation losses of BiFSMN: the Haar high-pass, HED (v1, spec §4) and FID (v2, spec §8.3).
+"""Distillation losses of BiFSMN: the Haar high-pass, HED (v1) and FID (v2), docs/design.md#hed.
 
 Block outputs of the D-FSMN models are ``(B, T, 1, C)`` tensors (time first, channels last;
 ``T = 8`` time steps, ``C = 128`` memory channels). The official code treats each one as a
 one-channel image over (channel, time) and filters it with a J = 1 2-D Haar wavelet; for even
-sizes that is exactly "F minus its 2x2 block mean" (spec §4.2), which is what is computed here.
+sizes that is exactly "F minus its 2x2 block mean" (docs/design.md#the-haar-high-pass), which is
+what is computed here.
 
 All reductions (standard deviations, Frobenius norms) run over the whole batch tensor, as in the
 official code: under a distribution strategy that is the per-replica batch.
@@ -29,9 +30,7 @@ def _check_block_shape(features: tf.Tensor) -> None:
         raise ValueError(f"expected block features of shape (B, T, 1, C), got {shape}")
     time_steps, channels = shape[1], shape[3]
     if time_steps is None or channels is None or time_steps % 2 or channels % 2:
-        raise ValueError(
-            f"the J=1 Haar filter needs even, static T and C; got T={time_steps}, C={channels}"
-        )
+        raise ValueError(f"the J=1 Haar filter needs even, static T and C; got T={time_steps}, C={channels}")
 
 
 def haar_low_pass(features: tf.Tensor) -> tf.Tensor:
@@ -39,6 +38,7 @@ def haar_low_pass(features: tf.Tensor) -> tf.Tensor:
 
     Args:
         features: ``(B, T, 1, C)`` float tensor, ``T`` and ``C`` even.
+
     Returns:
         ``(B, T, 1, C)``: the block mean broadcast back over its 2x2 block.
     """
@@ -54,7 +54,8 @@ class HaarHighPass(tf.keras.layers.Layer):
     """J = 1 Haar high-pass of block features: ``F - Up2(AvgPool2x2(F))`` over (channel, time).
 
     Equal to pytorch_wavelets' ``DWT -> zero LL -> IDWT`` with the Haar wavelet and mode 'zero'
-    for even sizes (spec §4.2). Input and output: ``(B, T, 1, C)`` with ``T`` and ``C`` even.
+    for even sizes (docs/design.md#the-haar-high-pass). Input and output: ``(B, T, 1, C)`` with
+    ``T`` and ``C`` even.
     """
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
@@ -73,10 +74,12 @@ def unbiased_std(tensor: tf.Tensor) -> tf.Tensor:
 
 
 def hed_target(teacher_features: tf.Tensor) -> tf.Tensor:
-    """The high-frequency-enhanced teacher target ``HP(F)/σ(HP(F)) + F/σ(F)`` (spec §4.3).
+    """The high-frequency-enhanced teacher target ``HP(F)/σ(HP(F)) + F/σ(F)``
+    (docs/design.md#the-enhanced-teacher-target).
 
     Args:
         teacher_features: ``(B, T, 1, C)`` output of one teacher block.
+
     Returns:
         ``(B, T, 1, C)`` target, without gradient.
     """
@@ -86,10 +89,13 @@ def hed_target(teacher_features: tf.Tensor) -> tf.Tensor:
 
 
 def attention_map_loss(student: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
-    """``‖ Q(S)/‖Q(S)‖ − Q(T)/‖Q(T)‖ ‖`` with ``Q(A) = A²`` and whole-tensor Frobenius norms (§4.4).
+    """``‖ Q(S)/‖Q(S)‖ − Q(T)/‖Q(T)‖ ‖`` with ``Q(A) = A²`` and whole-tensor Frobenius norms
+    (docs/design.md#the-loss).
 
     Args:
-        student, target: tensors of the same shape (a batch of block features).
+        student: a batch of block features.
+        target: a tensor of the same shape.
+
     Returns:
         A scalar; the final norm is not squared, as in the official code.
     """
@@ -108,9 +114,7 @@ def hed_loss(student_blocks: Sequence[tf.Tensor], teacher_targets: Sequence[tf.T
         teacher_targets: :func:`hed_target` of the matching teacher blocks ``j(k)``, same order.
     """
     _check_pairs(student_blocks, teacher_targets)
-    return tf.add_n(
-        [attention_map_loss(s, t) for s, t in zip(student_blocks, teacher_targets, strict=True)]
-    )
+    return tf.add_n([attention_map_loss(s, t) for s, t in zip(student_blocks, teacher_targets, strict=True)])
 
 
 def fid_loss(
@@ -119,7 +123,7 @@ def fid_loss(
     student_logits: tf.Tensor,
     teacher_logits: tf.Tensor,
 ) -> tf.Tensor:
-    """Frequency Independent Distillation of BiFSMNv2 (spec §8.3).
+    """Frequency Independent Distillation of BiFSMNv2 (docs/design.md#fid-bifsmnv2).
 
     ``Σ_k [R2B(HP(S_k), HP(T_j(k))) + R2B(LP(S_k), LP(T_j(k)))] + MSE(z_S, z_T)`` where R2B is
     :func:`attention_map_loss`, HP/LP the Haar bands and the MSE a mean over ``B x classes``.
@@ -127,7 +131,8 @@ def fid_loss(
     Args:
         student_blocks: student block outputs at one width, ``(B, T, 1, C)`` each.
         teacher_blocks: the matching teacher block outputs (not enhanced), same order.
-        student_logits, teacher_logits: ``(B, num_classes)``.
+        student_logits: ``(B, num_classes)``.
+        teacher_logits: ``(B, num_classes)``.
     """
     _check_pairs(student_blocks, teacher_blocks)
     high_pass = HaarHighPass()
@@ -143,6 +148,5 @@ def fid_loss(
 def _check_pairs(student: Sequence[tf.Tensor], teacher: Sequence[tf.Tensor]) -> None:
     if len(student) != len(teacher) or not student:
         raise ValueError(
-            f"need one teacher block per student block; got {len(student)} student and "
-            f"{len(teacher)} teacher blocks"
+            f"need one teacher block per student block; got {len(student)} student and {len(teacher)} teacher blocks"
         )

@@ -4,25 +4,27 @@ A run directory holds everything needed to inspect, resume or reuse it::
 
     RUN_DIR/
       run.json               kind (teacher|student), teacher run, progress, best epoch
+                             (``records.RunRecord``; the teacher run relative to this folder)
       train_config.json  model_config.json  data_config.json  feature_config.json
       checkpoints/           last epoch: weights + optimizer state + epoch (tf.train.Checkpoint)
       best/epoch-NNNN/       the best model so far (``models.dfsmn.save_model``) + selection.json
       model -> best/epoch-NNNN   symlink, swapped atomically: what evaluation/conversion load
       metrics.csv            one row per epoch: lr, time, samples/s, train and val metrics
       logs/                  TensorBoard event files
-      training_curves.png    accuracy and cross-entropy per width, train and validation
+      training_curves.png    accuracy and cross-entropy per width, train and validation (redrawn
+                             at most every CURVES_SECONDS, and after the last epoch)
 
-Nothing is lost on a crash: at the end of each epoch the best model (if it improved), the metrics
-and the curves are written atomically, then the checkpoint is committed (its index is replaced
+Nothing is lost on a crash: at the end of each epoch the best model (if it improved) and the
+metrics are written atomically, then the checkpoint is committed (its index is replaced
 atomically by ``tf.train.CheckpointManager``). Running the same command again resumes after the
 last committed epoch with its optimizer state, learning-rate schedule and data stream
 (``make_dataset(first_epoch=...)``); a run whose settings differ is refused rather than mixed.
 
-Best model selection (spec §5): after each epoch, on the validation split, a model is a candidate
-if its accuracies do not increase as the width shrinks (acc_8 >= acc_4 >= acc_2), and it replaces
-the best when its full-width accuracy is higher. The official code requires strictly decreasing
-accuracies; with ties that rule rejects e.g. a model perfect at every width, so ties are allowed
-here. If no epoch is monotone, the best full-width accuracy wins until one is.
+Best model selection (docs/design.md#thinnable-depth-tba): after each epoch, on the validation
+split, a model is a candidate if its accuracies do not increase as the width shrinks (acc_8 >=
+acc_4 >= acc_2), and it replaces the best when its full-width accuracy is higher. The official
+code requires strictly decreasing accuracies; with ties that rule rejects e.g. a model perfect at
+every width, so ties are allowed here. If no epoch is monotone, the best full-width accuracy wins until one is.
 """
 
 from __future__ import annotations
@@ -40,12 +42,12 @@ from typing import Any
 import tensorflow as tf
 from tqdm import tqdm
 
-from bifsmn_tf.config import ConfigError, read_json
 from bifsmn_tf.data.labels import task_labels
 from bifsmn_tf.data.pipeline import DataConfig, make_dataset
 from bifsmn_tf.features import FeatureConfig
 from bifsmn_tf.fileio import atomic_path, atomic_symlink, atomic_write_text
 from bifsmn_tf.models.dfsmn import (
+    STUDENT_OPTIONS,
     ModelConfig,
     build_bifsmn,
     build_teacher,
@@ -54,29 +56,25 @@ from bifsmn_tf.models.dfsmn import (
     save_model,
 )
 from bifsmn_tf.models.quantizers import set_training_progress
-from bifsmn_tf.training.trainer import (
-    PRESETS,
-    Distiller,
-    TrainConfig,
-    build_optimizer,
-    cosine_learning_rate,
-    default_width_weights,
-)
+from bifsmn_tf.records import RUN_RECORD, NewerSchemaError, RecordError, RunFailure, RunRecord
+from bifsmn_tf.training.presets import Preset
+from bifsmn_tf.training.trainer import Distiller, TrainConfig, build_optimizer, cosine_learning_rate
 
-RUN_INFO = "run.json"
+RUN_INFO = RUN_RECORD
 TRAIN_CONFIG = "train_config.json"
 MODEL_CONFIG = "model_config.json"
 DATA_CONFIG = "data_config.json"
 FEATURE_CONFIG = "feature_config.json"
 METRICS = "metrics.csv"
 CURVES = "training_curves.png"
+#: Drawing the curves costs about as much as validating a short epoch; a person watching them
+#: needs no more than this cadence.
+CURVES_SECONDS = 30.0
 LOGS = "logs"
 CHECKPOINTS = "checkpoints"
 BEST = "best"
 MODEL = "model"
 SELECTION = "selection.json"
-
-KINDS = ("teacher", "student")
 
 
 class RunError(ValueError):
@@ -118,98 +116,45 @@ class RunResult:
     train_seconds: float
 
 
-def teacher_configs(
-    data_root: str | Path,
-    task: str,
-    *,
-    preset: str = "paper",
-    profile: str = "paper",
-    protocol: str = "bifsmn",
-    data_dir: str | None = None,
-    features: FeatureConfig | None = None,
-    train_unknown_share: float | None = None,
-    **train_overrides: Any,
-) -> RunConfigs:
-    """Configs of an FP teacher run on the dataset at ``data_root`` (Speech Commands layout).
-
-    ``data_dir`` is where decoded-audio caches go (default ``$BIFSMN_DATA`` or the user cache);
-    ``train_unknown_share`` is :class:`DataConfig`'s (its students inherit the data config);
-    ``features`` is the frontend (default: the official one); its students inherit it;
-    ``train_overrides`` replace fields of the preset's :class:`TrainConfig` (``None``: keep).
-    """
-    features = features or FeatureConfig()
-    train = _override(PRESETS[preset].teacher, train_overrides)
+def teacher_configs(data_root: str | Path, preset: Preset, *, data_dir: str | None = None) -> RunConfigs:
+    """Configs of an FP teacher run of ``preset`` on the dataset at ``data_root`` (Speech
+    Commands layout); ``data_dir`` is where decoded-audio caches go (default ``$BIFSMN_DATA`` or
+    the user cache). Its students inherit its data and features (:class:`Preset` says what a
+    teacher takes of a preset)."""
+    features = preset.features
     return RunConfigs(
-        train=train,
-        model=ModelConfig(
-            num_classes=len(task_labels(task)),
+        train=preset.teacher.for_teacher(preset.model.num_blocks),
+        model=preset.model.for_teacher().replace(
+            num_classes=len(task_labels(preset.data.task)),
             num_frames=features.num_frames,
             num_features=features.num_features,
-            profile=profile,
         ),
-        data=DataConfig(
-            task=task,
-            protocol=protocol,
-            data_dir=data_dir,
-            root=str(Path(data_root).expanduser().resolve()),
-            train_unknown_share=train_unknown_share,
-        ),
+        data=preset.data.replace(root=str(Path(data_root).expanduser().resolve()), data_dir=data_dir),
         features=features,
     )
 
 
-def student_configs(
-    teacher_run: str | Path,
-    data_root: str | Path | None = None,
-    *,
-    preset: str = "paper",
-    widths: tuple[int, ...] = (8, 4, 2),
-    distill: str = "hed",
-    binarizer: str = "bifsmn",
-    weight_scale: str = "output_channel",
-    memory_input: str = "binary",
-    fe3_input_thresholds: tuple[float, ...] = (0.0,),
-    fc1_input_thresholds: tuple[float, ...] = (0.0,),
-    profile: str | None = None,
-    **train_overrides: Any,
-) -> RunConfigs:
-    """Configs of a BiFSMN student of ``teacher_run``: the teacher's task, features and
-    architecture, with ``binarizer``, its ``weight_scale``, ``memory_input`` and the fe3/fc1
-    input thresholds (``ModelConfig``), the trained ``widths`` (λ_w = w/8) and ``distill``.
-
-    ``profile`` defaults to the teacher's; a different one cannot be initialised from it.
-    """
+def student_configs(teacher_run: str | Path, preset: Preset, *, data_root: str | Path | None = None) -> RunConfigs:
+    """Configs of a BiFSMN student of ``preset`` distilled from ``teacher_run``: the teacher's
+    task, data, features and architecture, with the preset's student options
+    (:class:`Preset`). ``data_root`` replaces where the teacher's dataset lives."""
     check_teacher_run(teacher_run)
     teacher = RunConfigs.load(teacher_run)
-    if profile not in (None, teacher.model.profile):
-        raise RunError(
-            f"{teacher_run}: the teacher has profile {teacher.model.profile!r}; a {profile!r} "
-            "student cannot be initialised from it (train a teacher with that profile)"
-        )
-    train = PRESETS[preset].student.replace(
-        widths=tuple(widths), width_weights=default_width_weights(widths), distill=distill
-    )
+    train = preset.student
     data = teacher.data
     if data_root is not None:
         data = data.replace(root=str(Path(data_root).expanduser().resolve()))
     return RunConfigs(
-        train=_override(train, train_overrides),
+        train=train,
         model=teacher.model.replace(
-            binarizer=binarizer, weight_scale=weight_scale, memory_input=memory_input,
-            fe3_input_thresholds=tuple(fe3_input_thresholds),
-            fc1_input_thresholds=tuple(fc1_input_thresholds),
-            widths=tuple(widths),
+            **{name: getattr(preset.model, name) for name in STUDENT_OPTIONS}, widths=train.widths
         ),
         data=data,
         features=teacher.features,
     )
 
 
-def _override(config: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
-    return config.replace(**{k: v for k, v in overrides.items() if v is not None})
-
-
-def read_run_info(run_dir: str | Path) -> dict[str, Any]:
+def read_run_info(run_dir: str | Path) -> RunRecord:
     """``run.json`` of ``run_dir``; a missing, damaged or foreign record is a :class:`RunError`."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -219,29 +164,28 @@ def read_run_info(run_dir: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise RunError(f"{run_dir}: not a training run directory (no {RUN_INFO})")
     try:
-        info = read_json(path)
-    except ConfigError as err:
-        raise RunError(f"{err}: the run record is damaged (an interrupted copy?); copy the run again") from None
-    if not isinstance(info, dict) or info.get("kind") not in KINDS or not isinstance(info.get("epochs_done"), int):
-        raise RunError(f"{path}: not a bifsmn-tf run record (needs kind {' or '.join(KINDS)} and epochs_done)")
-    return info
+        return RunRecord.load(path)
+    except NewerSchemaError as err:
+        raise RunError(str(err)) from None
+    except RecordError as err:
+        raise RunError(f"{err} (an interrupted copy?); copy the run again") from None
 
 
-def check_teacher_run(teacher_run: str | Path) -> dict[str, Any]:
+def check_teacher_run(teacher_run: str | Path) -> RunRecord:
     """The run record of ``teacher_run`` if it is a finished teacher run a student can learn from."""
-    info = read_run_info(teacher_run)
-    if info["kind"] != "teacher":
-        raise RunError(f"{teacher_run} is a {info['kind']} run; --teacher takes a run of `bifsmn-tf train-teacher`")
-    if info.get("failed"):
-        raise RunError(f"{teacher_run}: this teacher run failed ({info['failed']['reason']}); train another teacher")
-    if not info.get("complete"):
+    record = read_run_info(teacher_run)
+    if record.kind != "teacher":
+        raise RunError(f"{teacher_run} is a {record.kind} run; --teacher takes a run of `bifsmn-tf train-teacher`")
+    if record.failed:
+        raise RunError(f"{teacher_run}: this teacher run failed ({record.failed.reason}); train another teacher")
+    if not record.complete:
         raise RunError(
-            f"{teacher_run}: the teacher has finished {info['epochs_done']} of {info.get('epochs')} epochs; "
+            f"{teacher_run}: the teacher has finished {record.epochs_done} of {record.epochs} epochs; "
             "finish it first (rerun its train-teacher command: it resumes)"
         )
     if not (Path(teacher_run) / MODEL).is_dir():
         raise RunError(f"{teacher_run}: {MODEL}/ is missing; the run folder is incomplete: copy it again")
-    return info
+    return record
 
 
 def load_run_model(run_dir: str | Path) -> tuple[tf.keras.Model, ModelConfig]:
@@ -276,8 +220,9 @@ def train(
         configs: train/model/data/feature configs. The data config's ``batch_size`` and
             ``seed`` are taken from the train config.
         teacher_run: a finished teacher run directory; given, a BiFSMN student is built,
-            initialised from the teacher (spec §5) and distilled from it; absent, the FP teacher
-            is trained (``configs.train`` must then have ``widths=(8,)`` and ``distill="none"``).
+            initialised from the teacher (docs/design.md#thinnable-depth-tba) and distilled from
+            it; absent, the FP teacher is trained (``configs.train`` must then be
+            ``TrainConfig.for_teacher(num_blocks)``: full width only, no distillation).
         strategy: a ``tf.distribute`` strategy; default :func:`default_strategy`.
         progress: tqdm bars per epoch for training and validation.
     """
@@ -287,11 +232,14 @@ def train(
         configs,
         data=configs.data.replace(batch_size=configs.train.batch_size, seed=configs.train.seed),
     )
-    if kind == "teacher" and (configs.train.widths != (8,) or configs.train.distill != "none"):
-        raise RunError("a teacher run trains width 8 only without distillation; use TrainConfig.for_teacher()")
+    full_width = (configs.model.num_blocks,)
+    if kind == "teacher" and (configs.train.widths != full_width or configs.train.distill != "none"):
+        raise RunError(
+            f"a teacher run trains width {full_width[0]} only without distillation; use TrainConfig.for_teacher()"
+        )
     if teacher_run is not None:
         check_teacher_run(teacher_run)
-    info = _prepare_run_dir(run_dir, configs, kind, teacher_run)
+    record = _prepare_run_dir(run_dir, configs, kind, teacher_run)
     strategy = strategy or default_strategy()
     train_config = configs.train
 
@@ -340,7 +288,7 @@ def train(
                 f"(optimizer step {int(optimizer.iterations.numpy())})"
             )
 
-    recorder = _RunRecorder(run_dir, configs, model, manager, epoch, first_epoch, info)
+    recorder = _RunRecorder(run_dir, configs, model, manager, epoch, first_epoch, record)
     callbacks = [
         tf.keras.callbacks.TerminateOnNaN(),
         tf.keras.callbacks.LearningRateScheduler(lambda e, _: cosine_learning_rate(e, train_config)),
@@ -379,10 +327,8 @@ def _result(run_dir: Path, kind: str, epochs: int, first_epoch: int, seconds: fl
     )
 
 
-def _prepare_run_dir(
-    run_dir: Path, configs: RunConfigs, kind: str, teacher_run: str | Path | None
-) -> dict[str, Any]:
-    """Create the run directory, or check that the one there is this run; return run.json.
+def _prepare_run_dir(run_dir: Path, configs: RunConfigs, kind: str, teacher_run: str | Path | None) -> RunRecord:
+    """Create the run directory, or check that the one there is this run; return its record.
 
     A run that never committed an epoch is started over whatever its settings were: nothing of
     it is worth keeping, and refusing it would make a typo in the first command stick.
@@ -390,11 +336,10 @@ def _prepare_run_dir(
     if run_dir.exists() and not run_dir.is_dir():
         raise RunError(f"{run_dir} is a file; --out must be a directory for the run")
     if (run_dir / RUN_INFO).exists():
-        info = read_run_info(run_dir)
-        if info.get("failed"):
-            failed = info["failed"]
+        record = read_run_info(run_dir)
+        if record.failed:
             raise RunError(
-                f"{run_dir}: this run failed in epoch {failed['epoch'] + 1} ({failed['reason']}); "
+                f"{run_dir}: this run failed in epoch {record.failed.epoch + 1} ({record.failed.reason}); "
                 "train into a new directory, or delete this one to start over"
             )
         if _committed_epoch(run_dir) == 0:
@@ -405,34 +350,34 @@ def _prepare_run_dir(
                 elif path.exists() or path.is_symlink():
                     path.unlink()
         else:
-            return _check_same_run(run_dir, configs, kind, info)
+            return _check_same_run(run_dir, configs, kind, record)
     if run_dir.exists() and any(run_dir.iterdir()):
         raise RunError(f"{run_dir} exists and is not a training run directory; choose another")
     run_dir.mkdir(parents=True, exist_ok=True)
     configs.save(run_dir)
-    info = {
-        "kind": kind,
-        "teacher_run": None if teacher_run is None else str(Path(teacher_run).resolve()),
-        "epochs": configs.train.epochs,
-        "epochs_done": 0,
-        "complete": False,
-    }
-    atomic_write_text(run_dir / RUN_INFO, json.dumps(info, indent=2) + "\n")
-    return info
+    record = RunRecord(
+        kind=kind,
+        teacher_run=None if teacher_run is None else Path(teacher_run).resolve(),
+        epochs=configs.train.epochs,
+        epochs_done=0,
+        complete=False,
+    )
+    record.save(run_dir / RUN_INFO)
+    return record
 
 
-def _check_same_run(run_dir: Path, configs: RunConfigs, kind: str, info: dict[str, Any]) -> dict[str, Any]:
+def _check_same_run(run_dir: Path, configs: RunConfigs, kind: str, record: RunRecord) -> RunRecord:
     stored = RunConfigs.load(run_dir)
     differences = _config_differences(stored, configs)
-    if info["kind"] != kind:
-        differences.insert(0, f"kind: {info['kind']} -> {kind}")
+    if record.kind != kind:
+        differences.insert(0, f"kind: {record.kind} -> {kind}")
     if differences:
         raise RunError(
             f"{run_dir} holds a run with other settings ({'; '.join(differences)}); "
             "choose another output directory, or delete that one to start over"
         )
     configs.save(run_dir)  # records the current data location
-    return info
+    return record
 
 
 def _config_differences(stored: RunConfigs, requested: RunConfigs) -> list[str]:
@@ -470,7 +415,7 @@ def _damaged_checkpoint(run_dir: Path, err: Exception) -> RunError:
 
 
 class _RunRecorder(tf.keras.callbacks.Callback):
-    """End of each epoch: best model, metrics.csv, curves, then the checkpoint commit."""
+    """End of each epoch: best model, metrics.csv, curves (throttled), then the checkpoint commit."""
 
     def __init__(
         self,
@@ -480,7 +425,7 @@ class _RunRecorder(tf.keras.callbacks.Callback):
         manager: tf.train.CheckpointManager,
         epoch: tf.Variable,
         first_epoch: int,
-        info: dict[str, Any],
+        record: RunRecord,
     ) -> None:
         super().__init__()
         self.run_dir = run_dir
@@ -488,13 +433,14 @@ class _RunRecorder(tf.keras.callbacks.Callback):
         self.student = model
         self.manager = manager
         self.epoch = epoch
-        self.info = info
+        self.record = record
         self.widths = configs.train.widths
         # Rows of epochs that were not committed (a crash after writing them) are redone.
         self.rows = [r for r in _read_metrics(run_dir / METRICS) if int(r["epoch"]) < first_epoch]
         selection = run_dir / MODEL / SELECTION
         self.best = json.loads(selection.read_text()) if selection.exists() else None
         self._epoch_start = self._train_seconds = 0.0
+        self._curves_drawn = -math.inf
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
         self._epoch_start = time.monotonic()
@@ -508,8 +454,8 @@ class _RunRecorder(tf.keras.callbacks.Callback):
         logs = {k: float(v) for k, v in (logs or {}).items()}
         problem = _non_finite(logs, self.student)
         if problem:
-            self.info.update(complete=False, failed={"epoch": epoch, "reason": problem})
-            atomic_write_text(self.run_dir / RUN_INFO, json.dumps(self.info, indent=2) + "\n")
+            self.record = self.record.replace(complete=False, failed=RunFailure(epoch, problem))
+            self.record.save(self.run_dir / RUN_INFO)
             raise RunError(
                 f"{self.run_dir}: training diverged in epoch {epoch + 1} ({problem}); the run is "
                 f"recorded as failed (its best model is from before). Lower the learning rate "
@@ -533,12 +479,16 @@ class _RunRecorder(tf.keras.callbacks.Callback):
         }
         self.rows.append(row)
         _write_metrics(self.run_dir / METRICS, self.rows)
-        plot_training_curves(self.rows, self.widths, self.run_dir / CURVES)
+        last = epoch + 1 >= self.configs.train.epochs
+        if last or time.monotonic() - self._curves_drawn >= CURVES_SECONDS:
+            plot_training_curves(self.rows, self.widths, self.run_dir / CURVES)
+            self._curves_drawn = time.monotonic()
         self.epoch.assign(epoch + 1)
         self.manager.save(checkpoint_number=epoch + 1)
-        self.info.update(epochs_done=epoch + 1, complete=epoch + 1 >= self.configs.train.epochs)
-        self.info["best_epoch"] = self.best["epoch"]
-        atomic_write_text(self.run_dir / RUN_INFO, json.dumps(self.info, indent=2) + "\n")
+        self.record = self.record.replace(
+            epochs_done=epoch + 1, complete=epoch + 1 >= self.configs.train.epochs, best_epoch=self.best["epoch"]
+        )
+        self.record.save(self.run_dir / RUN_INFO)
 
     def _save_best(self, selection: dict[str, Any]) -> None:
         epoch = selection["epoch"]
@@ -570,12 +520,10 @@ def _non_finite(logs: dict[str, float], model: tf.keras.Model) -> str | None:
     return None
 
 
-def selection_record(
-    epoch: int, val_accuracy: dict[str, float], tolerance: float = 0.0
-) -> dict[str, Any]:
+def selection_record(epoch: int, val_accuracy: dict[str, float], tolerance: float = 0.0) -> dict[str, Any]:
     """What is recorded of a model: epoch, validation accuracy per width (widest first) and
-    whether the accuracy does not rise as the width shrinks (spec §5, ties allowed) by more than
-    ``tolerance`` (``TrainConfig.monotone_tolerance``)."""
+    whether the accuracy does not rise as the width shrinks (docs/design.md#thinnable-depth-tba;
+    ties allowed) by more than ``tolerance`` (``TrainConfig.monotone_tolerance``)."""
     accuracies = list(val_accuracy.values())
     return {
         "epoch": epoch,
@@ -659,7 +607,9 @@ class _ProgressBars(tf.keras.callbacks.Callback):
 
     def on_test_begin(self, logs=None) -> None:
         self.bar.close()
-        self.bar = tqdm(total=self.val_steps, desc=f"validate {self.epoch + 1}/{self.epochs}", unit="batch", leave=False)
+        self.bar = tqdm(
+            total=self.val_steps, desc=f"validate {self.epoch + 1}/{self.epochs}", unit="batch", leave=False
+        )
 
     def on_test_batch_end(self, batch: int, logs=None) -> None:
         self.bar.update(1)

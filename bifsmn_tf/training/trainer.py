@@ -1,7 +1,8 @@
 """The training step of BiFSMN: every thin width per batch, distilled, one optimizer update.
 
 :class:`Distiller` wraps a model (the BiFSMN student, or the FP teacher when it is itself being
-trained) and overrides ``train_step``/``test_step`` so that ``fit``/``evaluate`` run spec §4.5:
+trained) and overrides ``train_step``/``test_step`` so that ``fit``/``evaluate`` run the objective
+of docs/design.md#the-objective-per-step:
 
     L = Σ_w λ_w · [ CE(z_w, y) + γ · D_w ]   (+ the L2 weight-decay term)
 
@@ -23,39 +24,28 @@ from typing import Any
 import tensorflow as tf
 
 from bifsmn_tf.config import ConfigError, JsonConfig, non_finite_fields
-from bifsmn_tf.models.dfsmn import (
-    WIDTH_BLOCKS,
-    feature_model,
-    model_config,
-    model_kind,
-    teacher_block_index,
-    widths_feature_model,
-)
+from bifsmn_tf.models.dfsmn import feature_model, model_config, model_kind, widths_feature_model
 from bifsmn_tf.training.distill import DISTILL_MODES, fid_loss, hed_loss, hed_target
-
-#: Width of the full model: the number of D-FSMN blocks, as the metrics name it.
-FULL_WIDTH = 8
 
 OPTIMIZERS = ("sgd", "adam")
 
 
-def default_width_weights(widths: Sequence[int]) -> tuple[float, ...]:
-    """λ_w = w / 8: the official (1, 0.5, 0.25) for widths (8, 4, 2), extended to any set."""
-    return tuple(width / FULL_WIDTH for width in widths)
+def default_width_weights(widths: Sequence[int], num_blocks: int) -> tuple[float, ...]:
+    """λ_w = w / num_blocks: the official (1, 0.5, 0.25) for widths (8, 4, 2) of 8 blocks,
+    extended to any set."""
+    return tuple(width / num_blocks for width in widths)
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig(JsonConfig):
     """Optimisation settings of one training run (teacher or student).
 
-    The defaults are the paper's recipe (spec §6), :data:`PRESETS` ``"paper"``: SGD with momentum
-    0.9, learning rate 5e-3 on a cosine schedule stepped once per epoch down to 0 after 300
-    epochs (torch's ``CosineAnnealingLR(T_max=300)``), batch 96, weight decay 1e-4 on every
-    trainable variable, widths 8/4/2 weighted 1/0.5/0.25, HED at γ = 0.01. Its run time on this
-    2-core CPU for Speech Commands V1 (51,088 training clips + 10 % silence = 56,196 per epoch)
-    at about 1,500 samples/s per trained width is 56,196 x 3 / 1,500 ≈ 112 s per student epoch,
-    so about 9.5 hours for 300 epochs (plus validation, about 1 hour), and a third of that for
-    the teacher: it is meant for a machine with a GPU and the real data.
+    The defaults are the paper's recipe (docs/design.md#training-recipe-of-the-paper), preset
+    ``"paper"`` (:data:`bifsmn_tf.training.presets.PRESETS`): SGD with momentum 0.9, learning
+    rate 5e-3 on a cosine schedule stepped once per epoch down to 0 after 300 epochs (torch's
+    ``CosineAnnealingLR(T_max=300)``), batch 96, weight decay 1e-4 on every trainable variable,
+    widths 8/4/2 weighted 1/0.5/0.25, HED at γ = 0.01. It is meant for a machine with a GPU and
+    the real data (docs/training.md#the-papers-setting-on-real-speech-commands).
 
     Weight decay is L2 regularisation coupled to the gradient, as torch's ``SGD(weight_decay=)``
     of the official code: ``wd/2 · Σ‖v‖²`` is added to the loss, so the decay goes through the
@@ -64,7 +54,7 @@ class TrainConfig(JsonConfig):
 
     ``optimizer="adam"`` replaces SGD by Adam (β = 0.9/0.999) on the same cosine schedule; the
     ``demo`` preset uses it because the latent weights of a binary network need sign flips, which
-    SGD at a short budget's learning rates makes too rarely (see ``PRESETS``).
+    SGD at a short budget's learning rates makes too rarely (see :mod:`bifsmn_tf.training.presets`).
 
     Attributes:
         epochs: Passes over the training split.
@@ -73,7 +63,8 @@ class TrainConfig(JsonConfig):
         momentum: SGD momentum (ignored by Adam).
         optimizer: ``"sgd"`` (the paper's) or ``"adam"``.
         weight_decay: L2 coefficient on every trainable variable (BN and PReLU included).
-        widths: Depths trained and evaluated, widest first (the teacher: ``(8,)``).
+        widths: Depths trained and evaluated, widest first; each divides the model's
+            ``num_blocks`` (the teacher: ``(num_blocks,)``, see :meth:`for_teacher`).
         width_weights: λ per width, same order.
         distill: ``"hed"`` (v1), ``"fid"`` (v2) or ``"none"`` (cross-entropy only).
         gamma: Weight of the distillation term.
@@ -84,9 +75,10 @@ class TrainConfig(JsonConfig):
         seed: Seed of initialisation, data order, augmentation and dropout.
         monotone_tolerance: How far a thinner width's validation accuracy may exceed the next
             wider one's for a checkpoint to still count as monotone in the best-model rule
-            (spec §5; the official code: 0, strictly decreasing). On a small validation split
-            the widths' accuracies differ by less than their noise, and a zero tolerance keeps
-            an early checkpoint: in one demo run, epoch 10 of 40 (69 %) over epoch 38 (82 %).
+            (docs/design.md#thinnable-depth-tba; the official code: 0, strictly decreasing). On
+            a small validation split the widths' accuracies differ by less than their noise,
+            and a zero tolerance keeps an early checkpoint (CHANGELOG.md, "How the demo's
+            recipe was chosen").
     """
 
     epochs: int = 300
@@ -115,8 +107,8 @@ class TrainConfig(JsonConfig):
             problems.append(f"momentum must be in [0, 1), got {self.momentum}")
         if not self.widths or list(self.widths) != sorted(set(self.widths), reverse=True):
             problems.append(f"widths must be distinct and widest first, got {self.widths}")
-        if any(width not in WIDTH_BLOCKS for width in self.widths):
-            problems.append(f"widths must be among {sorted(WIDTH_BLOCKS, reverse=True)}, got {self.widths}")
+        if any(width < 1 for width in self.widths):
+            problems.append(f"widths must be >= 1, got {self.widths}")
         if len(self.width_weights) != len(self.widths):
             problems.append(f"one width weight per width: {self.widths} vs {self.width_weights}")
         if self.distill not in DISTILL_MODES:
@@ -132,54 +124,10 @@ class TrainConfig(JsonConfig):
         if problems:
             raise ConfigError("TrainConfig: " + "; ".join(problems))
 
-    def for_teacher(self) -> TrainConfig:
-        """The same recipe for the FP teacher: full width only, no distillation."""
-        return self.replace(widths=(FULL_WIDTH,), width_weights=(1.0,), distill="none", logit_distill=0.0)
-
-
-@dataclasses.dataclass(frozen=True)
-class Preset:
-    """A named recipe: the teacher's :class:`TrainConfig` and the student's."""
-
-    teacher: TrainConfig
-    student: TrainConfig
-
-
-#: Named recipes. ``paper``: spec §6 (see :class:`TrainConfig`), the same for both models.
-#: ``demo``: sized for the synthetic set so that ``bifsmn-tf demo`` fits 20 minutes on 2 CPU cores.
-#: Measured on the 400-speaker set (v1-12, standard protocol, lean profile): with the paper's SGD
-#: at lr 0.01 and 40 epochs the binary student stayed at chance (train accuracy 13 %) while the
-#: teacher learned; Adam at 2e-3 (batch 32) trains both, and at 5e-3 left the student at chance
-#: for its first epochs. The student underfits (its augmented training accuracy stays below its
-#: validation accuracy), so it gets more passes: batch 96 at lr 4e-3 matched batch 32 at 2e-3
-#: epoch for epoch at 1.6x the clips per second, and the teacher's soft labels (``logit_distill``
-#: 0.5) added about 2.5 points at 15 epochs. At 120 epochs (same data and teacher), HED at
-#: γ = 0.1 gave 87.9 / 86.3 / 84.0 % on test against 87.1 / 86.5 / 86.3 % at the paper's 0.01,
-#: and soft labels alone (α = 1) 86.5 / 86.3 / 84.4 %: within noise, γ = 0.1 kept. No weight
-#: decay. The validation split (480 clips) has a binomial standard error of about 2 points at
-#: 80 %, hence the monotone tolerance. 100 student epochs, not 120: with fe3 and fc1 read at three
-#: thresholds (the demo's student) an epoch costs about 20 % more, and 120 took the whole demo to
-#: 18 min 40 s, too close to its 20 minutes. The demo's epochs hold half as many non-keyword
-#: clips as keyword clips (``DataConfig.train_unknown_share`` 0.5), 1.33x the clips of the
-#: ``standard`` protocol's: 30 teacher epochs make as many optimizer steps as 40 did.
-PRESETS: dict[str, Preset] = {
-    "paper": Preset(teacher=TrainConfig().for_teacher(), student=TrainConfig()),
-    "demo": Preset(
-        teacher=TrainConfig(
-            epochs=30, batch_size=32, learning_rate=2e-3, optimizer="adam", weight_decay=0.0,
-        ).for_teacher(),
-        student=TrainConfig(
-            epochs=100,
-            batch_size=96,
-            learning_rate=4e-3,
-            optimizer="adam",
-            weight_decay=0.0,
-            gamma=0.1,
-            logit_distill=0.5,
-            monotone_tolerance=0.02,
-        ),
-    ),
-}
+    def for_teacher(self, num_blocks: int) -> TrainConfig:
+        """The same recipe for the FP teacher of ``num_blocks`` blocks: full width only, no
+        distillation."""
+        return self.replace(widths=(num_blocks,), width_weights=(1.0,), distill="none", logit_distill=0.0)
 
 
 def cosine_learning_rate(epoch: int, config: TrainConfig) -> float:
@@ -191,9 +139,7 @@ def build_optimizer(config: TrainConfig) -> tf.keras.optimizers.Optimizer:
     """SGD with momentum, or Adam; the rate is set each epoch by :func:`cosine_learning_rate`."""
     if config.optimizer == "adam":
         return tf.keras.optimizers.Adam(learning_rate=cosine_learning_rate(0, config))
-    return tf.keras.optimizers.SGD(
-        learning_rate=cosine_learning_rate(0, config), momentum=config.momentum
-    )
+    return tf.keras.optimizers.SGD(learning_rate=cosine_learning_rate(0, config), momentum=config.momentum)
 
 
 class Distiller(tf.keras.Model):
@@ -211,11 +157,15 @@ class Distiller(tf.keras.Model):
 
     Args:
         student: A model of :mod:`bifsmn_tf.models.dfsmn` (``build_bifsmn`` or, to train the
-            teacher itself, ``build_teacher`` with ``widths=(8,)``). Inputs ``(B, T, F)``.
+            teacher itself, ``build_teacher`` with ``widths=(num_blocks,)``). Inputs ``(B, T, F)``.
         teacher: The trained FP teacher, frozen; may be ``None`` (and is ignored) for
             ``distill="none"`` without ``logit_distill``.
-        widths, width_weights, distill, gamma, logit_distill, weight_decay: as in
-            :class:`TrainConfig`.
+        widths: as in :class:`TrainConfig`.
+        width_weights: as in :class:`TrainConfig`.
+        distill: as in :class:`TrainConfig`.
+        gamma: as in :class:`TrainConfig`.
+        logit_distill: as in :class:`TrainConfig`.
+        weight_decay: as in :class:`TrainConfig`.
     """
 
     def __init__(
@@ -251,14 +201,10 @@ class Distiller(tf.keras.Model):
         # Every width in one graph: the front end runs once per step, not once per width.
         self._forward = widths_feature_model(student, self.widths)
         config, kind = model_config(student), model_kind(student)
-        self._output_counts = [
-            1 + len(config.blocks(None if kind == "teacher" else w)) for w in self.widths
-        ]
+        self._output_counts = [1 + len(config.blocks(None if kind == "teacher" else w)) for w in self.widths]
         if distill != "none":
-            self._teacher_blocks = {
-                w: [teacher_block_index(w, k) for k in range(len(WIDTH_BLOCKS[w]))]
-                for w in self.widths
-            }
+            # The k-th block a width executes learns from the teacher block of the same index.
+            self._teacher_blocks = {w: list(config.blocks(w)) for w in self.widths}
         if self._uses_teacher:
             teacher.trainable = False
             self._teacher_features = feature_model(teacher)
@@ -297,6 +243,9 @@ class Distiller(tf.keras.Model):
         logits, blocks = outputs[0], list(outputs[1:])
         return tf.stop_gradient(logits), [tf.stop_gradient(b) for b in blocks]
 
+    # Plain Python control flow only, so AutoGraph need not rewrite the step or the layers it
+    # calls: tracing the student's step took about 4x longer with it (same graph, same numbers).
+    @tf.autograph.experimental.do_not_convert
     def train_step(self, data):
         inputs, labels = data
         if self._uses_teacher:
@@ -319,9 +268,7 @@ class Distiller(tf.keras.Model):
             for width, weight in zip(self.widths, self.width_weights, strict=True):
                 outputs = width_outputs[width]
                 logits = outputs[0]
-                ce = tf.reduce_mean(
-                    tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-                )
+                ce = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
                 width_loss = ce
                 if self.logit_distill:
                     soft_ce = tf.reduce_mean(
@@ -343,9 +290,7 @@ class Distiller(tf.keras.Model):
             # The optimizer sums gradients over replicas; each replica's loss is its share.
             scaled = (objective + l2) / replicas
         gradients = tape.gradient(scaled, trainable)
-        self.optimizer.apply_gradients(
-            (g, v) for g, v in zip(gradients, trainable, strict=True) if g is not None
-        )
+        self.optimizer.apply_gradients((g, v) for g, v in zip(gradients, trainable, strict=True) if g is not None)
         self._loss.update_state(objective)
         for width, (ce, distill_loss, logits) in per_width.items():
             self._ce[width].update_state(ce)
@@ -355,15 +300,14 @@ class Distiller(tf.keras.Model):
         self._examples.update_state(tf.cast(tf.shape(labels)[0], tf.float32))
         return self._results(train=True)
 
+    @tf.autograph.experimental.do_not_convert
     def test_step(self, data):
         inputs, labels = data
         objective = 0.0
         width_outputs = self._width_outputs(inputs, training=False)
         for width, weight in zip(self.widths, self.width_weights, strict=True):
             logits = width_outputs[width][0]
-            ce = tf.reduce_mean(
-                tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-            )
+            ce = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
             objective += weight * ce
             self._ce[width].update_state(ce)
             self._acc[width].update_state(labels, logits)
