@@ -23,21 +23,12 @@ uninterrupted run writes.
 split and is compared with the Keras model it came from: top-1 agreement (at least
 ``ConvertConfig.min_agreement`` for the lossless conversions, the student and the float teacher)
 and the largest logit difference. int8 quantization is lossy by design; its agreement is
-reported, not required. Before converting, :func:`untie_signs` moves BN zeros that float rounding
-could put on either side of a binary convolution's output level (the function is unchanged), so
-a correct conversion is not refused for a tie.
+reported, not required. Before converting, :func:`~bifsmn_tf.converters.untie_signs` moves BN
+zeros that float rounding could put on either side of a binary convolution's output level (the
+function is unchanged), so a correct conversion is not refused for a tie.
 
-**Storage, two ways**, both against the FP32 D-FSMN of the published architecture (the paper's
-baseline, which is the teacher of a ``paper`` run; a ``lean`` run's teacher has the lean head, and
-its ratios are reported too). ``parameter_count_ratio`` is the paper's way of counting: 32 bits
-per baseline parameter against 1 bit per binarized weight plus 32 per other parameter of the
-full-width student (parameters = trainable weights, as in PyTorch; BN moving statistics are
-buffers).
-``flatbuffer_ratio`` is the real thing: bytes of the baseline's float TFLite file over bytes of
-the full-width student's LCE file, both with tensor names stripped (when that leaves the outputs
-bit-identical, which is checked). The difference is what a deployable file carries beyond the
-weights: per-channel scales and biases of every binary convolution, float depthwise memory
-weights, PReLU slopes, graph structure.
+**Storage, two ways**, both against the FP32 D-FSMN of the published architecture: by the paper's
+parameter count and by file bytes (:mod:`bifsmn_tf.storage`).
 
 With ``input="audio"`` every model gets the feature frontend in front of it, so the flatbuffers
 take raw 16 kHz waveforms ``(1, clip_samples)``. The frontend's FFT and log do not quantize, so
@@ -48,6 +39,7 @@ storage ratios then compare files that both carry the frontend's constants (mel 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -57,26 +49,23 @@ from typing import Any
 import larq_compute_engine as lce
 import numpy as np
 import tensorflow as tf
-from tensorflow.lite.python import schema_py_generated as schema
-from tensorflow.lite.tools import flatbuffer_utils
 from tqdm import tqdm
 
 from bifsmn_tf import __version__
 from bifsmn_tf.config import ConfigError, JsonConfig
+from bifsmn_tf.converters import (
+    convert_binary,
+    convert_float,
+    convert_int8,
+    strip_tensor_names,
+    untie_signs,
+    with_audio_frontend,
+)
 from bifsmn_tf.data.labels import task_labels
 from bifsmn_tf.data.pipeline import split_waveforms
 from bifsmn_tf.features import FeatureConfig, build_frontend
 from bifsmn_tf.fileio import atomic_write_bytes, atomic_write_text
-from bifsmn_tf.models import quantizers
-from bifsmn_tf.models.dfsmn import (
-    ModelConfig,
-    build_teacher,
-    model_config,
-    model_kind,
-    weight_counts,
-    width_model,
-)
-from bifsmn_tf.models.layers import DFSMNBlock
+from bifsmn_tf.models.dfsmn import model_config, model_kind, width_model
 from bifsmn_tf.records import (
     INPUTS,
     KIND_FP32,
@@ -88,23 +77,12 @@ from bifsmn_tf.records import (
     RecordError,
 )
 from bifsmn_tf.runtime import FlatbufferModel
-from bifsmn_tf.tflite_ops import op_counts
+from bifsmn_tf.storage import storage_record
+from bifsmn_tf.tflite_ops import op_summary
 from bifsmn_tf.training.run import RunConfigs, load_run_model, read_run_info
 
 #: Per-file records of the flatbuffers already written and checked: what a rerun reuses.
 VERIFIED = ".verified"
-#: The storage ratios are taken against the published FP32 D-FSMN, as the paper's are.
-BASELINE_PROFILE = "paper"
-STORAGE_NOTE = (
-    "Against the FP32 D-FSMN of the published architecture (the paper's baseline; for a 'paper' "
-    "run that is the run's teacher). parameter_count_ratio: 32 bits per baseline parameter over "
-    "1 bit per binarized student weight + 32 bits per other student parameter (trainable weights "
-    "of the full-width student: other widths' output branches are not part of it, BN moving "
-    "statistics are buffers, not parameters). "
-    "flatbuffer_ratio: bytes of the baseline's float TFLite file over bytes of the full-width "
-    "student's LCE flatbuffer, tensor names stripped from both. The *_vs_run_teacher figures use "
-    "this run's own teacher instead."
-)
 
 
 class ConversionError(RuntimeError):
@@ -141,100 +119,6 @@ class ConvertConfig(JsonConfig):
             raise ConfigError(f"ConvertConfig.min_agreement: must be in [0, 1], got {self.min_agreement}")
 
 
-def with_audio_frontend(model: tf.keras.Model, feature_config: FeatureConfig) -> tf.keras.Model:
-    """``model`` behind the feature frontend: ``(B, clip_samples)`` waveforms -> ``model``'s output."""
-    waveforms = tf.keras.Input((feature_config.clip_samples,), name="audio")
-    features = build_frontend(feature_config)(waveforms)
-    return tf.keras.Model(waveforms, model(features), name=f"{model.name}_audio")
-
-
-def convert_binary(model: tf.keras.Model) -> bytes:
-    """LCE's converter: binary convolutions become ``LceBconv2d``; float I/O, ARM target."""
-    return lce.convert_keras_model(model)
-
-
-def _batch_one_converter(model: tf.keras.Model) -> tf.lite.TFLiteConverter:
-    """TFLite's converter on ``model`` at batch size 1, as LCE's converter fixes it: a dynamic
-    batch would add run-time shape ops (SHAPE, STRIDED_SLICE, PACK) to the teachers only."""
-    signature = tf.TensorSpec([1, *model.input_shape[1:]], model.input.dtype)
-    function = tf.function(lambda inputs: model(inputs, training=False), autograph=False).get_concrete_function(
-        signature
-    )
-    return tf.lite.TFLiteConverter.from_concrete_functions([function], model)
-
-
-def convert_float(model: tf.keras.Model) -> bytes:
-    """TFLite's converter, no optimization: the float32 reference file."""
-    return _batch_one_converter(model).convert()
-
-
-def convert_int8(model: tf.keras.Model, calibration: np.ndarray, *, integer_io: bool) -> bytes:
-    """Post-training int8 quantization calibrated on ``calibration`` (real inputs, ``(N, ...)``).
-
-    ``integer_io``: int8 input and output and int8 ops only (full-integer); otherwise ops that do
-    not quantize (the audio frontend's FFT) stay float and so do input and output.
-    """
-    converter = _batch_one_converter(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([sample[np.newaxis]] for sample in calibration)
-    if integer_io:
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    else:
-        converter.target_spec.supported_ops = [
-            tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
-            tf.lite.OpsSet.TFLITE_BUILTINS,
-        ]
-    return converter.convert()
-
-
-def untie_signs(student: tf.keras.Model) -> None:
-    """Moves, in place, the zero of every BN whose output only reaches a sign (after fe3 and after
-    each block's expand) to the middle of the gap between two output levels of the binary
-    convolution before it. Every level keeps the sign it has in exact arithmetic (a zero right on
-    a level keeps it at +1, as Larq's sign of 0), so the model computes the same function.
-
-    A binary convolution outputs its scale times an integer: exactly in LCE (a popcount), up to
-    float rounding in Keras (a float sum of +-scale). With a BN zero within that rounding of a
-    level the two binarize the level differently for every input that hits it, so that LCE's
-    top-1 can disagree with Keras on many inputs with neither wrong to float precision
-    (CHANGELOG.md, 2026-12-06). Half a level away no rounding reaches.
-    Students of other binarizers (shifted or scaled signs) are left as they are.
-    """
-    config = model_config(student)
-    plain_signs = config.binarizer in quantizers.SIGN_INPUT_BINARIZERS
-    if model_kind(student) != "student" or not plain_signs:
-        return
-    blocks = [layer for layer in student.layers if isinstance(layer, DFSMNBlock)]
-    pairs = [(block.expand, block.hidden_bn) for block in blocks]
-    if len(config.fc1_input_thresholds) == 1:  # fc1 reads the sign of fe3's PReLU, no copies
-        pairs.append((student.get_layer("fe3"), student.get_layer("fe3_bn")))
-    for conv, bn in pairs:
-        magnitudes = np.abs(conv.kernel_quantizer(tf.constant(conv.kernel.numpy())).numpy())
-        step = magnitudes.max(axis=(0, 1, 2))
-        if not np.all(magnitudes == step):  # not +-scale per output channel: no levels
-            continue
-        gamma = bn.gamma.numpy().astype(np.float64)
-        live = gamma != 0  # a zero gamma outputs beta whatever the input: no zero to move
-        gamma = np.where(live, gamma, 1.0)
-        std = np.sqrt(bn.moving_variance.numpy().astype(np.float64) + bn.epsilon)
-        zero = (bn.moving_mean.numpy() - bn.beta.numpy() * std / gamma) / step  # in levels
-        on_level = zero == np.round(zero)
-        middle = np.where(on_level, zero - 0.5 * np.sign(gamma), np.floor(zero) + 0.5)
-        bn.moving_mean.assign_add(np.where(live, (middle - zero) * step, 0.0).astype(np.float32))
-
-
-def strip_tensor_names(flatbuffer: bytes, probe: np.ndarray) -> tuple[bytes, bool]:
-    """``(flatbuffer without tensor/subgraph names and signatures, True)`` when its outputs on
-    ``probe`` are bit-identical to the original's; otherwise ``(flatbuffer, False)``."""
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
-    flatbuffer_utils.strip_strings(model)
-    stripped = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
-    same = np.array_equal(FlatbufferModel(stripped)(probe), FlatbufferModel(flatbuffer)(probe))
-    return (stripped, True) if same else (flatbuffer, False)
-
-
 def compare(keras_logits: np.ndarray, flatbuffer_logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     """Flatbuffer logits against Keras logits of the same clips. Non-finite flatbuffer logits
     count as disagreements (an argmax over NaNs would agree by accident)."""
@@ -246,39 +130,6 @@ def compare(keras_logits: np.ndarray, flatbuffer_logits: np.ndarray, labels: np.
         "max_abs_logit_diff": float(np.max(np.abs(keras_logits - flatbuffer_logits))),
         "keras_accuracy": float(np.mean(keras_logits.argmax(-1) == labels)),
         "flatbuffer_accuracy": float(np.mean(finite & (flatbuffer_logits.argmax(-1) == labels))),
-    }
-
-
-def float_op_count(flatbuffer: bytes) -> int:
-    """Operators that compute in float32: builtin ops whose first output is a float32 tensor.
-
-    LCE's custom ops (``LceBconv2d`` may write float, ``LceDequantize`` does) are binary-domain
-    ops, not float ones, and are not counted.
-    """
-    data = bytearray(flatbuffer)
-    model = schema.Model.GetRootAs(data, 0)
-    custom = [
-        max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) == schema.BuiltinOperator.CUSTOM
-        for code in map(model.OperatorCodes, range(model.OperatorCodesLength()))
-    ]
-    count = 0
-    for graph_index in range(model.SubgraphsLength()):
-        graph = model.Subgraphs(graph_index)
-        for op_index in range(graph.OperatorsLength()):
-            op = graph.Operators(op_index)
-            if custom[op.OpcodeIndex()] or op.OutputsLength() == 0:
-                continue
-            count += graph.Tensors(op.Outputs(0)).Type() == schema.TensorType.FLOAT32
-    return count
-
-
-def op_summary(flatbuffer: bytes) -> dict[str, Any]:
-    """Op counts by name, the number of LCE binary convolutions and of float ops."""
-    counts = op_counts(flatbuffer)
-    return {
-        "op_counts": counts,
-        "binary_convs": counts.get("LceBconv2d", 0),
-        "float_ops": float_op_count(flatbuffer),
     }
 
 
@@ -303,85 +154,6 @@ def flatbuffer_entry(
         **op_summary(flatbuffer),
         verification=verification,
     )
-
-
-def storage_bits(model: tf.keras.Model, width: int | None = None) -> int:
-    """Bits of ``model``'s parameters at ``width`` counted the paper's way: 1 per binarized
-    weight, 32 per other parameter (``weight_counts``: the executed path's trainable weights)."""
-    counts = weight_counts(model, width)
-    return counts["binary"] + 32 * counts["float"]
-
-
-def published_baseline(
-    config: ModelConfig,
-    probe: np.ndarray,
-    *,
-    wrap: Callable[[tf.keras.Model], tf.keras.Model] = lambda model: model,
-    strip: bool = True,
-) -> tuple[int, int]:
-    """``(parameter bits, float TFLite bytes)`` of the published FP32 D-FSMN with ``config``'s
-    shapes (profile ``paper``): the reference of the paper's storage claim.
-
-    A float file's size does not depend on the weights' values, but the converter merges equal
-    constants (an untrained model's unit BN scales, zero biases), so the weights are set to random
-    values first. ``wrap`` puts the model behind the same frontend as the converted files (or
-    not); ``probe`` are inputs of the wrapped model.
-    """
-    baseline = build_teacher(config.replace(profile=BASELINE_PROFILE))
-    rng = np.random.default_rng(0)
-    for weight in baseline.weights:
-        values = rng.normal(0.0, 0.05, size=weight.shape)
-        weight.assign(np.abs(values) + 0.5 if "moving_variance" in weight.name else values)
-    flatbuffer = convert_float(wrap(width_model(baseline)))
-    if strip:
-        flatbuffer, _ = strip_tensor_names(flatbuffer, probe)
-    return storage_bits(baseline), len(flatbuffer)
-
-
-def _sample(count: int | None, total: int, seed: int) -> np.ndarray:
-    """Sorted indices of ``count`` of ``total`` items drawn without replacement (all if None)."""
-    if count is None or count >= total:
-        return np.arange(total)
-    return np.sort(np.random.default_rng(seed).choice(total, size=count, replace=False))
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _model_digest(model: tf.keras.Model) -> str:
-    """sha256 of ``model``'s kind, config and every weight (BN statistics included): equal digests
-    convert to the same flatbuffers."""
-    header = json.dumps({"kind": model_kind(model), "config": model_config(model).to_dict()})
-    return _arrays_digest(np.frombuffer(header.encode(), dtype=np.uint8), *(w.numpy() for w in model.weights))
-
-
-def _arrays_digest(*arrays: np.ndarray) -> str:
-    """sha256 of arrays' dtypes, shapes and values."""
-    digest = hashlib.sha256()
-    for array in arrays:
-        array = np.ascontiguousarray(array)
-        digest.update(f"{array.dtype}{array.shape}".encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()
-
-
-def _reusable_entry(out_dir: Path, file: str, source: dict[str, Any]) -> FlatbufferEntry | None:
-    """The manifest entry recorded for ``file`` when it was made from ``source`` and its bytes
-    are still the ones checked then; ``None`` when it must be (re)done."""
-    try:
-        record = json.loads((out_dir / VERIFIED / f"{file}.json").read_text())
-        data = (out_dir / file).read_bytes()
-    except (OSError, ValueError):  # not there yet, or a record damaged by hand: redo
-        return None
-    if not isinstance(record, dict) or record.get("source") != source:
-        return None
-    if record.get("sha256") != _sha256(data):
-        return None
-    try:
-        return FlatbufferEntry.from_dict(record.get("entry"), out_dir)
-    except RecordError:
-        return None
 
 
 def convert_models(
@@ -414,21 +186,88 @@ def convert_models(
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MANIFEST).unlink(missing_ok=True)
     audio = config.input == "audio"
-    frontend = build_frontend(feature_config)
+    wrap = functools.partial(with_audio_frontend, feature_config=feature_config) if audio else _unwrapped
+    frontend = None if audio else build_frontend(feature_config)
+    clips = _Clips(
+        calibration=_model_inputs(calibration, frontend),
+        verify=_model_inputs(verification[0], frontend),
+        labels=np.asarray(verification[1]),
+    )
+    sources = _sources(student, teacher, clips, config, feature_config)
+    untie_signs(student)  # after its digest: the same weights on disk untie the same way
+    jobs = _jobs(
+        student,
+        teacher,
+        widths,
+        wrap,
+        int8=lambda model: convert_int8(model, clips.calibration, integer_io=not audio),
+    )
+    entries = [
+        _convert_or_reuse(job, sources[job.kind], out_dir, clips, config)
+        for job in tqdm(jobs, desc="convert", unit="file")
+    ]
+    storage = storage_record(student, teacher, entries, max(widths), clips.probe, wrap=wrap, strip=config.strip_names)
+    manifest = ConversionManifest(
+        input=config.input,
+        input_shape=entries[0].input_shape,
+        labels=tuple(labels),
+        widths=tuple(widths),
+        feature_config=feature_config.to_dict(),
+        convert_config=config.to_dict(),
+        versions={"tensorflow": tf.__version__, "larq_compute_engine": lce.__version__},
+        **(provenance or {}),
+        storage=storage,
+        models=tuple(entries),
+    )
+    manifest.save(out_dir / MANIFEST)
+    return manifest
 
-    def wrap(model: tf.keras.Model) -> tf.keras.Model:
-        return with_audio_frontend(model, feature_config) if audio else model
 
-    def to_inputs(waveforms: np.ndarray) -> np.ndarray:
-        if audio:
-            return np.asarray(waveforms, np.float32)
-        return np.concatenate([frontend(waveforms[i : i + 256]).numpy() for i in range(0, len(waveforms), 256)])
+def _unwrapped(model: tf.keras.Model) -> tf.keras.Model:
+    """A model as it is: with features input no frontend goes in front of it."""
+    return model
 
-    calibration_inputs = to_inputs(calibration)
-    verify_inputs, verify_labels = to_inputs(verification[0]), np.asarray(verification[1])
-    probe = verify_inputs[:16]
+
+def _model_inputs(waveforms: np.ndarray, frontend: tf.keras.layers.Layer | None) -> np.ndarray:
+    """``waveforms`` ``(N, clip_samples)`` as the converted models take them: their features by
+    ``frontend``, or the waveforms themselves when the frontend is inside the models (``None``)."""
+    if frontend is None:
+        return np.asarray(waveforms, np.float32)
+    return np.concatenate([frontend(waveforms[i : i + 256]).numpy() for i in range(0, len(waveforms), 256)])
+
+
+@dataclasses.dataclass(frozen=True)
+class _Clips:
+    """The clips of a conversion as the converted models take them.
+
+    Attributes:
+        calibration: inputs the int8 teacher is calibrated on.
+        verify: inputs every flatbuffer is checked against Keras on.
+        labels: the labels of ``verify``.
+    """
+
+    calibration: np.ndarray
+    verify: np.ndarray
+    labels: np.ndarray
+
+    @property
+    def probe(self) -> np.ndarray:
+        """The inputs a file without tensor names must give bit-identical outputs on."""
+        return self.verify[:16]
+
+
+def _sources(
+    student: tf.keras.Model,
+    teacher: tf.keras.Model,
+    clips: _Clips,
+    config: ConvertConfig,
+    feature_config: FeatureConfig,
+) -> dict[str, dict[str, Any]]:
+    """What the files of each kind are made from, by kind: digests of the model and of the clips
+    (the calibration clips for int8 only), the configs and the library versions. A file's
+    ``.verified/`` record holds this; a rerun reuses the file while it is unchanged."""
     common = {
-        "verification": _arrays_digest(verify_inputs, verify_labels),
+        "verification": _arrays_digest(clips.verify, clips.labels),
         "convert_config": config.to_dict(),
         "feature_config": feature_config.to_dict(),
         "versions": {
@@ -438,23 +277,67 @@ def convert_models(
         },
     }
     teacher_digest = _model_digest(teacher)
-    sources = {
+    return {
         KIND_STUDENT: {**common, "model": _model_digest(student)},
         KIND_FP32: {**common, "model": teacher_digest},
         KIND_INT8: {
             **common,
             "model": teacher_digest,
-            "calibration": _arrays_digest(calibration_inputs),
+            "calibration": _arrays_digest(clips.calibration),
         },
     }
 
-    untie_signs(student)  # after its digest: the same weights on disk untie the same way
 
-    # Each job: the file, its kind and width, the Keras model the check compares with, the graph
-    # handed to the converter (same logits), and the converter.
-    Converter = Callable[[tf.keras.Model], bytes]
-    jobs: list[tuple[str, str, int | None, tf.keras.Model, tf.keras.Model, Converter]] = [
-        (
+def _model_digest(model: tf.keras.Model) -> str:
+    """sha256 of ``model``'s kind, config and every weight (BN statistics included): equal digests
+    convert to the same flatbuffers."""
+    header = json.dumps({"kind": model_kind(model), "config": model_config(model).to_dict()})
+    return _arrays_digest(np.frombuffer(header.encode(), dtype=np.uint8), *(w.numpy() for w in model.weights))
+
+
+def _arrays_digest(*arrays: np.ndarray) -> str:
+    """sha256 of arrays' dtypes, shapes and values."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """One flatbuffer to make.
+
+    Attributes:
+        file: its file name.
+        kind: ``KIND_STUDENT``, ``KIND_FP32`` or ``KIND_INT8``.
+        width: the student's width (``None`` for a teacher).
+        keras_model: the Keras model the check compares with.
+        exported: the graph handed to the converter (same logits).
+        converter: Keras model -> flatbuffer bytes.
+    """
+
+    file: str
+    kind: str
+    width: int | None
+    keras_model: tf.keras.Model
+    exported: tf.keras.Model
+    converter: Callable[[tf.keras.Model], bytes]
+
+
+def _jobs(
+    student: tf.keras.Model,
+    teacher: tf.keras.Model,
+    widths: Sequence[int],
+    wrap: Callable[[tf.keras.Model], tf.keras.Model],
+    *,
+    int8: Callable[[tf.keras.Model], bytes],
+) -> list[_Job]:
+    """The student at every width (LCE), the teacher as float and as int8 (``int8`` converts it),
+    every model behind ``wrap``."""
+    jobs = [
+        _Job(
             f"student_w{width}.tflite",
             KIND_STUDENT,
             width,
@@ -465,90 +348,89 @@ def convert_models(
         for width in widths
     ]
     teacher_model = wrap(width_model(teacher))
-    jobs.append(("teacher_fp32.tflite", KIND_FP32, None, teacher_model, teacher_model, convert_float))
-    jobs.append(
-        (
-            "teacher_int8.tflite",
-            KIND_INT8,
-            None,
-            teacher_model,
-            teacher_model,
-            lambda model: convert_int8(model, calibration_inputs, integer_io=not audio),
-        )
-    )
+    jobs.append(_Job("teacher_fp32.tflite", KIND_FP32, None, teacher_model, teacher_model, convert_float))
+    jobs.append(_Job("teacher_int8.tflite", KIND_INT8, None, teacher_model, teacher_model, int8))
+    return jobs
 
-    entries = []
-    for file, kind, width, keras_model, exported, converter in tqdm(jobs, desc="convert", unit="file"):
-        # As JSON reads it back from a record (lists, not tuples), to compare with one.
-        source = json.loads(json.dumps({"file": file, "width": width, **sources[kind]}))
-        entry = _reusable_entry(out_dir, file, source)
-        if entry is not None:
-            tqdm.write(f"{file}: reused (written and checked earlier from the same models and data)")
-            entries.append(entry)
-            continue
-        keras_logits = keras_model.predict(verify_inputs, batch_size=256, verbose=0)
-        if not np.isfinite(keras_logits).all():
-            raise ConversionError(
-                f"{file}: the Keras model's own logits are not finite (NaN/inf) on the "
-                "verification clips: its weights are broken (a diverged run?); nothing converted"
-            )
-        flatbuffer = converter(exported)
-        stripped = False
-        if config.strip_names:
-            flatbuffer, stripped = strip_tensor_names(flatbuffer, probe)
-        check = compare(keras_logits, FlatbufferModel(flatbuffer)(verify_inputs), verify_labels)
-        lossy = kind == KIND_INT8
-        check["required_agreement"] = None if lossy else config.min_agreement
-        if not lossy and check["top1_agreement"] < config.min_agreement:
-            raise ConversionError(
-                f"{file}: LCE's interpreter agrees with Keras on {check['top1_agreement']:.2%} of "
-                f"{check['clips']} clips (required {config.min_agreement:.2%}); max logit "
-                f"difference {check['max_abs_logit_diff']:.3g}"
-            )
-        atomic_write_bytes(out_dir / file, flatbuffer)
-        entry = flatbuffer_entry(file, kind, width, flatbuffer, names_stripped=stripped, verification=check)
-        # Written after the file: a record always vouches for a complete, checked file.
-        record = {"sha256": _sha256(flatbuffer), "source": source, "entry": entry.to_dict(out_dir)}
-        atomic_write_text(out_dir / VERIFIED / f"{file}.json", json.dumps(record, indent=2) + "\n")
-        entries.append(entry)
 
-    full = max(widths)
-    student_bits = storage_bits(student, full)
-    teacher_bits = storage_bits(teacher)
-    teacher_bytes = next(e.bytes for e in entries if e.kind == KIND_FP32)
-    student_bytes = next(e.bytes for e in entries if e.kind == KIND_STUDENT and e.width == full)
-    if model_config(teacher).profile == BASELINE_PROFILE:
-        baseline_bits, baseline_bytes = teacher_bits, teacher_bytes
-    else:
-        baseline_bits, baseline_bytes = published_baseline(
-            model_config(teacher), probe, wrap=wrap, strip=config.strip_names
+def _convert_or_reuse(
+    job: _Job, source: dict[str, Any], out_dir: Path, clips: _Clips, config: ConvertConfig
+) -> FlatbufferEntry:
+    """The manifest entry of ``job``'s file: the one recorded when an earlier call made the file
+    from the same ``source``, or else a new one, the file converted, checked, written and recorded."""
+    # As JSON reads it back from a record (lists, not tuples), to compare with one.
+    source = json.loads(json.dumps({"file": job.file, "width": job.width, **source}))
+    entry = _reusable_entry(out_dir, job.file, source)
+    if entry is not None:
+        tqdm.write(f"{job.file}: reused (written and checked earlier from the same models and data)")
+        return entry
+    flatbuffer, stripped, check = _convert_and_check(job, clips, config)
+    atomic_write_bytes(out_dir / job.file, flatbuffer)
+    entry = flatbuffer_entry(job.file, job.kind, job.width, flatbuffer, names_stripped=stripped, verification=check)
+    _record_verified(out_dir, job.file, flatbuffer, source, entry)
+    return entry
+
+
+def _reusable_entry(out_dir: Path, file: str, source: dict[str, Any]) -> FlatbufferEntry | None:
+    """The manifest entry recorded for ``file`` when it was made from ``source`` and its bytes
+    are still the ones checked then; ``None`` when it must be (re)done."""
+    try:
+        record = json.loads((out_dir / VERIFIED / f"{file}.json").read_text())
+        data = (out_dir / file).read_bytes()
+    except (OSError, ValueError):  # not there yet, or a record damaged by hand: redo
+        return None
+    if not isinstance(record, dict) or record.get("source") != source:
+        return None
+    if record.get("sha256") != _sha256(data):
+        return None
+    try:
+        return FlatbufferEntry.from_dict(record.get("entry"), out_dir)
+    except RecordError:
+        return None
+
+
+def _convert_and_check(job: _Job, clips: _Clips, config: ConvertConfig) -> tuple[bytes, bool, dict[str, Any]]:
+    """``job``'s flatbuffer, whether its tensor names were stripped, and its check against Keras
+    (:func:`compare`'s record and the agreement required, ``None`` for lossy int8).
+
+    Raises:
+        ConversionError: the Keras model's own logits are not finite, or a lossless conversion
+            agrees with it on fewer than ``config.min_agreement`` of the clips.
+    """
+    keras_logits = job.keras_model.predict(clips.verify, batch_size=256, verbose=0)
+    if not np.isfinite(keras_logits).all():
+        raise ConversionError(
+            f"{job.file}: the Keras model's own logits are not finite (NaN/inf) on the "
+            "verification clips: its weights are broken (a diverged run?); nothing converted"
         )
-    manifest = ConversionManifest(
-        input=config.input,
-        input_shape=entries[0].input_shape,
-        labels=tuple(labels),
-        widths=tuple(widths),
-        feature_config=feature_config.to_dict(),
-        convert_config=config.to_dict(),
-        versions={"tensorflow": tf.__version__, "larq_compute_engine": lce.__version__},
-        **(provenance or {}),
-        storage={
-            "parameter_count_ratio": baseline_bits / student_bits,
-            "flatbuffer_ratio": baseline_bytes / student_bytes,
-            "baseline_fp32_bytes": baseline_bytes,
-            "baseline_parameter_bits": baseline_bits,
-            "student_parameter_bits": student_bits,
-            "student_bytes": student_bytes,
-            "student_width": full,
-            "teacher_fp32_bytes": teacher_bytes,
-            "parameter_count_ratio_vs_run_teacher": teacher_bits / student_bits,
-            "flatbuffer_ratio_vs_run_teacher": teacher_bytes / student_bytes,
-            "how": STORAGE_NOTE,
-        },
-        models=tuple(entries),
-    )
-    manifest.save(out_dir / MANIFEST)
-    return manifest
+    flatbuffer = job.converter(job.exported)
+    stripped = False
+    if config.strip_names:
+        flatbuffer, stripped = strip_tensor_names(flatbuffer, clips.probe)
+    check = compare(keras_logits, FlatbufferModel(flatbuffer)(clips.verify), clips.labels)
+    lossy = job.kind == KIND_INT8
+    check["required_agreement"] = None if lossy else config.min_agreement
+    if not lossy and check["top1_agreement"] < config.min_agreement:
+        raise ConversionError(
+            f"{job.file}: LCE's interpreter agrees with Keras on {check['top1_agreement']:.2%} of "
+            f"{check['clips']} clips (required {config.min_agreement:.2%}); max logit "
+            f"difference {check['max_abs_logit_diff']:.3g}"
+        )
+    return flatbuffer, stripped, check
+
+
+def _record_verified(
+    out_dir: Path, file: str, flatbuffer: bytes, source: dict[str, Any], entry: FlatbufferEntry
+) -> None:
+    """``.verified/FILE.json``: the written ``flatbuffer``'s sha256, what it was made from and its
+    manifest entry."""
+    # Written after the file: a record always vouches for a complete, checked file.
+    record = {"sha256": _sha256(flatbuffer), "source": source, "entry": entry.to_dict(out_dir)}
+    atomic_write_text(out_dir / VERIFIED / f"{file}.json", json.dumps(record, indent=2) + "\n")
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def convert_run(
@@ -605,6 +487,13 @@ def convert_run(
             "protocol": configs.data.protocol,
         },
     )
+
+
+def _sample(count: int | None, total: int, seed: int) -> np.ndarray:
+    """Sorted indices of ``count`` of ``total`` items drawn without replacement (all if None)."""
+    if count is None or count >= total:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(seed).choice(total, size=count, replace=False))
 
 
 def format_manifest(manifest: ConversionManifest) -> str:

@@ -67,6 +67,12 @@ MAX_FRR = 0.10
 MAX_DROP_POINTS = 3.0
 
 
+def _beside(path: Path, out_dir: Path) -> str:
+    """``path`` relative to ``out_dir`` when inside it (a ``--data`` elsewhere stays absolute)."""
+    path, out_dir = path.resolve(), out_dir.resolve()
+    return str(path.relative_to(out_dir)) if path.is_relative_to(out_dir) else str(path)
+
+
 def run_demo(
     out_dir: str | Path = "bifsmn-demo",
     *,
@@ -122,9 +128,10 @@ def run_demo(
     seconds["conversion"] = time.monotonic() - started
 
     results = {
-        "teacher_run": str(teacher_run.resolve()),
-        "student_run": str(student_run.resolve()),
-        "data": str(Path(data).resolve()),
+        # Relative to this file, as in the typed records, so the folder can be moved whole.
+        "teacher_run": _beside(teacher_run, out_dir),
+        "student_run": _beside(student_run, out_dir),
+        "data": _beside(Path(data), out_dir),
         "teacher": teacher_eval,
         "student": student_eval,
         "checks": demo_checks(teacher_eval, student_eval),
@@ -134,7 +141,7 @@ def run_demo(
             "fc1": list(student_configs.model.fc1_input_thresholds),
         },
         "features": student_configs.features.to_dict(),
-        "flatbuffers": str(flatbuffers.resolve()),
+        "flatbuffers": _beside(flatbuffers, out_dir),
         "conversion": {
             "storage": manifest.storage,
             "models": [
@@ -191,7 +198,7 @@ def _points(value: float | None) -> str:
 def _thresholds(thresholds: list[float]) -> str:
     if len(thresholds) == 1:
         return "0, the sign"
-    return ", ".join(f"{t:g}" for t in thresholds) + " (each input channel becomes that many bits)"
+    return ", ".join(f"{t:g}" for t in thresholds)
 
 
 def format_results(results: dict[str, Any]) -> str:
@@ -232,7 +239,8 @@ def format_results(results: dict[str, Any]) -> str:
         "",
         f"Student: 1-bit weights everywhere but fe0 and the classifier; 1-bit inputs to fe3, fc1 and "
         f"every 1x1 conv (fe3's binarized at {_thresholds(thresholds['fe3'])}, fc1's at "
-        f"{_thresholds(thresholds['fc1'])}); memory convs fed "
+        f"{_thresholds(thresholds['fc1'])}; at several thresholds each input channel becomes that "
+        "many bits); memory convs fed "
         f"the {results['memory_input']} residual stream. "
         f"Features: {FeatureConfig.from_dict(results['features']).summary}.",
         "",
@@ -265,7 +273,7 @@ def format_results(results: dict[str, Any]) -> str:
         "",
         f"Time (s){_on_host(results)}: " + ", ".join(f"{k} {v:.0f}" for k, v in results["seconds"].items()),
         "",
-        f"Runs: teacher `{results['teacher_run']}`, student `{results['student_run']}`; "
+        f"Runs (beside this file): teacher `{results['teacher_run']}`, student `{results['student_run']}`; "
         "per-class tables and confusion matrices in each run's `eval/test-"
         f"{teacher.protocol}/`.",
     ]

@@ -337,7 +337,7 @@ class ConversionManifest(Record):
         convert_config: the :class:`~bifsmn_tf.convert.ConvertConfig` as a dict.
         versions: of TensorFlow and LCE.
         storage: the storage ratios against the FP32 baseline
-            (:data:`bifsmn_tf.convert.STORAGE_NOTE` says how they are counted).
+            (:data:`bifsmn_tf.storage.STORAGE_NOTE` says how they are counted).
         models: every flatbuffer written.
         run_dir: the student run converted, for a conversion of a run
             (:func:`~bifsmn_tf.convert.convert_run`; ``None`` otherwise, as the next four).

@@ -1,8 +1,10 @@
-"""Operator census of a TFLite / LCE flatbuffer, read with TensorFlow's own flatbuffer schema."""
+"""Operator census of a TFLite / LCE flatbuffer, read with TensorFlow's own flatbuffer schema:
+which operators, how many binary convolutions, how many compute in float."""
 
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 from tensorflow.lite.python import schema_py_generated as schema
 
@@ -32,3 +34,36 @@ def op_counts(flatbuffer: bytes) -> dict[str, int]:
         for op_index in range(graph.OperatorsLength()):
             counts[names[graph.Operators(op_index).OpcodeIndex()]] += 1
     return dict(sorted(counts.items()))
+
+
+def float_op_count(flatbuffer: bytes) -> int:
+    """Operators that compute in float32: builtin ops whose first output is a float32 tensor.
+
+    LCE's custom ops (``LceBconv2d`` may write float, ``LceDequantize`` does) are binary-domain
+    ops, not float ones, and are not counted.
+    """
+    data = bytearray(flatbuffer)
+    model = schema.Model.GetRootAs(data, 0)
+    custom = [
+        max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) == schema.BuiltinOperator.CUSTOM
+        for code in map(model.OperatorCodes, range(model.OperatorCodesLength()))
+    ]
+    count = 0
+    for graph_index in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(graph_index)
+        for op_index in range(graph.OperatorsLength()):
+            op = graph.Operators(op_index)
+            if custom[op.OpcodeIndex()] or op.OutputsLength() == 0:
+                continue
+            count += graph.Tensors(op.Outputs(0)).Type() == schema.TensorType.FLOAT32
+    return count
+
+
+def op_summary(flatbuffer: bytes) -> dict[str, Any]:
+    """Op counts by name, the number of LCE binary convolutions and of float ops."""
+    counts = op_counts(flatbuffer)
+    return {
+        "op_counts": counts,
+        "binary_convs": counts.get("LceBconv2d", 0),
+        "float_ops": float_op_count(flatbuffer),
+    }

@@ -23,7 +23,7 @@ PACKAGE = "bifsmn_tf"
 #: Root files that are pages of the site, by their name there.
 ROOT_PAGES = {"BENCHMARKS.md": "benchmarks.md", "CHANGELOG.md": "changelog.md"}
 #: The API reference's sections in pipeline order; modules not listed come last.
-API_ORDER = ("data", "features", "models", "training", "evaluate", "detection", "convert")
+API_ORDER = ("data", "features", "models", "training", "evaluate", "detection", "converters", "storage", "convert")
 API_TITLE = "API reference"
 LINK = re.compile(r"\]\((?P<target>[^)#\s]+)(?P<anchor>#[^)\s]*)?\)")
 

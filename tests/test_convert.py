@@ -1,5 +1,6 @@
-"""bifsmn_tf.convert: real LCE/TFLite conversions of briefly trained models, checked in LCE's
-interpreter against Keras; op census, storage ratios, audio input, the manifest."""
+"""bifsmn_tf.convert and the modules it runs (converters, storage, tflite_ops): real LCE/TFLite
+conversions of briefly trained models, checked in LCE's interpreter against Keras; op census,
+storage ratios, audio input, the manifest."""
 
 from __future__ import annotations
 
@@ -19,18 +20,8 @@ from tensorflow.lite.tools import flatbuffer_utils
 import bifsmn_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from bifsmn_tf import convert
 from bifsmn_tf.config import ConfigError
-from bifsmn_tf.convert import (
-    VERIFIED,
-    ConversionError,
-    ConvertConfig,
-    compare,
-    convert_binary,
-    convert_models,
-    float_op_count,
-    storage_bits,
-    strip_tensor_names,
-    untie_signs,
-)
+from bifsmn_tf.convert import VERIFIED, ConversionError, ConvertConfig, compare, convert_models
+from bifsmn_tf.converters import convert_binary, strip_tensor_names, untie_signs
 from bifsmn_tf.features import FeatureConfig, build_frontend
 from bifsmn_tf.models.dfsmn import (
     ModelConfig,
@@ -43,7 +34,8 @@ from bifsmn_tf.models.dfsmn import (
 )
 from bifsmn_tf.records import KIND_FP32, KIND_INT8, KIND_STUDENT, MANIFEST, ConversionManifest
 from bifsmn_tf.runtime import FlatbufferModel
-from bifsmn_tf.tflite_ops import op_counts
+from bifsmn_tf.storage import storage_bits
+from bifsmn_tf.tflite_ops import float_op_count, op_counts
 
 WIDTHS = (8, 4, 2)
 LABELS = tuple(f"label_{i}" for i in range(12))
@@ -328,6 +320,7 @@ TINY = ModelConfig(frontend_channels=4, num_blocks=2, hidden_size=32, memory_siz
 
 # Converts the saved tiny models as the test does, but the third job (the int8 teacher) never
 # ends: the test kills the process there, when student_w2 and teacher_fp32 are finished.
+# convert_int8 is replaced by the name convert_models calls it by, in bifsmn_tf.convert.
 KILLED_CONVERSION = textwrap.dedent(
     """
     import sys, time

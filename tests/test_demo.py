@@ -126,7 +126,8 @@ def test_results_table_lists_teacher_and_every_width():
     assert "FAR <= 5 %, FRR <= 10 %): met." in table
     assert "memory convs fed the float residual stream" in table
     assert (
-        "fe3's binarized at -0.67, 0, 0.67 (each input channel becomes that many bits), fc1's at 0, the sign)"
+        "fe3's binarized at -0.67, 0, 0.67, fc1's at 0, the sign; at several thresholds each input channel "
+        "becomes that many bits)"
     ) in table
     assert "Features: 32 log-mel bins, 128 ms window, 32 ms hop (32 frames)." in table
     finer = FeatureConfig(n_fft=512, win_length=480, hop_length=320, n_mels=40, per_bin_mean_removal=True)
@@ -152,6 +153,8 @@ def test_demo_from_scratch_meets_its_bounds(tmp_path, capsys):
     assert set(results["student"]["widths"]) == {"8", "4", "2"}
     assert results["checks"]["within_max_drop"], results["checks"]
     assert results["checks"]["monotone_in_width"], results["checks"]
+    assert (results["teacher_run"], results["student_run"], results["data"]) == ("teacher", "student", "data")
+    assert results["flatbuffers"] == "student/flatbuffers"
     manifest = json.loads((tmp_path / "demo" / "student" / "flatbuffers" / "manifest.json").read_text())
     assert manifest["storage"] == results["conversion"]["storage"]
     assert {m["file"] for m in manifest["models"]} == {m["file"] for m in results["conversion"]["models"]}

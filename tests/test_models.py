@@ -14,7 +14,7 @@ from larq.models import ModelProfile
 
 import bifsmn_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from bifsmn_tf.config import ConfigError
-from bifsmn_tf.convert import untie_signs
+from bifsmn_tf.converters import untie_signs
 from bifsmn_tf.models import quantizers
 from bifsmn_tf.models.dfsmn import (
     STUDENT_OPTIONS,

@@ -19,6 +19,7 @@ from speech_commands_tree import (
 import bifsmn_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from bifsmn_tf.config import ConfigError
 from bifsmn_tf.data import speech_commands
+from bifsmn_tf.data.archives import archive_url, download
 from bifsmn_tf.data.audio import AudioFormatError
 from bifsmn_tf.data.augment import AugmentConfig
 from bifsmn_tf.data.labels import SILENCE, UNKNOWN, WORDS, task_labels
@@ -43,8 +44,8 @@ def data_dir(tmp_path_factory):
             server.files[name] = make_archive(tree, trees / name).read_bytes()
         base = server.url("")
         for version, test_set in (("v1", False), ("v2", False), ("v2", True)):
-            url = speech_commands.archive_url(version, test_set=test_set, base_url=base)
-            speech_commands.download(version, data, source=url, test_set=test_set)
+            url = archive_url(version, test_set=test_set, base_url=base)
+            download(version, data, source=url, test_set=test_set)
     return data
 
 

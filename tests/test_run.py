@@ -128,29 +128,17 @@ def test_student_run_distils_every_width_and_saves_a_student(teacher_run, tmp_pa
     assert record.kind == "student" and record.teacher_run == teacher_run.resolve()
 
 
+def _train_argv(teacher_run, out, *options: str) -> list[str]:
+    """``train`` of one epoch at full width without distillation, with ``options``, then the
+    epoch and progress flags last (a test replaces them)."""
+    head = ["train", "--teacher", str(teacher_run), "--out", str(out), "--preset", "paper", "--widths", "8"]
+    return [*head, "--distill", "none", *options, "--epochs", "1", "--no-progress"]
+
+
 @pytest.mark.slow  # options the demo sets; 1 min
 def test_cli_train_records_memory_input_and_logit_distillation(teacher_run, tmp_path, capsys):
     out = tmp_path / "cli-student"
-    argv = [
-        "train",
-        "--teacher",
-        str(teacher_run),
-        "--out",
-        str(out),
-        "--preset",
-        "paper",
-        "--widths",
-        "8",
-        "--distill",
-        "none",
-        "--memory-input",
-        "float",
-        "--logit-distill",
-        "0.3",
-        "--epochs",
-        "1",
-        "--no-progress",
-    ]
+    argv = _train_argv(teacher_run, out, "--memory-input", "float", "--logit-distill", "0.3")
     assert main(argv) == 0, capsys.readouterr().err
     configs = run.RunConfigs.load(out)
     assert configs.train.logit_distill == 0.3 and configs.train.distill == "none"
@@ -164,25 +152,7 @@ def test_cli_train_records_memory_input_and_logit_distillation(teacher_run, tmp_
 @pytest.mark.slow  # an option off by default; 1 min
 def test_cli_train_records_input_thresholds_and_refuses_bad_ones(teacher_run, tmp_path, capsys):
     out = tmp_path / "thresholds"
-    argv = [
-        "train",
-        "--teacher",
-        str(teacher_run),
-        "--out",
-        str(out),
-        "--preset",
-        "paper",
-        "--widths",
-        "8",
-        "--distill",
-        "none",
-        "--fe3-input-thresholds",
-        "-0.5",
-        "0.5",
-        "--epochs",
-        "1",
-        "--no-progress",
-    ]
+    argv = _train_argv(teacher_run, out, "--fe3-input-thresholds", "-0.5", "0.5")
     assert main(argv) == 0, capsys.readouterr().err
     model, config = run.load_run_model(out)
     assert config.fe3_input_thresholds == (-0.5, 0.5) and config.fc1_input_thresholds == (0.0,)

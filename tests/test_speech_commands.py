@@ -20,6 +20,7 @@ from speech_commands_tree import (
 )
 
 import bifsmn_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+from bifsmn_tf.data import archives
 from bifsmn_tf.data import speech_commands as sc
 from bifsmn_tf.data.labels import KEYWORDS, SILENCE, UNKNOWN, WORDS, task_labels
 
@@ -64,13 +65,13 @@ def _assert_complete(root: Path, tree: Path) -> None:
 
 
 def test_download_from_server_verifies_and_extracts(tmp_path, server, tree_v2, archive_bytes):
-    root = sc.download("v2", tmp_path, source=server.url(ARCHIVE))
+    root = archives.download("v2", tmp_path, source=server.url(ARCHIVE))
     assert root == tmp_path / "speech_commands_v0.02"
     _assert_complete(root, tree_v2)
     assert (tmp_path / "downloads" / ARCHIVE).read_bytes() == archive_bytes
     assert server.requests == [(ARCHIVE, None)]
     # A second call finds the complete dataset and fetches nothing.
-    assert sc.download("v2", tmp_path, source=server.url(ARCHIVE)) == root
+    assert archives.download("v2", tmp_path, source=server.url(ARCHIVE)) == root
     assert len(server.requests) == 1
 
 
@@ -79,7 +80,7 @@ def test_partial_download_resumes_with_range(tmp_path, server, tree_v2, archive_
     part = tmp_path / "downloads" / f"{ARCHIVE}.part"
     part.parent.mkdir(parents=True)
     part.write_bytes(archive_bytes[:half])
-    root = sc.download("v2", tmp_path, source=server.url(ARCHIVE))
+    root = archives.download("v2", tmp_path, source=server.url(ARCHIVE))
     assert server.requests == [(ARCHIVE, f"bytes={half}-")]
     assert (tmp_path / "downloads" / ARCHIVE).read_bytes() == archive_bytes
     _assert_complete(root, tree_v2)
@@ -87,7 +88,7 @@ def test_partial_download_resumes_with_range(tmp_path, server, tree_v2, archive_
 
 def test_dropped_connection_is_resumed(tmp_path, server, tree_v2):
     server.faults = [("drop", 100_000)]
-    root = sc.download("v2", tmp_path, source=server.url(ARCHIVE))
+    root = archives.download("v2", tmp_path, source=server.url(ARCHIVE))
     assert server.requests == [(ARCHIVE, None), (ARCHIVE, "bytes=100000-")]
     _assert_complete(root, tree_v2)
 
@@ -97,7 +98,7 @@ def test_server_ignoring_range_restarts_from_zero(tmp_path, server, tree_v2, arc
     part.parent.mkdir(parents=True)
     part.write_bytes(archive_bytes[:1000])
     server.faults = ["ignore_range"]
-    root = sc.download("v2", tmp_path, source=server.url(ARCHIVE))
+    root = archives.download("v2", tmp_path, source=server.url(ARCHIVE))
     assert (tmp_path / "downloads" / ARCHIVE).read_bytes() == archive_bytes
     _assert_complete(root, tree_v2)
 
@@ -111,7 +112,7 @@ def test_damaged_archive_on_disk_is_refetched(tmp_path, server, tree_v2, archive
         archive.write_bytes(archive_bytes[:middle] + b"\0" * 512 + archive_bytes[middle + 512 :])
     else:
         archive.write_bytes(archive_bytes[:middle])
-    root = sc.download("v2", tmp_path, source=server.url(ARCHIVE))
+    root = archives.download("v2", tmp_path, source=server.url(ARCHIVE))
     assert server.requests == [(ARCHIVE, None)]
     assert archive.read_bytes() == archive_bytes
     _assert_complete(root, tree_v2)
@@ -119,15 +120,15 @@ def test_damaged_archive_on_disk_is_refetched(tmp_path, server, tree_v2, archive
 
 def test_corrupt_transfer_is_detected_and_refetched(tmp_path, server, tree_v2):
     server.faults = ["corrupt"]
-    root = sc.download("v2", tmp_path, source=server.url(ARCHIVE))
+    root = archives.download("v2", tmp_path, source=server.url(ARCHIVE))
     assert len(server.requests) == 2
     _assert_complete(root, tree_v2)
 
 
 def test_truncated_archive_on_server_fails_without_a_dataset(tmp_path, server, archive_bytes):
     server.files[ARCHIVE] = archive_bytes[: len(archive_bytes) * 2 // 3]
-    with pytest.raises(sc.DownloadError, match="no intact archive after 2 attempts"):
-        sc.download("v2", tmp_path, source=server.url(ARCHIVE), attempts=2)
+    with pytest.raises(archives.DownloadError, match="no intact archive after 2 attempts"):
+        archives.download("v2", tmp_path, source=server.url(ARCHIVE), attempts=2)
     assert len(server.requests) == 2
     assert not (tmp_path / "speech_commands_v0.02").exists()
     assert not list(tmp_path.glob(".*extracting*"))
@@ -138,15 +139,15 @@ def test_truncated_archive_on_server_fails_without_a_dataset(tmp_path, server, a
 def test_sha256_is_checked(tmp_path, server, archive_bytes):
     import hashlib
 
-    with pytest.raises(sc.DownloadError, match="SHA-256"):
-        sc.download("v2", tmp_path, source=server.url(ARCHIVE), sha256="0" * 64, attempts=1)
+    with pytest.raises(archives.DownloadError, match="SHA-256"):
+        archives.download("v2", tmp_path, source=server.url(ARCHIVE), sha256="0" * 64, attempts=1)
     good = hashlib.sha256(archive_bytes).hexdigest()
-    assert sc.download("v2", tmp_path, source=server.url(ARCHIVE), sha256=good.upper()).is_dir()
+    assert archives.download("v2", tmp_path, source=server.url(ARCHIVE), sha256=good.upper()).is_dir()
 
 
 def test_http_error_is_reported(tmp_path, server):
-    with pytest.raises(sc.DownloadError, match="HTTP 404"):
-        sc.download("v2", tmp_path, source=server.url("missing.tar.gz"))
+    with pytest.raises(archives.DownloadError, match="HTTP 404"):
+        archives.download("v2", tmp_path, source=server.url("missing.tar.gz"))
 
 
 def test_an_archive_of_no_dataset_is_named_and_not_kept_for_a_rerun(tmp_path, server, archive_bytes):
@@ -155,20 +156,20 @@ def test_an_archive_of_no_dataset_is_named_and_not_kept_for_a_rerun(tmp_path, se
     (photos / "holiday" / "beach.txt").write_text("sand\n")
     server.files["photos.tar.gz"] = make_archive(photos, tmp_path / "photos.tar.gz").read_bytes()
     wrong = server.url("photos.tar.gz")
-    with pytest.raises(sc.WrongArchiveError) as caught:
-        sc.download("v2", tmp_path / "data", source=wrong)
+    with pytest.raises(archives.WrongArchiveError) as caught:
+        archives.download("v2", tmp_path / "data", source=wrong)
     assert str(caught.value) == f"{wrong}: no validation_list.txt at its top level (not a Speech Commands dataset?)"
     # The rerun with the right URL fetches it, rather than finding the wrong archive on disk.
-    assert sc.download("v2", tmp_path / "data", source=server.url(ARCHIVE)).is_dir()
+    assert archives.download("v2", tmp_path / "data", source=server.url(ARCHIVE)).is_dir()
     assert server.requests == [("photos.tar.gz", None), (ARCHIVE, None)]
 
 
 def test_local_archive_and_extracted_directory(tmp_path, tree_v2, archive_bytes):
     archive = tmp_path / "mine.tar.gz"
     archive.write_bytes(archive_bytes)
-    root = sc.download("v2", tmp_path / "a", source=archive)
+    root = archives.download("v2", tmp_path / "a", source=archive)
     _assert_complete(root, tree_v2)
-    linked = sc.download("v2", tmp_path / "b", source=tree_v2)
+    linked = archives.download("v2", tmp_path / "b", source=tree_v2)
     assert linked.is_symlink() and linked.resolve() == tree_v2.resolve()
     assert sc.find_dataset("v2", tmp_path / "b") == linked
 
@@ -176,8 +177,8 @@ def test_local_archive_and_extracted_directory(tmp_path, tree_v2, archive_bytes)
 def test_local_damaged_archive_is_an_error(tmp_path, archive_bytes):
     archive = tmp_path / "mine.tar.gz"
     archive.write_bytes(archive_bytes[:-100])
-    with pytest.raises(sc.CorruptArchiveError, match="mine.tar.gz: damaged or truncated"):
-        sc.download("v2", tmp_path / "data", source=archive)
+    with pytest.raises(archives.CorruptArchiveError, match="mine.tar.gz: damaged or truncated"):
+        archives.download("v2", tmp_path / "data", source=archive)
     assert not (tmp_path / "data" / "speech_commands_v0.02").exists()
 
 
@@ -216,8 +217,8 @@ def test_unsafe_members_are_refused(tmp_path, member, problem):
     archive = tmp_path / "evil.tar.gz"
     archive.write_bytes(_tar_with(member))
     data_dir = tmp_path / "deep" / "data"
-    with pytest.raises(sc.UnsafeArchiveError, match=problem):
-        sc.download("v2", data_dir, source=archive)
+    with pytest.raises(archives.UnsafeArchiveError, match=problem):
+        archives.download("v2", data_dir, source=archive)
     assert not (tmp_path / "deep" / "escaped.wav").exists()
     assert not (tmp_path / "escaped.wav").exists()
     assert not (data_dir / "speech_commands_v0.02").exists()
@@ -226,7 +227,7 @@ def test_unsafe_members_are_refused(tmp_path, member, problem):
 
 _SLOW_EXTRACT = """
 import sys, tarfile, time
-from bifsmn_tf.data import speech_commands
+from bifsmn_tf.data import archives
 
 extract = tarfile.TarFile.extract
 done = 0
@@ -240,7 +241,7 @@ def slow_extract(self, *args, **kwargs):
     return extract(self, *args, **kwargs)
 
 tarfile.TarFile.extract = slow_extract
-speech_commands.download("v2", sys.argv[1], source=sys.argv[2])
+archives.download("v2", sys.argv[1], source=sys.argv[2])
 """
 
 
@@ -263,7 +264,7 @@ def test_killed_extraction_never_looks_complete(tmp_path, tree_v2, archive_bytes
     assert not (data_dir / "speech_commands_v0.02").exists()
     with pytest.raises(sc.DatasetError):
         sc.find_dataset("v2", data_dir)
-    root = sc.download("v2", data_dir, source=archive)
+    root = archives.download("v2", data_dir, source=archive)
     _assert_complete(root, tree_v2)
 
 
@@ -281,7 +282,7 @@ def test_interrupted_extraction_cleans_up(tmp_path, archive_bytes, monkeypatch):
 
     monkeypatch.setattr(tarfile.TarFile, "extract", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        sc.download("v2", tmp_path / "data", source=archive)
+        archives.download("v2", tmp_path / "data", source=archive)
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == []
 
 
@@ -291,7 +292,7 @@ def test_directory_without_marker_is_not_a_dataset(tmp_path, tree_v2):
     with pytest.raises(sc.DatasetError, match="not completed by `bifsmn-tf data download`"):
         sc.find_dataset("v2", tmp_path)
     with pytest.raises(sc.DatasetError, match="not completed"):
-        sc.download("v2", tmp_path, source=tree_v2)
+        archives.download("v2", tmp_path, source=tree_v2)
 
 
 def test_data_dir_resolution(tmp_path, monkeypatch):
@@ -305,12 +306,12 @@ def test_data_dir_resolution(tmp_path, monkeypatch):
 
 
 def test_official_urls():
-    assert sc.archive_url("v1") == (
+    assert archives.archive_url("v1") == (
         "https://storage.googleapis.com/download.tensorflow.org/data/speech_commands_v0.01.tar.gz"
     )
-    assert sc.archive_url("v2", test_set=True).endswith("/speech_commands_test_set_v0.02.tar.gz")
+    assert archives.archive_url("v2", test_set=True).endswith("/speech_commands_test_set_v0.02.tar.gz")
     with pytest.raises(ValueError, match="unknown Speech Commands version 'v3'"):
-        sc.archive_url("v3")
+        archives.archive_url("v3")
 
 
 def test_cli_download(tmp_path, server, tree_v2):
@@ -415,7 +416,7 @@ def test_v2_35_has_every_word_and_nothing_else(tree_v2, protocol):
 def test_official_test_set_labels(tmp_path):
     tree = make_test_set_tree(tmp_path / "tree")
     archive = make_archive(tree, tmp_path / "speech_commands_test_set_v0.02.tar.gz")
-    root = sc.download("v2", tmp_path / "data", source=archive, test_set=True)
+    root = archives.download("v2", tmp_path / "data", source=archive, test_set=True)
     assert root.name == "speech_commands_test_set_v0.02"
     assert sc.find_dataset("v2", tmp_path / "data", test_set=True) == root
     labels = task_labels("v2-12")

@@ -23,7 +23,7 @@ from stream_models import write_converted
 import bifsmn_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from bifsmn_tf.cli import main
 from bifsmn_tf.config import ConfigError
-from bifsmn_tf.convert import with_audio_frontend
+from bifsmn_tf.converters import with_audio_frontend
 from bifsmn_tf.data.audio import write_wav
 from bifsmn_tf.data.labels import LABELS_12
 from bifsmn_tf.data.long_recording import keyword_recording

@@ -47,6 +47,8 @@ from bifsmn_tf.data.synthetic import (
 )
 
 DEFAULT_ENGINES = ("espeak", "pico")
+#: `bifsmn-tf data synth` in a child process.
+SYNTH_CLI = [sys.executable, "-m", "bifsmn_tf.cli", "data", "synth"]
 
 
 def tree_bytes(root: Path) -> dict[str, bytes]:
@@ -193,21 +195,7 @@ def test_check_words_without_pocketsphinx_is_refused_by_name(tmp_path: Path):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(shadow.parent), *sys.path])}
     run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bifsmn_tf.cli",
-            "data",
-            "synth",
-            "--out",
-            str(out),
-            "--clips-per-word",
-            "3",
-            "--engines",
-            "pico",
-            "--check-words",
-            "--no-progress",
-        ],
+        [*SYNTH_CLI, "--out", str(out), "--clips-per-word", "3", "--engines", "pico", "--check-words", "--no-progress"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -253,22 +241,8 @@ RESUME_ENGINES = ("espeak",)
 def test_a_killed_run_resumes_to_the_same_bytes_as_an_uninterrupted_one(tmp_path: Path):
     """Kill a real CLI process mid-run (jobs 1), rerun it; compare with a fresh run on 2 jobs."""
     out = tmp_path / "killed"
-    command = [
-        sys.executable,
-        "-m",
-        "bifsmn_tf.cli",
-        "data",
-        "synth",
-        "--out",
-        str(out),
-        "--clips-per-word",
-        "6",
-        "--jobs",
-        "1",
-        "--engines",
-        *RESUME_ENGINES,
-        "--no-progress",
-    ]
+    command = [*SYNTH_CLI, "--out", str(out), "--clips-per-word", "6", "--jobs", "1"]
+    command += ["--engines", *RESUME_ENGINES, "--no-progress"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     journal = out / PARTIAL_DIR / "speakers.jsonl"
     deadline = time.monotonic() + 60

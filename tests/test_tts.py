@@ -9,8 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from bifsmn_tf.data import tts
+from bifsmn_tf.data import tts, tts_native, tts_onnx
 from bifsmn_tf.data.synthetic import trim_silence
+from bifsmn_tf.data.tts_engine import EngineError
 
 ENGINES = [
     pytest.param(
@@ -88,7 +89,7 @@ def test_pitch_sets_the_fundamental(name: str):
 
 def test_espeak_voices_cover_accents_and_variants():
     voices = tts.load_engine("espeak").voices()
-    assert len(voices) == len(tts.EspeakEngine.ACCENTS) * len(tts.EspeakEngine.VARIANTS)
+    assert len(voices) == len(tts_native.EspeakEngine.ACCENTS) * len(tts_native.EspeakEngine.VARIANTS)
     for voice in ("en-us", "en-gb-scotland+f1", "en-029+klatt3", "en+croak"):
         assert voice in voices
         samples, _ = tts.load_engine("espeak").synthesize("go", voice)
@@ -116,9 +117,9 @@ def test_every_espeak_voice_says_the_same_in_every_process():
 
 
 def test_unknown_voice_and_engine_are_named():
-    with pytest.raises(tts.EngineError, match="unknown voice 'en-xx'"):
+    with pytest.raises(EngineError, match="unknown voice 'en-xx'"):
         tts.load_engine("espeak").synthesize("yes", "en-xx")
-    with pytest.raises(tts.EngineError, match="unknown speech engine 'festival'; known: espeak, pico"):
+    with pytest.raises(EngineError, match="unknown speech engine 'festival'; known: espeak, pico"):
         tts.load_engine("festival")
 
 
@@ -127,7 +128,7 @@ def test_missing_packages_are_named():
     if not missing:
         pytest.skip("every engine is installed here")
     name, packages = next(iter(missing.items()))
-    with pytest.raises(tts.EngineError, match=f"needs the package\\(s\\) {packages[0]}"):
+    with pytest.raises(EngineError, match=f"needs the package\\(s\\) {packages[0]}"):
         tts.load_engine(name)
     assert name not in tts.installed_engines()
 
@@ -147,4 +148,4 @@ def test_missing_packages_are_named():
     ],
 )
 def test_espeak_ipa_maps_to_kokoro_phonemes(ipa: str, british: bool, misaki: str):
-    assert tts.espeak_ipa_to_misaki(ipa, british) == misaki
+    assert tts_onnx.espeak_ipa_to_misaki(ipa, british) == misaki

@@ -83,10 +83,10 @@ def _download_flags(parser) -> None:
 
 
 def _run_download(args) -> int:
-    from bifsmn_tf.data import speech_commands
+    from bifsmn_tf.data import archives, speech_commands
 
     try:
-        root = speech_commands.download(
+        root = archives.download(
             args.sc_version,
             args.data_home,
             source=args.source,
@@ -94,7 +94,7 @@ def _run_download(args) -> int:
             sha256=args.sha256,
         )
         clips = speech_commands.check_layout(root.resolve(), test_set=args.test_set)
-    except (speech_commands.DatasetError, speech_commands.DownloadError) as err:
+    except (speech_commands.DatasetError, archives.DownloadError) as err:
         raise CliError(str(err)) from None
     print(f"{root}: {clips} clips ready")
     return 0

@@ -89,10 +89,9 @@ def _replaced(config: JsonConfig, options: Mapping[str, Any] | None) -> JsonConf
 
 PRESETS: dict[str, Preset] = {
     # The official code's recipe (docs/design.md#training-recipe-of-the-paper; the configs'
-    # defaults), the published network
-    # and the official evaluation protocol on Speech Commands V1. The official code does not say
-    # how its teacher was trained; here it has the student's recipe. Meant for a machine with a
-    # GPU and the real data.
+    # defaults), the published network and the official evaluation protocol on Speech Commands
+    # V1. The official code does not say how its teacher was trained; here it has the student's
+    # recipe. Meant for a machine with a GPU and the real data.
     "paper": Preset(
         teacher=TrainConfig(),
         student=TrainConfig(),

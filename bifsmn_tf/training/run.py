@@ -1,4 +1,4 @@
-"""A training run on disk: configs, fit loop, checkpoints, resume, metrics, curves.
+"""A training run on disk: configs, fit loop, checkpoints, resume, best-model selection.
 
 A run directory holds everything needed to inspect, resume or reuse it::
 
@@ -12,7 +12,9 @@ A run directory holds everything needed to inspect, resume or reuse it::
       metrics.csv            one row per epoch: lr, time, samples/s, train and val metrics
       logs/                  TensorBoard event files
       training_curves.png    accuracy and cross-entropy per width, train and validation (redrawn
-                             at most every CURVES_SECONDS, and after the last epoch)
+                             at most every ``monitor.CURVES_SECONDS``, and after the last epoch)
+
+:mod:`bifsmn_tf.training.monitor` writes ``metrics.csv``, the curves and the progress bars.
 
 Nothing is lost on a crash: at the end of each epoch the best model (if it improved) and the
 metrics are written atomically, then the checkpoint is committed (its index is replaced
@@ -29,9 +31,7 @@ every width, so ties are allowed here. If no epoch is monotone, the best full-wi
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 import math
 import shutil
@@ -40,12 +40,11 @@ from pathlib import Path
 from typing import Any
 
 import tensorflow as tf
-from tqdm import tqdm
 
 from bifsmn_tf.data.labels import task_labels
 from bifsmn_tf.data.pipeline import DataConfig, make_dataset
 from bifsmn_tf.features import FeatureConfig
-from bifsmn_tf.fileio import atomic_path, atomic_symlink, atomic_write_text
+from bifsmn_tf.fileio import atomic_symlink, atomic_write_text
 from bifsmn_tf.models.dfsmn import (
     STUDENT_OPTIONS,
     ModelConfig,
@@ -57,6 +56,7 @@ from bifsmn_tf.models.dfsmn import (
 )
 from bifsmn_tf.models.quantizers import set_training_progress
 from bifsmn_tf.records import RUN_RECORD, NewerSchemaError, RecordError, RunFailure, RunRecord
+from bifsmn_tf.training.monitor import CURVES, METRICS, MetricsLog, ProgressBars
 from bifsmn_tf.training.presets import Preset
 from bifsmn_tf.training.trainer import Distiller, TrainConfig, build_optimizer, cosine_learning_rate
 
@@ -65,11 +65,6 @@ TRAIN_CONFIG = "train_config.json"
 MODEL_CONFIG = "model_config.json"
 DATA_CONFIG = "data_config.json"
 FEATURE_CONFIG = "feature_config.json"
-METRICS = "metrics.csv"
-CURVES = "training_curves.png"
-#: Drawing the curves costs about as much as validating a short epoch; a person watching them
-#: needs no more than this cadence.
-CURVES_SECONDS = 30.0
 LOGS = "logs"
 CHECKPOINTS = "checkpoints"
 BEST = "best"
@@ -301,7 +296,7 @@ def train(
         tf.keras.callbacks.TensorBoard(run_dir / LOGS, write_graph=False, profile_batch=0),
     ]
     if progress:
-        callbacks.insert(0, _ProgressBars(train_config.epochs, len(train_data), len(val_data)))
+        callbacks.insert(0, ProgressBars(train_config.epochs, len(train_data), len(val_data)))
     started = time.monotonic()
     distiller.fit(
         train_data,
@@ -415,7 +410,8 @@ def _damaged_checkpoint(run_dir: Path, err: Exception) -> RunError:
 
 
 class _RunRecorder(tf.keras.callbacks.Callback):
-    """End of each epoch: best model, metrics.csv, curves (throttled), then the checkpoint commit."""
+    """End of each epoch: best model, metrics.csv and curves (:class:`MetricsLog`), then the
+    checkpoint commit."""
 
     def __init__(
         self,
@@ -435,12 +431,10 @@ class _RunRecorder(tf.keras.callbacks.Callback):
         self.epoch = epoch
         self.record = record
         self.widths = configs.train.widths
-        # Rows of epochs that were not committed (a crash after writing them) are redone.
-        self.rows = [r for r in _read_metrics(run_dir / METRICS) if int(r["epoch"]) < first_epoch]
+        self.metrics = MetricsLog(run_dir, self.widths, first_epoch)
         selection = run_dir / MODEL / SELECTION
         self.best = json.loads(selection.read_text()) if selection.exists() else None
         self._epoch_start = self._train_seconds = 0.0
-        self._curves_drawn = -math.inf
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
         self._epoch_start = time.monotonic()
@@ -468,21 +462,7 @@ class _RunRecorder(tf.keras.callbacks.Callback):
         )
         if is_better(candidate, self.best):
             self._save_best(candidate)
-        examples = logs.pop("examples", 0.0)
-        logs.pop("val_examples", None)
-        row = {
-            "epoch": epoch,
-            "learning_rate": logs.pop("lr", float("nan")),
-            "train_seconds": round(self._train_seconds, 3),
-            "samples_per_second": round(examples / max(self._train_seconds, 1e-9), 1),
-            **{k: round(v, 6) for k, v in sorted(logs.items())},
-        }
-        self.rows.append(row)
-        _write_metrics(self.run_dir / METRICS, self.rows)
-        last = epoch + 1 >= self.configs.train.epochs
-        if last or time.monotonic() - self._curves_drawn >= CURVES_SECONDS:
-            plot_training_curves(self.rows, self.widths, self.run_dir / CURVES)
-            self._curves_drawn = time.monotonic()
+        self.metrics.add(epoch, logs, self._train_seconds, last=epoch + 1 >= self.configs.train.epochs)
         self.epoch.assign(epoch + 1)
         self.manager.save(checkpoint_number=epoch + 1)
         self.record = self.record.replace(
@@ -540,86 +520,3 @@ def is_better(candidate: dict[str, Any], best: dict[str, Any] | None) -> bool:
         return candidate["monotone"]
     full_width = next(iter(candidate["val_accuracy"]))
     return candidate["val_accuracy"][full_width] > best["val_accuracy"][full_width]
-
-
-def _read_metrics(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def _write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buffer.getvalue())
-
-
-def plot_training_curves(rows: list[dict[str, Any]], widths: tuple[int, ...], path: Path) -> None:
-    """Accuracy and cross-entropy per width against epoch, train (dashed) and validation."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [int(r["epoch"]) + 1 for r in rows]
-    figure, (acc_axis, ce_axis) = plt.subplots(1, 2, figsize=(11, 4))
-    for index, width in enumerate(widths):
-        color = f"C{index}"
-        for prefix, style in (("", "--"), ("val_", "-")):
-            split = "train" if not prefix else "val"
-            acc = [float(r[f"{prefix}acc_{width}"]) for r in rows]
-            ce = [float(r[f"{prefix}ce_{width}"]) for r in rows]
-            acc_axis.plot(epochs, acc, style, color=color, label=f"width {width} {split}")
-            ce_axis.plot(epochs, ce, style, color=color, label=f"width {width} {split}")
-    acc_axis.set(xlabel="epoch", ylabel="accuracy", title="accuracy per width")
-    ce_axis.set(xlabel="epoch", ylabel="cross-entropy", title="cross-entropy per width", yscale="log")
-    acc_axis.legend(fontsize="small")
-    acc_axis.grid(alpha=0.3)
-    ce_axis.grid(alpha=0.3)
-    figure.tight_layout()
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, dpi=100)
-    plt.close(figure)
-
-
-class _ProgressBars(tf.keras.callbacks.Callback):
-    """A tqdm bar per epoch of training and per validation pass."""
-
-    def __init__(self, epochs: int, train_steps: int, val_steps: int) -> None:
-        super().__init__()
-        self.epochs, self.train_steps, self.val_steps = epochs, train_steps, val_steps
-        self.bar: tqdm | None = None
-        self.epoch = 0
-
-    def on_epoch_begin(self, epoch: int, logs=None) -> None:
-        self.epoch = epoch
-        self.bar = tqdm(total=self.train_steps, desc=f"epoch {epoch + 1}/{self.epochs}", unit="batch", leave=False)
-
-    def on_train_batch_end(self, batch: int, logs=None) -> None:
-        self.bar.update(1)
-        self.bar.set_postfix(_short(logs), refresh=False)
-
-    def on_test_begin(self, logs=None) -> None:
-        self.bar.close()
-        self.bar = tqdm(
-            total=self.val_steps, desc=f"validate {self.epoch + 1}/{self.epochs}", unit="batch", leave=False
-        )
-
-    def on_test_batch_end(self, batch: int, logs=None) -> None:
-        self.bar.update(1)
-
-    def on_epoch_end(self, epoch: int, logs=None) -> None:
-        self.bar.close()
-        summary = " ".join(f"{k}={v:.4f}" for k, v in _short(logs).items())
-        tqdm.write(f"epoch {epoch + 1}/{self.epochs}: {summary}")
-
-
-def _short(logs: dict[str, Any] | None) -> dict[str, float]:
-    """The accuracies and the total loss: what fits on one progress line."""
-    return {k: float(v) for k, v in (logs or {}).items() if k == "loss" or "acc_" in k}

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from bifsmn_tf.data import tts
 from bifsmn_tf.data.audio import SAMPLE_RATE
 from bifsmn_tf.data.speech_commands import CLIP_SECONDS
+from bifsmn_tf.data.tts_engine import SpeechEngine
 
 #: Longest spoken word allowed, so that a breath and some silence still fit in the second.
 MAX_SPEECH_SECONDS = 0.9
@@ -142,7 +142,7 @@ def breath(seconds: float, rng: np.random.Generator) -> np.ndarray:
 
 
 def speak(
-    engine: tts.SpeechEngine,
+    engine: SpeechEngine,
     text: str,
     voice: str,
     *,
@@ -207,7 +207,7 @@ def coloured_noise(n: int, exponent: float, rng: np.random.Generator) -> np.ndar
 
 
 def background_noise(
-    kind: str, seconds: float, rng: np.random.Generator, talkers: Sequence[tuple[tts.SpeechEngine, str]] = ()
+    kind: str, seconds: float, rng: np.random.Generator, talkers: Sequence[tuple[SpeechEngine, str]] = ()
 ) -> np.ndarray:
     """One long noise recording of ``kind``, peak-normalised to 0.5.
 
@@ -273,7 +273,7 @@ def _bursts(
     return sosfilt(_butter(2, band_hz, "bandpass"), out)
 
 
-def _talker_stream(engine: tts.SpeechEngine, voice: str, n: int, rng: np.random.Generator) -> np.ndarray:
+def _talker_stream(engine: SpeechEngine, voice: str, n: int, rng: np.random.Generator) -> np.ndarray:
     """One babble talker: a few phrases, repeated in random order with pauses, over ``n`` samples."""
     phrases = []
     for _ in range(6):

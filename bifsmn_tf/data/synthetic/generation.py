@@ -36,6 +36,8 @@ from bifsmn_tf.data.synthetic.acoustics import NOISE_KINDS, background_noise
 from bifsmn_tf.data.synthetic.config import SPLITS, SynthConfig, SynthError
 from bifsmn_tf.data.synthetic.plan import Speaker, Stream, plan_speakers, rng
 from bifsmn_tf.data.synthetic.rendering import ClipRenderer
+from bifsmn_tf.data.tts_engine import EngineError
+from bifsmn_tf.data.tts_native import zeroed_large_allocations
 from bifsmn_tf.fileio import OutputPathError, atomic_write_text, check_output
 
 #: Bump whenever the same config would produce different files.
@@ -117,7 +119,7 @@ def generate(
     try:
         try:
             engines = pool.submit(_describe_engines).result()
-        except (tts.EngineError, RecognizerError) as err:
+        except (EngineError, RecognizerError) as err:
             raise SynthError(str(err)) from None
         plan = {
             "generator_version": GENERATOR_VERSION,
@@ -327,7 +329,7 @@ def _start_worker(config: dict) -> None:
     """Set up a worker process for the set of ``config`` (a :meth:`SynthConfig.to_dict`)."""
     global _worker_config
     # Before the worker's heap has a history: Pico's output depends on it otherwise.
-    tts.zeroed_large_allocations()
+    zeroed_large_allocations()
     _worker_config = SynthConfig.from_dict(config)
     # A worker whose parent was killed would wait for work forever: it holds its own task
     # queue's write end, so the queue never reports end of file.

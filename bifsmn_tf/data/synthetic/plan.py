@@ -110,7 +110,7 @@ def plan_speakers(
     Args:
         config: The set's config, resolved (its engines named).
         voices: Each engine's voice names.
-        shares: Each engine's :attr:`~bifsmn_tf.data.tts.SpeechEngine.share`.
+        shares: Each engine's :attr:`~bifsmn_tf.data.tts_engine.SpeechEngine.share`.
 
     Returns:
         The speakers, in index order.
