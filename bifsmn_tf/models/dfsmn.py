@@ -329,9 +329,10 @@ def _layers(config: ModelConfig, kind: str) -> dict[str, tf.keras.layers.Layer]:
 
 
 # Keras runs every custom layer's ``call`` through AutoGraph while it wires a functional model;
-# ours (and Larq's) have no tensor-dependent Python control flow, and that conversion took over
-# 90 % of the time of building a model (the builders run in training, evaluation, conversion and
-# most tests). Inside these two functions AutoGraph is off; traced steps still convert as before.
+# ours (and Larq's) have no tensor-dependent Python control flow, and that conversion was most of
+# the time of building a model (the builders run in training, evaluation, conversion and most
+# tests; BENCHMARKS.md, "Building models and tracing steps"). Inside these two functions AutoGraph
+# is off.
 @tf.autograph.experimental.do_not_convert
 def _frontend(layers: Mapping[str, tf.keras.layers.Layer], features: tf.Tensor) -> tf.Tensor:
     x = layers["add_channel"](features)

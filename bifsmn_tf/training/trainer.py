@@ -244,7 +244,8 @@ class Distiller(tf.keras.Model):
         return tf.stop_gradient(logits), [tf.stop_gradient(b) for b in blocks]
 
     # Plain Python control flow only, so AutoGraph need not rewrite the step or the layers it
-    # calls: tracing the student's step took about 4x longer with it (same graph, same numbers).
+    # calls; without it the step traces to the same graph several times sooner (BENCHMARKS.md,
+    # "Building models and tracing steps").
     @tf.autograph.experimental.do_not_convert
     def train_step(self, data):
         inputs, labels = data
