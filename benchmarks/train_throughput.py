@@ -108,16 +108,7 @@ def measure(args: argparse.Namespace) -> list[dict]:
         teacher_train = teacher_train.replace(batch_size=args.batch_size)
 
     def distiller(student, teacher, config):
-        model = Distiller(
-            student,
-            teacher,
-            widths=config.widths,
-            width_weights=config.width_weights,
-            distill=config.distill,
-            gamma=config.gamma,
-            logit_distill=config.logit_distill,
-            weight_decay=config.weight_decay,
-        )
+        model = Distiller.for_recipe(student, teacher, config)
         model.compile(optimizer=build_optimizer(config), jit_compile=args.jit)
         return model
 

@@ -342,3 +342,13 @@ def test_train_step_runs_under_mirrored_strategy_with_two_replicas(tmp_path):
     assert report["moved"] > 1e-4
     assert report["max_delta"] < 1e-3 * report["moved"] + 1e-6
     assert {"acc_8", "acc_4", "acc_2", "distill_8", "loss"} <= set(report["keys"])
+
+
+def test_distiller_for_recipe_takes_every_step_option_of_the_config(teacher):
+    config = TrainConfig(
+        widths=(8, 4), width_weights=(1.0, 0.3), distill="fid", gamma=0.2, logit_distill=0.4, weight_decay=1e-3
+    )
+    distiller = Distiller.for_recipe(_student(), teacher, config)
+    assert (distiller.widths, distiller.width_weights, distiller.distill) == ((8, 4), (1.0, 0.3), "fid")
+    assert (distiller.gamma, distiller.logit_distill, distiller.weight_decay) == (0.2, 0.4, 1e-3)
+    assert distiller.teacher is teacher

@@ -257,16 +257,7 @@ def train(
             model = build_bifsmn(configs.model)
             if first_epoch == 0:
                 init_student_from_teacher(model, teacher)
-        distiller = Distiller(
-            model,
-            teacher,
-            widths=train_config.widths,
-            width_weights=train_config.width_weights,
-            distill=train_config.distill,
-            gamma=train_config.gamma,
-            logit_distill=train_config.logit_distill,
-            weight_decay=train_config.weight_decay,
-        )
+        distiller = Distiller.for_recipe(model, teacher, train_config)
         optimizer = build_optimizer(train_config)
         distiller.compile(optimizer=optimizer)
         optimizer.build(model.trainable_variables)

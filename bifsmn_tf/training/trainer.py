@@ -216,6 +216,20 @@ class Distiller(tf.keras.Model):
         self._loss = tf.keras.metrics.Mean(name="loss")
         self._examples = tf.keras.metrics.Sum(name="examples")
 
+    @classmethod
+    def for_recipe(cls, student: tf.keras.Model, teacher: tf.keras.Model | None, config: TrainConfig) -> Distiller:
+        """The distiller of ``config``'s widths, weights, distillation and weight decay."""
+        return cls(
+            student,
+            teacher,
+            widths=config.widths,
+            width_weights=config.width_weights,
+            distill=config.distill,
+            gamma=config.gamma,
+            logit_distill=config.logit_distill,
+            weight_decay=config.weight_decay,
+        )
+
     @property
     def metrics(self) -> list[tf.keras.metrics.Metric]:
         return [
