@@ -35,7 +35,7 @@ from bifsmn_tf.data import tts
 from bifsmn_tf.data.synthetic import SynthConfig, generate
 from bifsmn_tf.features import FeatureConfig
 from bifsmn_tf.fileio import atomic_write_text
-from bifsmn_tf.records import EvaluationRecord
+from bifsmn_tf.records import EvaluationRecord, relative_path
 from bifsmn_tf.training import run
 from bifsmn_tf.training.presets import PRESETS, Preset
 
@@ -65,12 +65,6 @@ MAX_FRR = 0.10
 #: The student may trail the teacher by at most this many points at full width (the paper's
 #: claim for V1-12), in accuracy and in false rejects at the FAR target.
 MAX_DROP_POINTS = 3.0
-
-
-def _beside(path: Path, out_dir: Path) -> str:
-    """``path`` relative to ``out_dir`` when inside it (a ``--data`` elsewhere stays absolute)."""
-    path, out_dir = path.resolve(), out_dir.resolve()
-    return str(path.relative_to(out_dir)) if path.is_relative_to(out_dir) else str(path)
 
 
 def run_demo(
@@ -129,9 +123,9 @@ def run_demo(
 
     results = {
         # Relative to this file, as in the typed records, so the folder can be moved whole.
-        "teacher_run": _beside(teacher_run, out_dir),
-        "student_run": _beside(student_run, out_dir),
-        "data": _beside(Path(data), out_dir),
+        "teacher_run": relative_path(teacher_run, out_dir),
+        "student_run": relative_path(student_run, out_dir),
+        "data": relative_path(Path(data), out_dir),
         "teacher": teacher_eval,
         "student": student_eval,
         "checks": demo_checks(teacher_eval, student_eval),
@@ -141,7 +135,7 @@ def run_demo(
             "fc1": list(student_configs.model.fc1_input_thresholds),
         },
         "features": student_configs.features.to_dict(),
-        "flatbuffers": _beside(flatbuffers, out_dir),
+        "flatbuffers": relative_path(flatbuffers, out_dir),
         "conversion": {
             "storage": manifest.storage,
             "models": [

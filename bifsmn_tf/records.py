@@ -441,7 +441,7 @@ def _encode(value: Any, folder: Path) -> Any:
     if isinstance(value, Part):
         return value.to_dict(folder)
     if isinstance(value, Path):
-        return _relative(value, folder)
+        return relative_path(value, folder)
     if isinstance(value, (tuple, list)):
         return [_encode(v, folder) for v in value]
     if isinstance(value, dict):
@@ -449,7 +449,7 @@ def _encode(value: Any, folder: Path) -> Any:
     return value
 
 
-def _relative(path: Path, folder: Path) -> str:
+def relative_path(path: Path, folder: Path) -> str:
     """``path`` as a record in ``folder`` stores it: relative, so that both move together."""
     try:
         return os.path.relpath(path.resolve(), folder.resolve())
