@@ -244,4 +244,7 @@ def test_presets_are_complete_and_change_one_option_at_a_time():
         teacher = run.teacher_configs(Path("/data"), preset)
         assert teacher.train.widths == (preset.model.num_blocks,) and teacher.train.distill == "none", name
         assert (teacher.data.task, teacher.data.protocol) == (preset.data.task, preset.data.protocol), name
-        assert teacher.model == preset.model.for_teacher(), name  # 12 classes, 32 x 32 features
+        # 12 classes, and the input shape of the preset's frontend
+        shape = {"num_frames": preset.features.num_frames, "num_features": preset.features.num_features}
+        assert teacher.model == preset.model.for_teacher().replace(**shape), name
+        assert teacher.features == preset.features, name

@@ -20,7 +20,7 @@ from bifsmn_tf.training.distill import (
     unbiased_std,
 )
 
-SHAPES = [(4, 8, 1, 128), (3, 4, 1, 6), (1, 2, 1, 2)]
+SHAPES = [(4, 8, 1, 128), (3, 4, 1, 6), (1, 2, 1, 2), (2, 13, 1, 128), (2, 8, 1, 5), (1, 3, 1, 3)]
 
 
 def _haar_1d(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
@@ -37,15 +37,17 @@ def _inverse_haar_1d(low: np.ndarray, high: np.ndarray, axis: int) -> np.ndarray
 
 
 def numpy_haar_high_pass(features: np.ndarray) -> np.ndarray:
-    """pytorch_wavelets' recipe: one-level 2-D Haar DWT over (time, channel), LL := 0, inverse."""
-    image = features[:, :, 0, :]  # (B, T, C)
+    """pytorch_wavelets' recipe: one-level 2-D Haar DWT over (time, channel), LL := 0, inverse;
+    mode 'zero' pads an odd size with one zero at its end, and the output is cut back."""
+    _, time_steps, _, channels = features.shape
+    image = np.pad(features[:, :, 0, :], [(0, 0), (0, time_steps % 2), (0, channels % 2)])  # (B, T, C)
     low_t, high_t = _haar_1d(image, axis=1)
     ll, lh = _haar_1d(low_t, axis=2)
     hl, hh = _haar_1d(high_t, axis=2)
     ll = np.zeros_like(ll)
     low_t = _inverse_haar_1d(ll, lh, axis=2)
     high_t = _inverse_haar_1d(hl, hh, axis=2)
-    return _inverse_haar_1d(low_t, high_t, axis=1)[:, :, None, :]
+    return _inverse_haar_1d(low_t, high_t, axis=1)[:, :time_steps, None, :channels]
 
 
 def numpy_attention_loss(student: np.ndarray, target: np.ndarray) -> float:
@@ -73,10 +75,13 @@ def test_bands_split_the_signal_and_low_pass_is_the_block_mean(rng, shape):
     np.testing.assert_allclose(low + high, features, atol=1e-5)
     block_mean = features[:, 0:2, :, 0:2].mean(axis=(1, 3))
     np.testing.assert_allclose(low[:, 1, :, 1], block_mean, atol=1e-5)
+    if shape[1] % 2:  # the last row pairs with a zero row
+        last = features[:, -1:, :, 0:2].sum(axis=(1, 3)) / 4
+        np.testing.assert_allclose(low[:, -1, :, 0], last, atol=1e-5)
 
 
-@pytest.mark.parametrize("shape", [(2, 7, 1, 128), (2, 8, 1, 127), (2, 8, 128)])
-def test_high_pass_rejects_odd_or_wrong_shapes(shape):
+@pytest.mark.parametrize("shape", [(2, 8, 2, 128), (2, 8, 128)])
+def test_high_pass_rejects_wrong_shapes(shape):
     with pytest.raises(ValueError, match="T|shape"):
         HaarHighPass()(tf.zeros(shape))
 

@@ -187,6 +187,7 @@ CASES = [
             ("lr", "fast", "not a number"),
             ("train-unknown-share", "nan", "not a finite number"),
             ("train-unknown-share", "0", "train_unknown_share must be a positive number"),
+            ("train-run-on-share", "-1", "train_run_on_share must be a number >= 0"),
         ]
     ],
     *[

@@ -23,7 +23,7 @@ from bifsmn_tf.data.archives import archive_url, download
 from bifsmn_tf.data.audio import AudioFormatError
 from bifsmn_tf.data.augment import AugmentConfig
 from bifsmn_tf.data.labels import SILENCE, UNKNOWN, WORDS, task_labels
-from bifsmn_tf.data.pipeline import DataConfig, make_dataset, split_waveforms
+from bifsmn_tf.data.pipeline import DataConfig, load_split, make_dataset, split_waveforms
 from bifsmn_tf.features import FeatureConfig, build_frontend
 
 FEATURES = FeatureConfig()
@@ -53,6 +53,13 @@ def _word_of_tone(clip: np.ndarray) -> str:
     spectrum = np.abs(np.fft.rfft(clip))
     hz = np.argmax(spectrum) * 16000 / len(clip)
     return min(WORDS["v2"], key=lambda w: abs(word_frequency(w) - hz))
+
+
+def _words_of_tones(clip: np.ndarray) -> set[str]:
+    """Every word whose tone carries a hundredth of the loudest tone's energy or more."""
+    spectrum = np.abs(np.fft.rfft(clip))
+    bin_of = {w: round(word_frequency(w) * len(clip) / 16000) for w in WORDS["v2"]}
+    return {w for w, b in bin_of.items() if spectrum[b - 1 : b + 2].max() > 0.1 * spectrum.max()}
 
 
 @pytest.mark.parametrize("protocol", speech_commands.PROTOCOLS)
@@ -151,6 +158,43 @@ def test_unknowns_are_drawn_afresh_each_epoch(data_dir, protocol):
     assert np.array_equal(
         evaluation, split_waveforms(config.replace(train_unknown_share=None), FEATURES, "validation")[1]
     )
+
+
+def test_run_ons_join_the_unknown_clips_of_training_only(data_dir):
+    config = DataConfig(
+        task="v1-12",
+        protocol="standard",
+        data_dir=str(data_dir),
+        batch_size=8,
+        augment=AugmentConfig(enabled=False),
+        train_unknown_share=0.5,
+    )
+    labels = task_labels("v1-12")
+    unknown = labels.index(UNKNOWN)
+    plain = load_split(config, FEATURES, "train")
+    with_run_ons = load_split(config.replace(train_run_on_share=0.5), FEATURES, "train")
+    words = int(np.sum(plain.labels == unknown))
+    added = len(with_run_ons) - len(plain)
+    assert added == round(0.5 * words) and added > 0
+    assert np.array_equal(with_run_ons.labels[: len(plain)], plain.labels)
+    assert np.all(with_run_ons.labels[len(plain) :] == unknown)
+    windows = with_run_ons.pcm(with_run_ons.sources[len(plain) :]).astype(np.float32) / 32768
+    # The tree's clips are tones, one per word: a run-on holds non-keyword words only (what else
+    # it holds: tests/test_run_ons.py; these clips leave little room around their words).
+    heard = set().union(*(_words_of_tones(w) for w in windows))
+    assert heard and not heard & set(labels)
+    np.testing.assert_array_equal(
+        windows,
+        load_split(config.replace(train_run_on_share=0.5), FEATURES, "train")
+        .pcm(with_run_ons.sources[len(plain) :])
+        .astype(np.float32)
+        / 32768,
+    )
+    # The epochs draw them with the words: same epoch size, the pool larger.
+    stream = make_dataset(config.replace(train_run_on_share=0.5), FEATURES, "train", training=True)
+    assert stream.cardinality().numpy() == make_dataset(config, FEATURES, "train", training=True).cardinality().numpy()
+    validation = load_split(config.replace(train_run_on_share=0.5), FEATURES, "validation")
+    assert np.array_equal(validation.labels, load_split(config, FEATURES, "validation").labels)
 
 
 def test_augmentation_only_in_training(data_dir):
@@ -258,6 +302,9 @@ def test_data_config_round_trip_and_validation(tmp_path):
         {"train_unknown_share": 0.0},
         {"train_unknown_share": float("nan")},
         {"train_unknown_share": float("inf")},
+        {"train_unknown_share": 0.5, "train_run_on_share": -0.1},
+        {"train_unknown_share": 0.5, "train_run_on_share": float("nan")},
+        {"train_run_on_share": 0.5},  # run-ons join the per-epoch draws, which need a share
     ):
         with pytest.raises(ConfigError, match="DataConfig"):
             DataConfig(**bad)

@@ -72,7 +72,7 @@ def register(verbs) -> None:
     )
     verbs.add_parser(
         "demo",
-        help="the whole pipeline on the built-in synthetic keyword set (about 30 minutes on a 2-core AMD EPYC)",
+        help="the whole pipeline on the built-in synthetic keyword set (about 35 minutes on a 2-core AMD EPYC)",
         description=(
             "Synthesize the keyword set into DIR/data (unless it is complete already, or --data "
             "names another), train the FP teacher and the BiFSMN student of the demo preset "
@@ -248,6 +248,15 @@ def _teacher_flags(parser) -> None:
         f"{_by_preset(lambda p: p.data.train_unknown_share)})",
     )
     group.add_argument(
+        "--train-run-on-share",
+        type=finite_float,
+        metavar="X",
+        help="one-second windows of non-keyword words said one after another, per non-keyword "
+        "clip of the training split, added to the non-keyword clips the epochs draw from "
+        "(needs --train-unknown-share; bifsmn_tf/data/run_ons.py; "
+        f"{_by_preset(lambda p: p.data.train_run_on_share)})",
+    )
+    group.add_argument(
         "--profile",
         choices=PROFILES,
         help="paper: the published network; lean: a time-mean classifier head "
@@ -267,7 +276,12 @@ def teacher_configs(args: argparse.Namespace):
     preset = preset.with_options(
         teacher=_train_options(args),
         model={"profile": args.profile},
-        data={"task": args.task, "protocol": args.protocol, "train_unknown_share": args.train_unknown_share},
+        data={
+            "task": args.task,
+            "protocol": args.protocol,
+            "train_unknown_share": args.train_unknown_share,
+            "train_run_on_share": args.train_run_on_share,
+        },
         features=_frontend_options(args, preset.features.sample_rate),
     )
     return run.teacher_configs(args.data, preset)

@@ -35,11 +35,14 @@ from bifsmn_tf.config import ConfigError, JsonConfig
 from bifsmn_tf.data import speech_commands
 from bifsmn_tf.data.augment import NUM_DRAWS, AugmentConfig, NoiseBank, augment_batch
 from bifsmn_tf.data.labels import SILENCE, TASKS, UNKNOWN
+from bifsmn_tf.data.run_ons import run_on_clips
 from bifsmn_tf.features import FeatureConfig, build_frontend
 from bifsmn_tf.fileio import atomic_path
 
 _CACHE_FORMAT = 1
 _PCM_SCALE = 32768.0
+#: Keys the run-ons' generator apart from every other use of the seed.
+_RUN_ON_STREAM = 0x52554E
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +66,10 @@ class DataConfig(JsonConfig):
             (either protocol), so that over the epochs the model hears every non-keyword of
             every speaker for the cost of a fixed share per epoch. ``None``: the protocol's own
             unknown clips, the same every epoch. Evaluation splits keep the protocol's.
+        train_run_on_share: training split only: this many one-second windows of non-keyword
+            words said one after another (:mod:`bifsmn_tf.data.run_ons`) per non-keyword clip of
+            the split join the ``unknown`` clips the epochs draw from; made once per run from
+            ``seed``. Needs ``train_unknown_share``. 0: none.
     """
 
     task: str = "v2-12"
@@ -75,6 +82,7 @@ class DataConfig(JsonConfig):
     cache_audio: bool = True
     resample: bool = False
     train_unknown_share: float | None = None
+    train_run_on_share: float = 0.0
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -89,6 +97,14 @@ class DataConfig(JsonConfig):
         share = self.train_unknown_share
         if share is not None and not (isinstance(share, (int, float)) and 0 < share < math.inf):
             raise ConfigError(f"DataConfig: train_unknown_share must be a positive number or None, got {share!r}")
+        run_ons = self.train_run_on_share
+        if not (isinstance(run_ons, (int, float)) and 0 <= run_ons < math.inf):
+            raise ConfigError(f"DataConfig: train_run_on_share must be a number >= 0, got {run_ons!r}")
+        if run_ons and share is None:
+            raise ConfigError(
+                "DataConfig: train_run_on_share needs train_unknown_share: run-ons join the "
+                "non-keyword clips each epoch draws from"
+            )
 
     @property
     def version(self) -> str:
@@ -174,12 +190,22 @@ def load_split(data_config: DataConfig, feature_config: FeatureConfig, split: st
             sources[i] = len(files) + len(synthesized)
             crop = noise[e.noise_path][e.noise_offset : e.noise_offset + clip_samples]
             synthesized.append(_to_pcm(crop * e.noise_gain))
+    labels = np.array([e.label for e in examples], dtype=np.int32)
+    if split == "train" and data_config.train_run_on_share:
+        unknown = TASKS[data_config.task][1].index(UNKNOWN)
+        rows = np.unique(sources[(labels == unknown) & (sources < len(files))])
+        count = round(data_config.train_run_on_share * len(rows))
+        rng = np.random.default_rng([data_config.seed, _RUN_ON_STREAM])
+        windows = run_on_clips(clips, clip_lengths, rows, count, rate, rng)
+        sources = np.concatenate([sources, len(files) + len(synthesized) + np.arange(count, dtype=np.int32)])
+        synthesized.extend(_to_pcm(windows))
+        labels = np.concatenate([labels, np.full(count, unknown, np.int32)])
     return SplitAudio(
         clips=clips,
         synthesized=np.stack(synthesized),
         lengths=np.concatenate([clip_lengths, np.full(len(synthesized), clip_samples, np.int32)]),
         sources=sources,
-        labels=np.array([e.label for e in examples], dtype=np.int32),
+        labels=labels,
     )
 
 

@@ -4,7 +4,8 @@ Block outputs of the D-FSMN models are ``(B, T, 1, C)`` tensors (time first, cha
 ``T = 8`` time steps, ``C = 128`` memory channels). The official code treats each one as a
 one-channel image over (channel, time) and filters it with a J = 1 2-D Haar wavelet; for even
 sizes that is exactly "F minus its 2x2 block mean" (docs/design.md#the-haar-high-pass), which is
-what is computed here.
+what is computed here; an odd size is zero-padded by one first, as pytorch_wavelets' mode 'zero'
+does.
 
 All reductions (standard deviations, Frobenius norms) run over the whole batch tensor, as in the
 official code: under a distribution strategy that is the per-replica batch.
@@ -28,25 +29,30 @@ def _check_block_shape(features: tf.Tensor) -> None:
     shape = features.shape
     if shape.rank != 4 or shape[2] != 1:
         raise ValueError(f"expected block features of shape (B, T, 1, C), got {shape}")
-    time_steps, channels = shape[1], shape[3]
-    if time_steps is None or channels is None or time_steps % 2 or channels % 2:
-        raise ValueError(f"the J=1 Haar filter needs even, static T and C; got T={time_steps}, C={channels}")
+    if shape[1] is None or shape[3] is None:
+        raise ValueError(f"the J=1 Haar filter needs static T and C; got T={shape[1]}, C={shape[3]}")
 
 
 def haar_low_pass(features: tf.Tensor) -> tf.Tensor:
     """J = 1 Haar low-pass band of block features: each 2x2 (time, channel) block's mean.
 
+    An odd ``T`` or ``C`` gets one zero row or column at its end first, as pytorch_wavelets'
+    mode 'zero' pads it (a frontend of 51 frames gives ``T = 13``), and the result is cut back.
+
     Args:
-        features: ``(B, T, 1, C)`` float tensor, ``T`` and ``C`` even.
+        features: ``(B, T, 1, C)`` float tensor.
 
     Returns:
         ``(B, T, 1, C)``: the block mean broadcast back over its 2x2 block.
     """
     _check_block_shape(features)
     _, time_steps, _, channels = features.shape
-    blocks = tf.reshape(features, (-1, time_steps // 2, 2, channels // 2, 2))
+    padded = tf.pad(features, [[0, 0], [0, time_steps % 2], [0, 0], [0, channels % 2]])
+    even_t, even_c = time_steps + time_steps % 2, channels + channels % 2
+    blocks = tf.reshape(padded, (-1, even_t // 2, 2, even_c // 2, 2))
     means = tf.reduce_mean(blocks, axis=(2, 4), keepdims=True)
-    return tf.reshape(tf.broadcast_to(means, tf.shape(blocks)), tf.shape(features))
+    low = tf.reshape(tf.broadcast_to(means, tf.shape(blocks)), tf.shape(padded))
+    return low[:, :time_steps, :, :channels]
 
 
 @tf.keras.utils.register_keras_serializable(package="bifsmn_tf")
@@ -54,8 +60,8 @@ class HaarHighPass(tf.keras.layers.Layer):
     """J = 1 Haar high-pass of block features: ``F - Up2(AvgPool2x2(F))`` over (channel, time).
 
     Equal to pytorch_wavelets' ``DWT -> zero LL -> IDWT`` with the Haar wavelet and mode 'zero'
-    for even sizes (docs/design.md#the-haar-high-pass). Input and output: ``(B, T, 1, C)`` with
-    ``T`` and ``C`` even.
+    (docs/design.md#the-haar-high-pass), an odd size zero-padded by one at its end and the
+    output cut back to the input's size. Input and output: ``(B, T, 1, C)``.
     """
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:

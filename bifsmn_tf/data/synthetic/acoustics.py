@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from bifsmn_tf.data.audio import SAMPLE_RATE
+from bifsmn_tf.data.run_ons import speech_span
 from bifsmn_tf.data.speech_commands import CLIP_SECONDS
 from bifsmn_tf.data.tts_engine import SpeechEngine
 
@@ -60,16 +61,10 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int = SAMPLE_RATE) ->
 
 def trim_silence(samples: np.ndarray, rate: int, floor_db: float = -40.0) -> np.ndarray:
     """``samples`` without the leading and trailing stretches quieter than ``floor_db`` re. the
-    loudest 10 ms, keeping 20 ms of margin."""
-    frame = rate // 100
-    n = len(samples) // frame
-    if n == 0:
-        return samples
-    energy = np.sqrt(np.mean(samples[: n * frame].reshape(n, frame) ** 2, axis=1))
-    loud = np.flatnonzero(energy > energy.max() * db_gain(floor_db))
-    start = max(0, (loud[0] - 2) * frame)
-    end = min(len(samples), (loud[-1] + 3) * frame)
-    return samples[start:end]
+    loudest 10 ms (:func:`~bifsmn_tf.data.run_ons.speech_span`), keeping 20 ms of margin."""
+    start, stop = speech_span(samples, rate, floor_db)
+    margin = 2 * (rate // 100)
+    return samples[max(0, start - margin) : min(len(samples), stop + margin)]
 
 
 def _butter(order: int, hz: float | Sequence[float], kind: str) -> np.ndarray:
