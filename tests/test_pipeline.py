@@ -197,6 +197,27 @@ def test_run_ons_join_the_unknown_clips_of_training_only(data_dir):
     assert np.array_equal(validation.labels, load_split(config, FEATURES, "validation").labels)
 
 
+def test_run_ons_need_two_non_keyword_clips_to_make_them(tmp_path):
+    root = make_tree(tmp_path / "v1", "v1")
+    # Clips 2 and 3 of each word are its training clips: one non-keyword clip is left.
+    training = sorted(
+        p for w in set(WORDS["v1"]) - set(task_labels("v1-12")) for p in (root / w).glob("*_nohash_[23].wav")
+    )
+    for path in training[1:]:
+        path.unlink()
+    config = DataConfig(
+        task="v1-12",
+        protocol="standard",
+        root=str(root),
+        cache_audio=False,
+        train_unknown_share=0.5,
+        train_run_on_share=1,
+    )
+    with pytest.raises(speech_commands.DatasetError, match="run-ons .* it has 1; set train_run_on_share to 0"):
+        load_split(config, FEATURES, "train")
+    assert len(load_split(config.replace(train_run_on_share=0), FEATURES, "train"))
+
+
 def test_augmentation_only_in_training(data_dir):
     config = DataConfig(task="v2-35", data_dir=str(data_dir), batch_size=32)
     plain_features, plain_labels = _epoch(make_dataset(config, FEATURES, "train"))
@@ -305,6 +326,7 @@ def test_data_config_round_trip_and_validation(tmp_path):
         {"train_unknown_share": 0.5, "train_run_on_share": -0.1},
         {"train_unknown_share": 0.5, "train_run_on_share": float("nan")},
         {"train_run_on_share": 0.5},  # run-ons join the per-epoch draws, which need a share
+        {"task": "v2-35", "train_unknown_share": 0.5, "train_run_on_share": 0.5},  # no unknown class
     ):
         with pytest.raises(ConfigError, match="DataConfig"):
             DataConfig(**bad)

@@ -105,6 +105,8 @@ class DataConfig(JsonConfig):
                 "DataConfig: train_run_on_share needs train_unknown_share: run-ons join the "
                 "non-keyword clips each epoch draws from"
             )
+        if run_ons and UNKNOWN not in TASKS[self.task][1]:
+            raise ConfigError(f"DataConfig: task {self.task} has no {UNKNOWN!r} class for run-ons to join")
 
     @property
     def version(self) -> str:
@@ -194,6 +196,11 @@ def load_split(data_config: DataConfig, feature_config: FeatureConfig, split: st
     if split == "train" and data_config.train_run_on_share:
         unknown = TASKS[data_config.task][1].index(UNKNOWN)
         rows = np.unique(sources[(labels == unknown) & (sources < len(files))])
+        if len(rows) < 2:
+            raise speech_commands.DatasetError(
+                f"{root}: run-ons are made of the training split's non-keyword clips, and it has "
+                f"{len(rows)}; set train_run_on_share to 0"
+            )
         count = round(data_config.train_run_on_share * len(rows))
         rng = np.random.default_rng([data_config.seed, _RUN_ON_STREAM])
         windows = run_on_clips(clips, clip_lengths, rows, count, rate, rng)
