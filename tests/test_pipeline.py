@@ -172,7 +172,7 @@ def test_run_ons_join_the_unknown_clips_of_training_only(data_dir):
     labels = task_labels("v1-12")
     unknown = labels.index(UNKNOWN)
     plain = load_split(config, FEATURES, "train")
-    with_run_ons = load_split(config.replace(train_run_on_share=0.5), FEATURES, "train")
+    with_run_ons = load_split(config.replace(train_run_on_share=0.5), FEATURES, "train", training=True)
     words = int(np.sum(plain.labels == unknown))
     added = len(with_run_ons) - len(plain)
     assert added == round(0.5 * words) and added > 0
@@ -185,7 +185,7 @@ def test_run_ons_join_the_unknown_clips_of_training_only(data_dir):
     assert heard and not heard & set(labels)
     np.testing.assert_array_equal(
         windows,
-        load_split(config.replace(train_run_on_share=0.5), FEATURES, "train")
+        load_split(config.replace(train_run_on_share=0.5), FEATURES, "train", training=True)
         .pcm(with_run_ons.sources[len(plain) :])
         .astype(np.float32)
         / 32768,
@@ -193,8 +193,10 @@ def test_run_ons_join_the_unknown_clips_of_training_only(data_dir):
     # The epochs draw them with the words: same epoch size, the pool larger.
     stream = make_dataset(config.replace(train_run_on_share=0.5), FEATURES, "train", training=True)
     assert stream.cardinality().numpy() == make_dataset(config, FEATURES, "train", training=True).cardinality().numpy()
-    validation = load_split(config.replace(train_run_on_share=0.5), FEATURES, "validation")
+    validation = load_split(config.replace(train_run_on_share=0.5), FEATURES, "validation", training=True)
     assert np.array_equal(validation.labels, load_split(config, FEATURES, "validation").labels)
+    # Evaluating the training split scores its clips, not the windows made to train on.
+    assert np.array_equal(split_waveforms(config.replace(train_run_on_share=0.5), FEATURES, "train")[1], plain.labels)
 
 
 def test_run_ons_need_two_non_keyword_clips_to_make_them(tmp_path):
@@ -214,8 +216,8 @@ def test_run_ons_need_two_non_keyword_clips_to_make_them(tmp_path):
         train_run_on_share=1,
     )
     with pytest.raises(speech_commands.DatasetError, match="run-ons .* it has 1; set train_run_on_share to 0"):
-        load_split(config, FEATURES, "train")
-    assert len(load_split(config.replace(train_run_on_share=0), FEATURES, "train"))
+        load_split(config, FEATURES, "train", training=True)
+    assert len(load_split(config.replace(train_run_on_share=0), FEATURES, "train", training=True))
 
 
 def test_augmentation_only_in_training(data_dir):

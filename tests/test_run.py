@@ -158,7 +158,8 @@ def test_cli_train_records_input_thresholds_and_refuses_bad_ones(teacher_run, tm
     assert config.fe3_input_thresholds == (-0.5, 0.5) and config.fc1_input_thresholds == (0.0,)
     assert model.get_layer("fe3_copies").thresholds == (-0.5, 0.5)
     assert "fc1_copies" not in [layer.name for layer in model.layers]
-    bad = [*argv[:-4], "--epochs", "1", "--no-progress", "--out", str(tmp_path / "bad")]
+    # Without the fe3 thresholds and the trailing epoch and progress flags.
+    bad = [*argv[:-6], "--epochs", "1", "--no-progress", "--out", str(tmp_path / "bad")]
     assert main([*bad, "--fc1-input-thresholds", "0.5", "-0.5"]) == 2
     assert "distinct increasing" in capsys.readouterr().err
     with pytest.raises(SystemExit):

@@ -154,8 +154,11 @@ def split_root(data_config: DataConfig, split: str) -> Path:
     return speech_commands.find_dataset(data_config.version, data_config.data_dir)
 
 
-def load_split(data_config: DataConfig, feature_config: FeatureConfig, split: str) -> SplitAudio:
-    """Decode (or load from the cache) ``split`` and label it for the task and protocol."""
+def load_split(
+    data_config: DataConfig, feature_config: FeatureConfig, split: str, *, training: bool = False
+) -> SplitAudio:
+    """Decode (or load from the cache) ``split`` and label it for the task and protocol; for
+    ``training`` on the ``train`` split, with the run-ons ``data_config`` asks for."""
     root = split_root(data_config, split)
     rate, clip_samples = feature_config.sample_rate, feature_config.clip_samples
     examples = speech_commands.examples(
@@ -193,7 +196,7 @@ def load_split(data_config: DataConfig, feature_config: FeatureConfig, split: st
             crop = noise[e.noise_path][e.noise_offset : e.noise_offset + clip_samples]
             synthesized.append(_to_pcm(crop * e.noise_gain))
     labels = np.array([e.label for e in examples], dtype=np.int32)
-    if split == "train" and data_config.train_run_on_share:
+    if training and split == "train" and data_config.train_run_on_share:
         unknown = TASKS[data_config.task][1].index(UNKNOWN)
         rows = np.unique(sources[(labels == unknown) & (sources < len(files))])
         if len(rows) < 2:
@@ -246,7 +249,7 @@ def make_dataset(
     ``(data_config.seed, epoch, clip)``; ``model.fit(dataset, epochs=n)`` sees a fresh epoch each
     time, and a run resumed at epoch ``k`` passes ``first_epoch=k`` to continue the same stream.
     """
-    data = load_split(data_config, feature_config, split)
+    data = load_split(data_config, feature_config, split, training=training)
     frontend = build_frontend(feature_config)
     clip_samples = feature_config.clip_samples
     sources = tf.constant(data.sources)
