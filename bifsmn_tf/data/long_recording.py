@@ -41,6 +41,7 @@ import numpy as np
 
 from bifsmn_tf.data.audio import SAMPLE_RATE, read_wav
 from bifsmn_tf.data.labels import KEYWORDS
+from bifsmn_tf.data.run_ons import faded_word
 from bifsmn_tf.data.speech_commands import BACKGROUND_NOISE_DIR, CLIP_SECONDS, NOISE_STRETCH
 from bifsmn_tf.data.synthetic import SYNTH_JSON, SynthError, rms
 
@@ -213,10 +214,7 @@ def _talk_word(clip: np.ndarray, record: dict) -> tuple[np.ndarray, int]:
     itself untouched), and where the speech starts in it."""
     start = int(record["onset_seconds"] * SAMPLE_RATE)
     stop = int((record["onset_seconds"] + record["speech_seconds"]) * SAMPLE_RATE)
-    pad = int(TALK_PAD_SECONDS * SAMPLE_RATE)
-    low, high = max(start - pad, 0), min(stop + pad, len(clip))
-    fade = np.interp(np.arange(low, high), [low - 1, start, stop - 1, high], [0.0, 1.0, 1.0, 0.0])
-    return (clip[low:high] * fade).astype(np.float32), start - low
+    return faded_word(clip, start, stop, int(TALK_PAD_SECONDS * SAMPLE_RATE))
 
 
 def _noise_gain_envelope(

@@ -56,6 +56,14 @@ def speech_span(
     return int(loud[0] * frame), int((loud[-1] + 1) * frame)
 
 
+def faded_word(samples: np.ndarray, start: int, stop: int, margin: int) -> tuple[np.ndarray, int]:
+    """The speech ``samples[start:stop]`` with ``margin`` samples either side faded in and out
+    (the speech itself untouched), float32, and where the speech starts in it."""
+    low, high = max(start - margin, 0), min(stop + margin, len(samples))
+    fade = np.interp(np.arange(low, high), [low - 1, start, stop - 1, high], [0.0, 1.0, 1.0, 0.0])
+    return (samples[low:high] * fade).astype(np.float32), start - low
+
+
 def run_on_clips(
     clips: np.ndarray, lengths: np.ndarray, rows: np.ndarray, count: int, rate: int, rng: np.random.Generator
 ) -> np.ndarray:
@@ -88,11 +96,7 @@ def run_on_clips(
         return spans[row]
 
     def word(row: int) -> np.ndarray:
-        start, stop = span(row)
-        samples = clip(row)
-        low, high = max(start - margin, 0), min(stop + margin, len(samples))
-        fade = np.interp(np.arange(low, high), [low - 1, start, stop - 1, high], [0.0, 1.0, 1.0, 0.0])
-        return samples[low:high] * fade.astype(np.float32)
+        return faded_word(clip(row), *span(row), margin)[0]
 
     def gap() -> int:
         return int(rng.uniform(*GAP_SECONDS) * rate)
