@@ -64,6 +64,10 @@ Choose on validation, apply on test::
   counts keeps only its lowest threshold, then at most ``max_points`` points evenly spaced along
   the curve are kept, its first and last included.
 
+**Words no model heard** (:func:`unseen_word_accepts`): clips of words outside the training
+vocabulary (the synthetic set's ``_unseen_words_/``), all non-keywords: the share the argmax rule
+and the pooled threshold take for keywords, and as which keyword.
+
 **Streaming** (:func:`match_events`): detections ``(time_s, keyword)`` against the spoken keywords
 ``(start_s, end_s, keyword)``: hits, misses, false alarms, recall and false alarms per hour of
 non-keyword speech.
@@ -521,6 +525,45 @@ def _curve_points(curve: DetCurve, max_points: int) -> dict[str, Any]:
         "threshold": curve.thresholds[keep].tolist(),
         "frr": None if frr is None else frr[keep].tolist(),
         "far": None if far is None else far[keep].tolist(),
+    }
+
+
+def unseen_word_accepts(
+    scores: np.ndarray, label_names: Sequence[str], threshold: float | None, words: Sequence[str]
+) -> dict[str, Any]:
+    """How often clips of words no model was trained on are taken for keywords.
+
+    Every clip is a non-keyword; the rules are the module's.
+
+    Args:
+        scores: ``(N, C)`` posteriors of the clips.
+        label_names: the ``C`` labels.
+        threshold: the pooled operating threshold (chosen on validation), or ``None``.
+        words: ``(N,)`` the word of each clip.
+
+    Returns:
+        ``clips``, ``words`` (distinct), ``accepted_at_argmax`` (share whose argmax is a
+        keyword), ``accepted_at_threshold`` (share accepted by the threshold rule; ``None``
+        without a threshold) and ``accepted_as`` (keyword -> clips the threshold rule accepted as
+        it, each keyword listed).
+    """
+    scores = _checked_scores(scores, label_names)
+    if len(words) != len(scores):
+        raise ValueError(f"{len(words)} words for {len(scores)} clips")
+    at_argmax = argmax_decisions(scores, label_names) != REJECT
+    accepted_as = {label_names[k]: 0 for k in keyword_classes(label_names)}
+    at_threshold = None
+    if threshold is not None:
+        decisions = threshold_decisions(scores, label_names, threshold)
+        at_threshold = float(np.mean(decisions != REJECT))
+        for k in decisions[decisions != REJECT]:
+            accepted_as[label_names[k]] += 1
+    return {
+        "clips": len(scores),
+        "words": len(set(words)),
+        "accepted_at_argmax": float(np.mean(at_argmax)),
+        "accepted_at_threshold": at_threshold,
+        "accepted_as": accepted_as,
     }
 
 

@@ -240,7 +240,9 @@ class WidthEvaluation(Part):
 class DetectionEvaluation(Part):
     """Keywords against non-keyword speech: every non-keyword clip of the split kept
     (``protocol``), thresholds chosen on ``thresholds_from`` for ``far_target``; ``widths`` holds
-    a :func:`bifsmn_tf.detection.detection_summary` per width, ``det_png`` their DET curves."""
+    a :func:`bifsmn_tf.detection.detection_summary` per width, ``det_png`` their DET curves;
+    ``unseen_words`` a :func:`bifsmn_tf.detection.unseen_word_accepts` per width, for the test
+    split of a set with words no model heard, else ``None``."""
 
     protocol: str
     num_examples: int
@@ -248,6 +250,7 @@ class DetectionEvaluation(Part):
     thresholds_from: str
     det_png: Path
     widths: dict[str, dict[str, Any]]
+    unseen_words: dict[str, dict[str, Any]] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,9 +15,10 @@ from bifsmn_tf.training import run
 from bifsmn_tf.training.presets import PRESETS
 
 
-def _evaluation(accuracies: dict[str, float], rejection: float = 0.69) -> EvaluationRecord:
+def _evaluation(accuracies: dict[str, float], rejection: float = 0.69, unseen: float | None = None) -> EvaluationRecord:
     """An evaluation record with the figures the table reads; each width's detection figures
-    are ``rejection`` and, at the threshold, FRR = 1 - accuracy and FAR = (1 - rejection) / 10."""
+    are ``rejection`` and, at the threshold, FRR = 1 - accuracy and FAR = (1 - rejection) / 10;
+    with ``unseen``, that share of words no model heard accepted at the threshold."""
     detection = {
         w: {
             "argmax": {"non_keyword_rejection": rejection, "pooled": {"frr": 0.05}},
@@ -48,6 +49,18 @@ def _evaluation(accuracies: dict[str, float], rejection: float = 0.69) -> Evalua
                 "thresholds_from": "validation",
                 "det_png": "det.png",
                 "widths": detection,
+                "unseen_words": None
+                if unseen is None
+                else {
+                    w: {
+                        "clips": 40,
+                        "words": 4,
+                        "accepted_at_argmax": 0.5,
+                        "accepted_at_threshold": unseen,
+                        "accepted_as": {"yes": 4},
+                    }
+                    for w in accuracies
+                },
             },
         },
         "/r/eval",
@@ -116,9 +129,9 @@ def test_results_table_lists_teacher_and_every_width():
     assert "| student_w8.tflite | 152,436 | 18 | 60 | 100.0 % |" in table
     assert "Time (s) on AMD EPYC, 2 cores: data 10, teacher 20" in table
     assert "15.61x by file bytes, 21.15x by parameter count" in table
-    assert "| D-FSMN teacher | 8 | 32/32 | 95.00 | +0.00 | 69.0 | 5.0 | 3.10 |" in table
-    assert "| BiFSMN (HED) | 4 | 1/1 | 90.00 | -5.00 | 69.0 | 10.0 | 3.10 |" in table
-    assert "| BiFSMN (HED) | 2 | 1/1 | 87.50 | -7.50 | 69.0 | 12.5 | 3.10 |" in table
+    assert "| D-FSMN teacher | 8 | 32/32 | 95.00 | +0.00 | 69.0 | 5.0 | 3.10 | n/a |" in table
+    assert "| BiFSMN (HED) | 4 | 1/1 | 90.00 | -5.00 | 69.0 | 10.0 | 3.10 | n/a |" in table
+    assert "| BiFSMN (HED) | 2 | 1/1 | 87.50 | -7.50 | 69.0 | 12.5 | 3.10 | n/a |" in table
     assert "every non-keyword clip of the test split kept (300 clips)" in table
     assert "false-accept rate of 1 %" in table
     assert "Full-width drop: 2.00 points of accuracy (within the 3-point bound), 2.00 points of FRR (within" in table
@@ -130,6 +143,15 @@ def test_results_table_lists_teacher_and_every_width():
         "becomes that many bits)"
     ) in table
     assert "Features: 32 log-mel bins, 128 ms window, 32 ms hop (32 frames)." in table
+    # A set with words no model heard: their share accepted at each width's threshold.
+    with_unseen = {
+        **results,
+        "teacher": _evaluation({"8": 0.95}, unseen=0.2),
+        "student": _evaluation({"8": 0.93, "4": 0.9, "2": 0.875}, unseen=0.125),
+    }
+    table = demo.format_results(with_unseen)
+    assert "| D-FSMN teacher | 8 | 32/32 | 95.00 | +0.00 | 69.0 | 5.0 | 3.10 | 20.0 |" in table
+    assert "| BiFSMN (HED) | 2 | 1/1 | 87.50 | -7.50 | 69.0 | 12.5 | 3.10 | 12.5 |" in table
     finer = FeatureConfig(n_fft=512, win_length=480, hop_length=320, n_mels=40, per_bin_mean_removal=True)
     table = demo.format_results({**results, "features": finer.to_dict()})
     assert (

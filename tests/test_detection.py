@@ -100,6 +100,36 @@ def test_argmax_rule():
     assert detection.argmax_rejection(SCORES_A, LABELS_A, NAMES) == pytest.approx(2 / 3)
 
 
+@pytest.mark.parametrize(
+    ("threshold", "at_threshold", "accepted_as"),
+    [
+        # Every row of table A as a clip of a word no model heard. Best keywords: yes 0.8, yes 0.4,
+        # no 0.4, no 0.7, no 0.35, yes 0.45, no 0.6, yes 0.03, yes 0.55.
+        (0.5, 4 / 9, {"yes": 2, "no": 2}),  # rows 0, 8 as yes; 3, 6 as no
+        (0.4, 7 / 9, {"yes": 4, "no": 3}),  # and 1, 5 as yes, 2 as no
+        (0.81, 0.0, {"yes": 0, "no": 0}),
+        (None, None, {"yes": 0, "no": 0}),
+    ],
+)
+def test_unseen_word_accepts(threshold, at_threshold, accepted_as):
+    words = ["apple", "apple", "pizza", "river", "river", "river", "toast", "toast", "lot"]
+    found = detection.unseen_word_accepts(SCORES_A, NAMES, threshold, words)
+    # Argmax is a keyword for rows 0, 1, 2, 3, 6 and 8 (the argmax rule's test above).
+    assert found == {
+        "clips": 9,
+        "words": 5,
+        "accepted_at_argmax": pytest.approx(6 / 9),
+        "accepted_at_threshold": at_threshold if at_threshold is None else pytest.approx(at_threshold),
+        "accepted_as": accepted_as,
+    }
+    json.dumps(found)
+
+
+def test_unseen_word_accepts_refuses_a_word_list_of_another_length():
+    with pytest.raises(ValueError, match="8 words for 9 clips"):
+        detection.unseen_word_accepts(SCORES_A, NAMES, 0.5, ["apple"] * 8)
+
+
 def test_pooled_curve_of_table_a():
     # Correct keyword clips score 0.8, 0.4, 0.7, 0.35; non-keyword clips 0.45, 0.6, 0.03; clip 2 is
     # never accepted as yes and silence is not counted.

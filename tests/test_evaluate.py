@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +15,9 @@ import bifsmn_tf  # noqa: F401  (Keras 2 before TensorFlow loads)
 from bifsmn_tf import detection, evaluate
 from bifsmn_tf.cli import main
 from bifsmn_tf.data.labels import LABELS_12
-from bifsmn_tf.data.pipeline import make_dataset
-from bifsmn_tf.data.speech_commands import split_files
+from bifsmn_tf.data.pipeline import make_dataset, unseen_word_waveforms
+from bifsmn_tf.data.speech_commands import UNSEEN_WORDS_DIR, split_files
+from bifsmn_tf.features import build_frontend
 from bifsmn_tf.models.dfsmn import width_model
 from bifsmn_tf.records import EvaluationRecord
 from bifsmn_tf.training import run
@@ -123,6 +126,45 @@ def test_standard_protocol_changes_the_composition(runs, synth_dataset):
     assert result.detection.protocol == "bifsmn"
     files = split_files(synth_dataset, "test")
     assert result.detection.num_examples == len(files) + int(0.1 * len(files))
+
+
+def test_words_no_model_heard_are_scored_on_the_test_split_alone(runs, synth_dataset, tmp_path):
+    """Test clips of other words, copied under the unseen-words folder as a synthetic set made
+    with unseen_words_per_speaker keeps them: scored per width at argmax and at the threshold."""
+    root = shutil.copytree(synth_dataset, tmp_path / "set")
+    sources = [f for f in split_files(synth_dataset, "test") if f.split("/")[0] in ("bed", "cat", "wow")]
+    for index, source in enumerate(sources):
+        target = root / UNSEEN_WORDS_DIR / ("apple", "river")[index % 2] / Path(source).name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(synth_dataset / source, target)
+    result = evaluate.evaluate_run(runs["teacher"], root, split="test", progress=False, out_dir=tmp_path / "eval")
+    found = result.detection.unseen_words["8"]
+    assert (found["clips"], found["words"]) == (len(sources), 2)
+    # The split's own figures do not change: the folder is in no split.
+    plain = evaluate.evaluate_run(runs["teacher"], synth_dataset, progress=False, out_dir=tmp_path / "plain")
+    assert (result.num_examples, result.detection.widths) == (plain.num_examples, plain.detection.widths)
+    assert plain.detection.unseen_words is None
+
+    configs = run.RunConfigs.load(runs["teacher"])
+    model, _ = run.load_run_model(runs["teacher"])
+    waveforms, words = unseen_word_waveforms(configs.data.replace(root=str(root)), configs.features)
+    assert sorted(words) == sorted(("apple", "river")[i % 2] for i in range(len(sources)))
+    scores = tf.nn.softmax(model(build_frontend(configs.features)(waveforms), training=False)).numpy()
+    keywords = detection.keyword_classes(LABELS_12)
+    assert found["accepted_at_argmax"] == pytest.approx(np.isin(scores.argmax(-1), keywords).mean())
+    threshold = result.detection.widths["8"]["thresholds"]["pooled"]
+    accepted = scores[:, keywords].max(-1) >= threshold
+    assert found["accepted_at_threshold"] == pytest.approx(accepted.mean())
+    assert sum(found["accepted_as"].values()) == accepted.sum()
+    assert evaluate.headline(result, "8")["unseen_far"] == found["accepted_at_threshold"]
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert f"Words no model heard ({len(sources)} clips of 2 words" in report
+    assert EvaluationRecord.load(tmp_path / "eval" / "evaluation.json") == result
+    # Only the test speakers say them: another split has no such figure.
+    validation = evaluate.evaluate_run(
+        runs["teacher"], root, split="validation", progress=False, out_dir=tmp_path / "v"
+    )
+    assert validation.detection.unseen_words is None and evaluate.headline(validation, "8")["unseen_far"] is None
 
 
 def test_cli_evaluate_prints_the_table_and_writes_json(runs, synth_dataset, tmp_path, capsys):

@@ -395,6 +395,8 @@ SYNTH_CASES = [
          expect=(r"--engines: invalid choice: ''",), check=_nothing_made),
     Case("engines-none", lambda p, t: ["data", "synth", "--out", t / "out", "--engines"],
          expect=(r"--engines: expected at least one argument",), check=_nothing_made),
+    Case("negatives-too-many", lambda p, t: _synth(t / "out", "--negatives-per-speaker", "500"),
+         expect=(r"negatives_per_speaker must be in \[0, 159\], got 500",), check=_nothing_made),
     Case("out-dir-is-a-file", lambda p, t: _synth(_file(t)),
          expect=(r"--out .*/file is a file; a directory is needed there",), check=_file_untouched),
     Case("out-dir-under-a-file", lambda p, t: _synth(_file(t) / "out"),

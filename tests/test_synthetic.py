@@ -22,10 +22,12 @@ from conftest import SMALL_SYNTH
 from bifsmn_tf.cli import main as cli_main
 from bifsmn_tf.data import speech_commands, tts
 from bifsmn_tf.data.labels import KEYWORDS, LABELS_12, SILENCE, UNKNOWN, WORDS_V1, WORDS_V2
+from bifsmn_tf.data.pipeline import DataConfig, unseen_word_waveforms
 from bifsmn_tf.data.speech_commands import (
     BACKGROUND_NOISE_DIR,
     NOHASH,
     TESTING_LIST,
+    UNSEEN_WORDS_DIR,
     VALIDATION_LIST,
     clip_path,
     speaker_of,
@@ -45,6 +47,9 @@ from bifsmn_tf.data.synthetic import (
     room_impulse_response,
     speak,
 )
+from bifsmn_tf.data.synthetic.plan import speaker_takes
+from bifsmn_tf.data.synthetic.vocabulary import TRAINING_NEGATIVES, UNSEEN_WORDS
+from bifsmn_tf.features import FeatureConfig
 
 DEFAULT_ENGINES = ("espeak", "pico")
 #: `bifsmn-tf data synth` in a child process.
@@ -156,6 +161,7 @@ def test_synth_json_records_every_clip(synth_dataset: Path):
         "validation": len(validation),
         "training": len(wavs) - len(testing) - len(validation),
         "rejected": 0,
+        "unseen_words": 0,
     }
     assert made["rejected"] == {}
 
@@ -184,6 +190,73 @@ def test_check_words_keeps_only_heard_takes_and_lists_the_rest(tmp_path: Path, s
     assert {e.path for e in speech_commands.examples(result.root, "v1-12", "train", "bifsmn") if e.path} == {
         p for p, r in clips.items() if r["split"] == "training"
     }
+
+
+def test_negatives_are_training_words_and_unseen_words_stay_out_of_every_split(tmp_path: Path, synth_dataset: Path):
+    config = SMALL_SYNTH.replace(negatives_per_speaker=2, unseen_words_per_speaker=2)
+    result = generate(tmp_path / "negatives", config, jobs=1, progress=False)
+    made = manifest(result.root)
+    speakers = made["speakers"]
+    extra = {p: r for p, r in made["clips"].items() if p.split("/")[0] not in WORDS_V1}
+    by_speaker: dict[str, list[str]] = {}
+    for path in extra:
+        by_speaker.setdefault(speaker_of(path), []).append(path)
+    # Two words each: training speakers from TRAINING_NEGATIVES, test speakers unseen words.
+    for speaker, record in speakers.items():
+        paths = sorted(by_speaker.get(speaker, []))
+        if record["split"] == "training":
+            assert len(paths) == 2 and all(p.split("/")[0] in TRAINING_NEGATIVES for p in paths)
+        elif record["split"] == "testing":
+            assert len(paths) == 2
+            assert all(p.startswith(f"{UNSEEN_WORDS_DIR}/") and p.split("/")[1] in UNSEEN_WORDS for p in paths)
+        else:
+            assert paths == []
+    assert result.counts["unseen_words"] == sum(p.startswith(UNSEEN_WORDS_DIR) for p in extra) > 0
+    assert result.counts["clips"] == len(WORDS_V1) * config.clips_per_word + len(extra)
+    # The set's own words are the clips made without negatives (espeak-ng: byte for byte).
+    plain, with_extra = tree_bytes(synth_dataset), tree_bytes(result.root)
+    for path, data in plain.items():
+        if path.endswith(".wav") and speaker_of(path).startswith("espeak"):
+            assert with_extra[path] == data, path
+    # Negatives are training clips of `unknown`; the unseen words are in no split and no list.
+    listed = (result.root / TESTING_LIST).read_text().split() + (result.root / VALIDATION_LIST).read_text().split()
+    assert not any(p.startswith(UNSEEN_WORDS_DIR) for p in listed)
+    assert speech_commands.split_files(result.root, "test") == speech_commands.split_files(synth_dataset, "test")
+    train = speech_commands.examples(result.root, "v1-12", "train", "bifsmn")
+    negatives = [e for e in train if e.path and e.path.split("/")[0] in TRAINING_NEGATIVES]
+    assert len(negatives) == sum(r["split"] == "training" for r in speakers.values()) * 2
+    assert {e.label for e in negatives} == {LABELS_12.index(UNKNOWN)}
+    data = DataConfig(root=str(result.root))
+    waveforms, words = unseen_word_waveforms(data, FeatureConfig())
+    assert waveforms.shape == (result.counts["unseen_words"], 16000) and set(words) <= set(UNSEEN_WORDS)
+    assert np.abs(waveforms).max() > 0.01
+    assert unseen_word_waveforms(DataConfig(root=str(synth_dataset)), FeatureConfig())[0].shape == (0, 16000)
+    # A 35-class task has no `unknown` for the negatives: the loader refuses the set by folder.
+    with pytest.raises(speech_commands.DatasetError, match="is not one of the 35 words"):
+        speech_commands.examples(result.root, "v2-35", "train")
+
+
+def test_unseen_words_alone_leave_the_training_split_as_it_was():
+    config = SMALL_SYNTH.replace(clips_per_word=3, unseen_words_per_speaker=3)
+    voices = {name: tts.load_engine(name).voices() for name in DEFAULT_ENGINES}
+    speakers = plan_speakers(config, voices, dict.fromkeys(DEFAULT_ENGINES, 1.0))
+    for speaker in speakers:
+        takes = speaker_takes(config, speaker)
+        assert takes[: len(WORDS_V1)] == [(w, clip_path(w, speaker.id)) for w in WORDS_V1]
+        extra = takes[len(WORDS_V1) :]
+        assert len(extra) == (3 if speaker.split == "testing" else 0)
+        assert all(path.startswith(f"{UNSEEN_WORDS_DIR}/{word}/") for word, path in extra)
+        assert speaker_takes(config, speaker) == takes  # drawn for the speaker alone
+
+
+def test_vocabularies_hold_no_speech_commands_word_and_no_homophone_of_a_keyword():
+    assert not set(TRAINING_NEGATIVES) & set(UNSEEN_WORDS)
+    assert not (set(TRAINING_NEGATIVES) | set(UNSEEN_WORDS)) & set(WORDS_V2)
+    # Audio of these is the keyword's: labelled `unknown`, they would teach a contradiction.
+    homophones = {"know", "knoe", "write", "rite", "wright", "yess", "upp", "gough"}
+    assert not (set(TRAINING_NEGATIVES) | set(UNSEEN_WORDS)) & homophones
+    assert list(TRAINING_NEGATIVES) == sorted(set(TRAINING_NEGATIVES))
+    assert all(w.isalpha() and w.islower() for w in (*TRAINING_NEGATIVES, *UNSEEN_WORDS))
 
 
 def test_check_words_without_pocketsphinx_is_refused_by_name(tmp_path: Path):
@@ -309,6 +382,9 @@ def test_a_complete_set_is_left_alone(synth_dataset: Path):
         ({"clips_per_word": 2}, "at least 3"),
         ({"engines": ("espeak", "festival")}, "unknown speech engine(s) ['festival']"),
         ({"testing_percent": 95.0}, "sum to less than 100"),
+        ({"negatives_per_speaker": -1}, "negatives_per_speaker must be in [0, 159], got -1"),
+        ({"negatives_per_speaker": 160}, "negatives_per_speaker must be in [0, 159], got 160"),
+        ({"unseen_words_per_speaker": 95}, "unseen_words_per_speaker must be in [0, 94], got 95"),
     ],
 )
 def test_bad_config_is_refused_by_name(changes: dict, message: str):

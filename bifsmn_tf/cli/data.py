@@ -141,6 +141,24 @@ def _synth_flags(parser) -> None:
         "say some words badly (Piper 'off', hibari 'up'); expect espeak-ng to lose "
         "most of its takes",
     )
+    parser.add_argument(
+        "--negatives-per-speaker",
+        type=int,
+        metavar="N",
+        default=defaults.negatives_per_speaker,
+        help="each training speaker also says N words besides Speech Commands' (near misses of the "
+        "keywords such as 'yeah', 'town', 'shop'; common words), which 12-class tasks learn as "
+        "'unknown' (default %(default)s; a 35-class task refuses such a set)",
+    )
+    parser.add_argument(
+        "--unseen-words-per-speaker",
+        type=int,
+        metavar="N",
+        default=defaults.unseen_words_per_speaker,
+        help="each test speaker also says N words no training clip holds, kept in _unseen_words_/ "
+        "outside every split: evaluate reports how many of them a model takes for keywords "
+        "(default %(default)s; the demo uses 8)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=_run_synth)
 
@@ -155,6 +173,8 @@ def _run_synth(args) -> int:
             seed=args.seed,
             engines=tuple(args.engines or ()),
             check_words=args.check_words,
+            negatives_per_speaker=args.negatives_per_speaker,
+            unseen_words_per_speaker=args.unseen_words_per_speaker,
         )
         result = generate(args.out, config, jobs=args.jobs, progress=not args.no_progress)
     except SynthError as err:
@@ -165,5 +185,6 @@ def _run_synth(args) -> int:
         f"({counts['training']} training, {counts['validation']} validation, "
         f"{counts['testing']} testing); engines {', '.join(result.engines)}"
         + (f"; {counts['rejected']} takes left out by --check-words" if args.check_words else "")
+        + (f"; {counts['unseen_words']} clips of words no model hears" if counts.get("unseen_words") else "")
     )
     return 0

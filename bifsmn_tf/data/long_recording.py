@@ -42,7 +42,7 @@ import numpy as np
 from bifsmn_tf.data.audio import SAMPLE_RATE, read_wav
 from bifsmn_tf.data.labels import KEYWORDS
 from bifsmn_tf.data.run_ons import faded_word
-from bifsmn_tf.data.speech_commands import BACKGROUND_NOISE_DIR, CLIP_SECONDS, NOISE_STRETCH
+from bifsmn_tf.data.speech_commands import BACKGROUND_NOISE_DIR, CLIP_SECONDS, NOISE_STRETCH, UNSEEN_WORDS_DIR
 from bifsmn_tf.data.synthetic import SYNTH_JSON, SynthError, rms
 
 #: With ``snr_db`` set, the background's gain moves from one keyword's to the next over this span,
@@ -183,7 +183,12 @@ def _talk_runs(
     """``count`` runs of non-keyword speech, the babble stretch ending the last one. A run is a
     list of ``(time_s, piece, lead, seconds, source)``: its speech, ``seconds`` long, starts
     ``time_s`` after the run's first and ``lead`` samples into ``piece``."""
-    pool = sorted(p for p, r in records.items() if r["split"] == "testing" and p.split("/")[0] not in KEYWORDS)
+    # Speech Commands' words, as the talk has always been: words no model heard are evaluate's.
+    pool = sorted(
+        p
+        for p, r in records.items()
+        if r["split"] == "testing" and p.split("/")[0] not in (*KEYWORDS, UNSEEN_WORDS_DIR)
+    )
     if not pool:
         raise SynthError(f"{root}: no test clips of non-keyword words to talk with")
     # Every word is said once before any is said again.

@@ -231,6 +231,21 @@ def split_waveforms(
     return data.pcm(data.sources).astype(np.float32) / _PCM_SCALE, data.labels
 
 
+def unseen_word_waveforms(data_config: DataConfig, feature_config: FeatureConfig) -> tuple[np.ndarray, tuple[str, ...]]:
+    """``(waveforms (N, S) float32 in [-1, 1], words (N,))`` of the dataset's clips of words no
+    model was trained on (``_unseen_words_/<word>/*.wav`` of a synthetic set made with
+    ``unseen_words_per_speaker``, said by test speakers), sorted by path; empty without them.
+    Unaugmented, cut or zero-padded to the clip length as :func:`make_dataset`'s clips are."""
+    folder = split_root(data_config, "test") / speech_commands.UNSEEN_WORDS_DIR
+    paths = sorted(folder.glob("*/*.wav"))
+    waveforms = np.zeros((len(paths), feature_config.clip_samples), np.float32)
+    for row, path in enumerate(paths):
+        samples = speech_commands.read_clip(path, feature_config.sample_rate, resample=data_config.resample)
+        samples = samples[: feature_config.clip_samples]
+        waveforms[row, : len(samples)] = samples
+    return waveforms, tuple(p.parent.name for p in paths)
+
+
 def make_dataset(
     data_config: DataConfig,
     feature_config: FeatureConfig,

@@ -52,6 +52,9 @@ PROTOCOLS = ("bifsmn", "standard")
 BACKGROUND_NOISE_DIR = "_background_noise_"
 VALIDATION_LIST = "validation_list.txt"
 TESTING_LIST = "testing_list.txt"
+#: Clips of words no model was trained on (a synthetic set's, ``<word>/<speaker>_nohash_0.wav``
+#: inside it); the leading underscore keeps them out of every split.
+UNSEEN_WORDS_DIR = "_unseen_words_"
 #: Every clip is this long at :data:`~bifsmn_tf.data.audio.SAMPLE_RATE` (shorter downloaded
 #: clips are padded by the pipeline).
 CLIP_SECONDS = 1.0

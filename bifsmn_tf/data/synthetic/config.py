@@ -8,6 +8,7 @@ from bifsmn_tf.config import JsonConfig
 from bifsmn_tf.data import tts
 from bifsmn_tf.data.labels import WORDS
 from bifsmn_tf.data.speech_commands import CLIP_SECONDS
+from bifsmn_tf.data.synthetic.vocabulary import TRAINING_NEGATIVES, UNSEEN_WORDS
 
 #: 400 speakers x 30 words = 12,000 clips: made in minutes on 2 cores, and small enough for a
 #: dozen teacher and student epochs within the demo's 20 minutes. Fewer speakers learn the words
@@ -90,7 +91,15 @@ class SynthConfig(JsonConfig):
             take it does not hear as its word is spoken again with a new rate, pitch and
             intonation, up to three times in all, and otherwise left out (``synth.json`` lists
             it under ``rejected``). Takes it hears at once are the same files as without the
-            check.
+            check. Only the set's own words are checked.
+        negatives_per_speaker: Each training speaker also says this many words of
+            :data:`~bifsmn_tf.data.synthetic.vocabulary.TRAINING_NEGATIVES`, drawn per speaker,
+            in ordinary word folders: ``unknown`` to a 12-class task; a 35-class task refuses a
+            set with them.
+        unseen_words_per_speaker: Each test speaker also says this many words of
+            :data:`~bifsmn_tf.data.synthetic.vocabulary.UNSEEN_WORDS`, drawn per speaker, under
+            ``_unseen_words_/``, outside the Speech Commands layout and every split: for
+            ``evaluate``'s false accepts on words no model heard.
         perturbations: What the speakers and takes vary.
 
     Raises:
@@ -105,6 +114,8 @@ class SynthConfig(JsonConfig):
     testing_percent: float = 10.0
     background_seconds: float = 30.0
     check_words: bool = False
+    negatives_per_speaker: int = 0
+    unseen_words_per_speaker: int = 0
     perturbations: Perturbations = Perturbations()
 
     def __post_init__(self) -> None:
@@ -133,6 +144,12 @@ class SynthConfig(JsonConfig):
             raise SynthError(f"unknown speech engine(s) {unknown}; known: {list(tts.ENGINES)}")
         if len(set(self.engines)) != len(self.engines):
             raise SynthError(f"engines named twice: {list(self.engines)}")
+        for name, vocabulary in (
+            ("negatives_per_speaker", TRAINING_NEGATIVES),
+            ("unseen_words_per_speaker", UNSEEN_WORDS),
+        ):
+            if not 0 <= getattr(self, name) <= len(vocabulary):
+                raise SynthError(f"{name} must be in [0, {len(vocabulary)}], got {getattr(self, name)}")
         if self.seed < 0:
             raise SynthError(f"seed must be at least 0, got {self.seed}")
 

@@ -31,10 +31,10 @@ from bifsmn_tf.config import ConfigError
 from bifsmn_tf.data import tts
 from bifsmn_tf.data.audio import read_wav, write_wav
 from bifsmn_tf.data.recognizer import RecognizerError, WordRecognizer
-from bifsmn_tf.data.speech_commands import BACKGROUND_NOISE_DIR, TESTING_LIST, VALIDATION_LIST, clip_path
+from bifsmn_tf.data.speech_commands import BACKGROUND_NOISE_DIR, TESTING_LIST, UNSEEN_WORDS_DIR, VALIDATION_LIST
 from bifsmn_tf.data.synthetic.acoustics import NOISE_KINDS, background_noise
 from bifsmn_tf.data.synthetic.config import SPLITS, SynthConfig, SynthError
-from bifsmn_tf.data.synthetic.plan import Speaker, Stream, plan_speakers, rng
+from bifsmn_tf.data.synthetic.plan import Speaker, Stream, plan_speakers, rng, speaker_takes
 from bifsmn_tf.data.synthetic.rendering import ClipRenderer
 from bifsmn_tf.data.tts_engine import EngineError
 from bifsmn_tf.data.tts_native import zeroed_large_allocations
@@ -146,7 +146,7 @@ def generate(
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     if status != "already complete":
-        _move_into_place(out_dir, config)
+        _move_into_place(out_dir)
     manifest = json.loads((out_dir / SYNTH_JSON).read_text())
     return SynthResult(out_dir, status, tuple(config.engines), manifest["counts"])
 
@@ -248,7 +248,7 @@ def _render(
     clips = {path: record for entry in done.values() for path, record in entry["clips"].items()}
     rejected = {path: record for entry in done.values() for path, record in entry["rejected"].items()}
     todo = [s for s in speakers if s.id not in done]
-    total = len(speakers) * len(config.word_list)
+    total = sum(len(speaker_takes(config, s)) for s in speakers)
     with (
         tqdm(total=total, initial=len(clips) + len(rejected), unit="clip", desc="synth", disable=not progress) as bar,
         open(journal, "a", encoding="utf-8") as log,
@@ -286,7 +286,9 @@ def _write_manifest(
     partial: Path, plan: dict, speakers: Sequence[Speaker], clips: dict[str, dict], rejected: dict[str, dict]
 ) -> None:
     """The split lists and synth.json, inside ``.partial`` until everything is moved."""
-    by_split = {s: sorted(p for p, r in clips.items() if r["split"] == s) for s in SPLITS}
+    # The unseen words are the test speakers' but not the test split's: they stay off its list.
+    layout = {p: r for p, r in clips.items() if not p.startswith(f"{UNSEEN_WORDS_DIR}/")}
+    by_split = {s: sorted(p for p, r in layout.items() if r["split"] == s) for s in SPLITS}
     atomic_write_text(partial / VALIDATION_LIST, "".join(f"{p}\n" for p in by_split["validation"]))
     atomic_write_text(partial / TESTING_LIST, "".join(f"{p}\n" for p in by_split["testing"]))
     seconds = plan["config"]["background_seconds"]
@@ -299,6 +301,7 @@ def _write_manifest(
             **{s: len(by_split[s]) for s in SPLITS},
             "speakers": len(speakers),
             "rejected": len(rejected),
+            "unseen_words": len(clips) - len(layout),
         },
         "background_noise": {
             kind: {"file": f"{BACKGROUND_NOISE_DIR}/{kind}.wav", "seconds": seconds} for kind in NOISE_KINDS
@@ -310,11 +313,12 @@ def _write_manifest(
     atomic_write_text(partial / SYNTH_JSON, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
-def _move_into_place(out_dir: Path, config: SynthConfig) -> None:
+def _move_into_place(out_dir: Path) -> None:
     """Word folders and noise first, then the lists, then synth.json: each state on the way is
     either incomplete without lists or complete but for synth.json, which a rerun adds."""
     partial = out_dir / PARTIAL_DIR
-    for name in (*config.word_list, BACKGROUND_NOISE_DIR, VALIDATION_LIST, TESTING_LIST, SYNTH_JSON):
+    folders = sorted(p.name for p in partial.iterdir() if p.is_dir())
+    for name in (*folders, VALIDATION_LIST, TESTING_LIST, SYNTH_JSON):
         if (partial / name).exists():
             os.replace(partial / name, out_dir / name)
     shutil.rmtree(partial)
@@ -371,8 +375,9 @@ def _render_one_speaker(speaker: Speaker, partial: Path) -> dict[str, Any]:
     """The speaker's journal entry: its id, and its clips' and left-out takes' records by path."""
     renderer = _renderer(partial)
     entry: dict[str, Any] = {"speaker": speaker.id, "clips": {}, "rejected": {}}
-    for word, samples, record in renderer.render_speaker(speaker, renderer.config.word_list):
-        path = clip_path(word, speaker.id)
+    takes = speaker_takes(renderer.config, speaker)
+    rendered = renderer.render_speaker(speaker, [word for word, _ in takes])
+    for (_, path), (_, samples, record) in zip(takes, rendered, strict=True):
         if samples is None:
             entry["rejected"][path] = record
         else:

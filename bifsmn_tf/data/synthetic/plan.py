@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from bifsmn_tf.data.speech_commands import UNSEEN_WORDS_DIR, clip_path
 from bifsmn_tf.data.synthetic.config import SPLITS, Perturbations, SynthConfig
+from bifsmn_tf.data.synthetic.vocabulary import TRAINING_NEGATIVES, UNSEEN_WORDS
 
 #: Engines with at least this many voices get disjoint voice pools per split.
 _MIN_VOICES_TO_SPLIT = 10
@@ -30,6 +32,7 @@ class Stream(enum.IntEnum):
     BACKGROUND = 3
     ROOM = 4
     RETAKE = 5
+    NEGATIVES = 6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +89,26 @@ def rng(seed: int, stream: Stream, *keys: int) -> np.random.Generator:
 def word_key(word: str) -> int:
     """A stable key per word, so that a word's clips do not depend on which list it came from."""
     return zlib.crc32(word.encode())
+
+
+def speaker_takes(config: SynthConfig, speaker: Speaker) -> list[tuple[str, str]]:
+    """What ``speaker`` says, and where each take goes: ``(word, path relative to the root)``.
+
+    Every speaker says the set's words; a training speaker also says ``negatives_per_speaker``
+    words of :data:`.TRAINING_NEGATIVES`, a test speaker ``unseen_words_per_speaker`` of
+    :data:`.UNSEEN_WORDS` (under :data:`~bifsmn_tf.data.speech_commands.UNSEEN_WORDS_DIR`), drawn
+    for the speaker alone.
+    """
+    takes = [(word, clip_path(word, speaker.id)) for word in config.word_list]
+    extra = {
+        "training": (config.negatives_per_speaker, TRAINING_NEGATIVES, ""),
+        "testing": (config.unseen_words_per_speaker, UNSEEN_WORDS, f"{UNSEEN_WORDS_DIR}/"),
+    }
+    count, vocabulary, folder = extra.get(speaker.split, (0, (), ""))
+    if count:
+        picked = rng(config.seed, Stream.NEGATIVES, speaker.index).choice(len(vocabulary), count, replace=False)
+        takes += [(vocabulary[i], folder + clip_path(vocabulary[i], speaker.id)) for i in sorted(picked)]
+    return takes
 
 
 def uniform(draw: np.random.Generator, bounds: Sequence[float]) -> float:

@@ -119,7 +119,9 @@ class ClipRenderer:
         pert = self.config.perturbations
         jitter = (1 / pert.take_jitter, pert.take_jitter)
         heard = []
-        for attempt in range(_CHECK_ATTEMPTS if self.recognizer else 1):
+        # The recognizer listens for the set's words only; other words are kept as spoken.
+        recognizer = self.recognizer if word in self.config.word_list else None
+        for attempt in range(_CHECK_ATTEMPTS if recognizer else 1):
             # The first take draws from the clip's own generator, as without the check.
             take = draw
             if attempt:
@@ -137,9 +139,9 @@ class ClipRenderer:
                 vocal_tract=speaker.vocal_tract,
             )
             settings = {"text": text, **synthesis}
-            if self.recognizer is None:
+            if recognizer is None:
                 return speech, settings
-            heard.append(self.recognizer(speech))
+            heard.append(recognizer(speech))
             if heard[-1] == word:
                 return speech, {**settings, "check": heard}
         return None, {**settings, "check": heard}
