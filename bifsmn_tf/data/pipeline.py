@@ -26,7 +26,7 @@ import itertools
 import math
 import os
 import stat
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import tensorflow as tf
@@ -236,14 +236,18 @@ def unseen_word_waveforms(data_config: DataConfig, feature_config: FeatureConfig
     model was trained on (``_unseen_words_/<word>/*.wav`` of a synthetic set made with
     ``unseen_words_per_speaker``, said by test speakers), sorted by path; empty without them.
     Unaugmented, cut or zero-padded to the clip length as :func:`make_dataset`'s clips are."""
-    folder = split_root(data_config, "test") / speech_commands.UNSEEN_WORDS_DIR
-    paths = sorted(folder.glob("*/*.wav"))
-    waveforms = np.zeros((len(paths), feature_config.clip_samples), np.float32)
-    for row, path in enumerate(paths):
-        samples = speech_commands.read_clip(path, feature_config.sample_rate, resample=data_config.resample)
-        samples = samples[: feature_config.clip_samples]
-        waveforms[row, : len(samples)] = samples
-    return waveforms, tuple(p.parent.name for p in paths)
+    root = split_root(data_config, "test")
+    files = sorted(str(p.relative_to(root)) for p in (root / speech_commands.UNSEEN_WORDS_DIR).glob("*/*.wav"))
+    clips, _ = _decoded_clips(
+        root,
+        files,
+        "unseen-words",
+        feature_config.sample_rate,
+        feature_config.clip_samples,
+        data_config.resample,
+        cache_dir=None,
+    )
+    return clips.astype(np.float32) / _PCM_SCALE, tuple(PurePosixPath(f).parent.name for f in files)
 
 
 def make_dataset(
