@@ -29,35 +29,25 @@ import os
 import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import tensorflow as tf
+# Larq needs Keras 2: chosen before TensorFlow is imported (bifsmn_tf refuses Keras 3 once loaded).
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-import bifsmn_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
-from bifsmn_tf.data.augment import AugmentConfig
-from bifsmn_tf.data.pipeline import DataConfig, load_split, make_dataset
-from bifsmn_tf.features import FeatureConfig
-from bifsmn_tf.fileio import atomic_write_text
+import tensorflow as tf  # noqa: E402
+
+from bifsmn_tf.bench import Stopwatch  # noqa: E402
+from bifsmn_tf.data.augment import AugmentConfig  # noqa: E402
+from bifsmn_tf.data.pipeline import DataConfig, load_split, make_dataset  # noqa: E402
+from bifsmn_tf.features import FeatureConfig  # noqa: E402
+from bifsmn_tf.fileio import atomic_write_text  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # The generated dataset reuses the tests' generator of the official layout.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
-class _Timer:
-    """Wall-clock and CPU time (this process, all threads) of a ``with`` block."""
-
-    def __enter__(self) -> _Timer:
-        self._wall, self._cpu = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.wall = time.perf_counter() - self._wall
-        self.cpu = time.process_time() - self._cpu
-
-
-def _rates(clips: int, timer: _Timer) -> dict[str, float]:
+def _rates(clips: int, timer: Stopwatch) -> dict[str, float]:
     return {
         "clips_per_s": round(clips / timer.wall, 1),
         "clips_per_cpu_s": round(clips / timer.cpu, 1),
@@ -68,7 +58,7 @@ def _stream_rates(dataset: tf.data.Dataset, epochs: int) -> dict[str, float]:
     for _ in dataset:  # first pass: tracing and warm-up
         pass
     clips = 0
-    with _Timer() as timer:
+    with Stopwatch() as timer:
         for _ in range(epochs):
             for features, _labels in dataset:
                 clips += int(features.shape[0])
@@ -89,7 +79,7 @@ def run(args: argparse.Namespace) -> dict:
             root=str(root),
             batch_size=args.batch_size,
         )
-        with _Timer() as timer:
+        with Stopwatch() as timer:
             clips = len(load_split(config, features, args.split).clips)
         unaugmented = config.replace(augment=AugmentConfig(enabled=False))
         stages = {

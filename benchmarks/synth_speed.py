@@ -24,14 +24,12 @@ import argparse
 import json
 import os
 import platform
-import resource
 import sys
 import tempfile
-import time
 from importlib import metadata
 from pathlib import Path
 
-from bifsmn_tf.bench import host_description
+from bifsmn_tf.bench import Stopwatch, host_description
 from bifsmn_tf.data import tts
 from bifsmn_tf.data.synthetic import SynthConfig, default_jobs, generate
 from bifsmn_tf.fileio import atomic_write_text
@@ -47,17 +45,11 @@ def onnxruntime_version() -> str:
         return "not installed"
 
 
-def cpu_seconds() -> float:
-    """CPU time of this process and of its finished children (the generator's workers)."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
 def time_generation(config: SynthConfig, jobs: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        started, cpu_started = time.perf_counter(), cpu_seconds()
-        result = generate(Path(tmp) / "set", config, jobs=jobs, progress=False)
-        seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu_started
+        with Stopwatch() as watch:
+            result = generate(Path(tmp) / "set", config, jobs=jobs, progress=False)
+        seconds, cpu = watch.wall, watch.cpu
     clips = result.counts["clips"]
     return {
         "engines": list(result.engines),

@@ -27,30 +27,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from bifsmn_tf.bench import Stopwatch, host_description  # noqa: E402  (after the Keras 2 switch)
+
 DEFAULT_OUT = Path(__file__).parent / "results" / "train_throughput.jsonl"
-
-
-class _Clock:
-    """Wall and process CPU time between ``start`` and ``stop``."""
-
-    def start(self) -> None:
-        self.wall, self.cpu = time.perf_counter(), _cpu_seconds()
-
-    def stop(self) -> tuple[float, float]:
-        return time.perf_counter() - self.wall, _cpu_seconds() - self.cpu
-
-
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def _row(name: str, examples: int, wall: float, cpu: float) -> dict:
@@ -67,18 +52,17 @@ def _fit_timed(distiller, dataset, steps: int, batch_size: int) -> tuple[float, 
     """Wall and CPU seconds of the second of two ``steps``-step epochs of ``distiller.fit``."""
     import tensorflow as tf
 
-    clock = _Clock()
-    times: list[tuple[float, float]] = []
+    times: list[Stopwatch] = []
 
     class Timer(tf.keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
-            clock.start()
+            times.append(Stopwatch().start())
 
         def on_epoch_end(self, epoch, logs=None):
-            times.append(clock.stop())
+            times[-1].stop()
 
     distiller.fit(dataset, epochs=2, steps_per_epoch=steps, callbacks=[Timer()], verbose=0)
-    return times[1]
+    return times[1].wall, times[1].cpu
 
 
 def measure(args: argparse.Namespace) -> list[dict]:
@@ -89,7 +73,6 @@ def measure(args: argparse.Namespace) -> list[dict]:
     if args.inter_threads:
         tf.config.threading.set_inter_op_parallelism_threads(args.inter_threads)
 
-    from bifsmn_tf.bench import host_description
     from bifsmn_tf.data.pipeline import make_dataset
     from bifsmn_tf.models.dfsmn import build_bifsmn, build_teacher
     from bifsmn_tf.training.presets import PRESETS
@@ -143,11 +126,10 @@ def measure(args: argparse.Namespace) -> list[dict]:
         iterator = iter(pipeline.repeat())
         for _ in range(args.steps):  # warm-up: tracing, autotune
             next(iterator)
-        clock = _Clock()
-        clock.start()
-        for _ in range(args.steps):
-            next(iterator)
-        rows.append(_row("input pipeline", args.steps * student_train.batch_size, *clock.stop()))
+        with Stopwatch() as clock:
+            for _ in range(args.steps):
+                next(iterator)
+        rows.append(_row("input pipeline", args.steps * student_train.batch_size, clock.wall, clock.cpu))
         wall, cpu = _fit_timed(student, pipeline.repeat(), args.steps, student_train.batch_size)
         rows.append(_row("student epoch", args.steps * student_train.batch_size, wall, cpu))
 

@@ -11,6 +11,9 @@ The parser knows the variations of the tool's output seen in the wild (``tests/d
 lce_benchmark_model/SOURCES.md``): lines with or without an ``INFO:`` prefix, integer, decimal and
 scientific numbers, both memory-line wordings, op-profile tables with or without a ``[start]``
 column, tab- or space-aligned, and ``Primary graph profile:`` / ``Subgraph`` sections.
+
+The host itself: :func:`host_description` names its CPU, and :class:`Stopwatch` times a piece of
+work with the cores it kept busy (the demo's stages, the benchmark scripts).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import platform
 import re
+import resource
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -246,6 +250,44 @@ class HostLatency:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+class Stopwatch:
+    """Wall-clock and CPU seconds between :meth:`start` and :meth:`stop` (or of a ``with``
+    block), and how many cores that kept busy.
+
+    CPU time counts every thread of this process and the child processes that ended in between,
+    such as the synthetic set's workers (:func:`cpu_seconds`).
+    """
+
+    def __init__(self) -> None:
+        self.wall = self.cpu = 0.0
+        self._wall = self._cpu = 0.0
+
+    def start(self) -> Stopwatch:
+        self._wall, self._cpu = time.perf_counter(), cpu_seconds()
+        return self
+
+    def stop(self) -> Stopwatch:
+        self.wall, self.cpu = time.perf_counter() - self._wall, cpu_seconds() - self._cpu
+        return self
+
+    def __enter__(self) -> Stopwatch:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def cores_busy(self) -> float:
+        """CPU seconds per wall-clock second (0 before anything was timed)."""
+        return self.cpu / self.wall if self.wall > 0 else 0.0
+
+
+def cpu_seconds() -> float:
+    """User and system CPU seconds of this process and of its children that have ended."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def host_description() -> dict[str, str]:

@@ -14,7 +14,8 @@ Steps, each resumable (run the demo again with the same ``out_dir`` after an int
 5. ``OUT/student/flatbuffers``: one LCE flatbuffer per student width, the FP32 and int8 teachers,
    each checked against Keras in LCE's interpreter (:func:`bifsmn_tf.convert.convert_run`).
 6. ``OUT/results.md`` and ``OUT/results.json``: the tables, the evaluations, the conversion
-   manifest's storage figures, the run directories and how long each step took.
+   manifest's storage figures, the run directories, and how long each step took with how many
+   cores it kept busy (:class:`bifsmn_tf.bench.Stopwatch`).
 
 The bounds the demo is tuned for (2-core CPU, fresh clone): the full-width binary student within
 3 points of the FP teacher on the test split, in accuracy and in false rejects at the FAR target,
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -97,34 +97,29 @@ def run_demo(
     out_dir = Path(out_dir)
     if seed is not None:
         preset = preset.with_options(teacher={"seed": seed}, student={"seed": seed})
-    seconds: dict[str, float] = {}
+    stages: dict[str, bench.Stopwatch] = {}
 
     if data is None:
-        started = time.monotonic()
-        synth = SYNTH if seed is None else SYNTH.replace(seed=seed)
-        data = generate(out_dir / "data", synth, jobs=jobs, progress=progress).root
-        seconds["data"] = time.monotonic() - started
+        with bench.Stopwatch() as stages["data"]:
+            synth = SYNTH if seed is None else SYNTH.replace(seed=seed)
+            data = generate(out_dir / "data", synth, jobs=jobs, progress=progress).root
 
     teacher_run, student_run = out_dir / "teacher", out_dir / "student"
-    started = time.monotonic()
-    teacher_configs = run.teacher_configs(data, preset, data_dir=str(out_dir.resolve()))
-    run.train(teacher_run, teacher_configs, progress=progress)
-    seconds["teacher"] = time.monotonic() - started
+    with bench.Stopwatch() as stages["teacher"]:
+        teacher_configs = run.teacher_configs(data, preset, data_dir=str(out_dir.resolve()))
+        run.train(teacher_run, teacher_configs, progress=progress)
 
-    started = time.monotonic()
-    student_configs = run.student_configs(teacher_run, preset)
-    run.train(student_run, student_configs, teacher_run=teacher_run, progress=progress)
-    seconds["student"] = time.monotonic() - started
+    with bench.Stopwatch() as stages["student"]:
+        student_configs = run.student_configs(teacher_run, preset)
+        run.train(student_run, student_configs, teacher_run=teacher_run, progress=progress)
 
-    started = time.monotonic()
-    teacher_eval = evaluate.evaluate_run(teacher_run, split="test", progress=progress, far_target=FAR_TARGET)
-    student_eval = evaluate.evaluate_run(student_run, split="test", progress=progress, far_target=FAR_TARGET)
-    seconds["evaluation"] = time.monotonic() - started
+    with bench.Stopwatch() as stages["evaluation"]:
+        teacher_eval = evaluate.evaluate_run(teacher_run, split="test", progress=progress, far_target=FAR_TARGET)
+        student_eval = evaluate.evaluate_run(student_run, split="test", progress=progress, far_target=FAR_TARGET)
 
-    started = time.monotonic()
-    flatbuffers = student_run / "flatbuffers"
-    manifest = convert.convert_run(student_run, flatbuffers)
-    seconds["conversion"] = time.monotonic() - started
+    with bench.Stopwatch() as stages["conversion"]:
+        flatbuffers = student_run / "flatbuffers"
+        manifest = convert.convert_run(student_run, flatbuffers)
 
     results = {
         # Relative to this file, as in the typed records, so the folder can be moved whole.
@@ -149,7 +144,9 @@ def run_demo(
                 for entry in manifest.models
             ],
         },
-        "seconds": {k: round(v, 1) for k, v in seconds.items()},
+        "seconds": {name: round(stage.wall, 1) for name, stage in stages.items()},
+        # CPU seconds per second of each step: 2.0 keeps both cores of the demo's machine busy.
+        "cores_busy": {name: round(stage.cores_busy, 2) for name, stage in stages.items()},
         "host": bench.host_description() | {"cores": os.cpu_count()},
     }
     table = format_results(results)
@@ -272,7 +269,10 @@ def format_results(results: dict[str, Any]) -> str:
         "parameter count (1 bit per binary weight, 32 per other parameter). Latency: "
         "`bifsmn-tf bench` on this host, `deploy/pi_benchmark.py` on a Raspberry Pi.",
         "",
-        f"Time (s){_on_host(results)}: " + ", ".join(f"{k} {v:.0f}" for k, v in results["seconds"].items()),
+        f"Time (s){_on_host(results)}: "
+        + ", ".join(f"{k} {v:.0f}" for k, v in results["seconds"].items())
+        + "; cores busy (CPU seconds per second): "
+        + ", ".join(f"{k} {v:.1f}" for k, v in results["cores_busy"].items()),
         "",
         f"Runs (beside this file): teacher `{results['teacher_run']}`, student `{results['student_run']}`; "
         "per-class tables and confusion matrices in each run's `eval/test-"

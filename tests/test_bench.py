@@ -1,9 +1,13 @@
-"""bifsmn_tf.bench: the lce_benchmark_model output parser on real samples, and host latency."""
+"""bifsmn_tf.bench: the lce_benchmark_model output parser on real samples, host latency, and the
+stopwatch of the demo's steps."""
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -256,3 +260,26 @@ def test_read_flatbuffer_refuses_every_cut(flatbuffers, tmp_path, name):
         cut.write_bytes(whole[:length])
         with pytest.raises(bench.FlatbufferError, match=f"{name}: .*bifsmn-tf convert"):
             bench.read_flatbuffer(cut)
+
+
+# A child process that keeps one core busy for half a second of its own CPU time.
+_BURN = "import time\nstart = time.process_time()\nwhile time.process_time() - start < 0.5:\n    pass\n"
+
+
+def test_stopwatch_counts_cpu_of_this_process_and_of_children_that_ended():
+    watch = bench.Stopwatch()
+    assert watch.cores_busy == 0.0
+    with watch:
+        time.sleep(0.3)
+    assert watch.wall >= 0.3
+    assert watch.cpu < 0.1  # sleeping keeps no core busy
+    with bench.Stopwatch() as child:
+        subprocess.run([sys.executable, "-c", _BURN], check=True)
+    # The child's CPU time is counted whatever else the machine runs; its wall time is not fixed.
+    assert child.cpu >= 0.5
+    assert child.cores_busy == pytest.approx(child.cpu / child.wall)
+    start = bench.Stopwatch().start()
+    subprocess.run([sys.executable, "-c", _BURN], check=True)
+    # start/stop as the benchmarks' Keras callbacks use them; stop() can be read again later.
+    assert start.stop().cpu >= 0.5
+    assert start.wall >= start.cpu / 2

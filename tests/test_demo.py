@@ -123,11 +123,15 @@ def test_results_table_lists_teacher_and_every_width():
             ],
         },
         "seconds": {"data": 10.0, "teacher": 20.0},
+        "cores_busy": {"data": 1.84, "teacher": 1.5},
         "host": {"cpu": "AMD EPYC", "cores": 2},
     }
     table = demo.format_results(results)
     assert "| student_w8.tflite | 152,436 | 18 | 60 | 100.0 % |" in table
-    assert "Time (s) on AMD EPYC, 2 cores: data 10, teacher 20" in table
+    assert (
+        "Time (s) on AMD EPYC, 2 cores: data 10, teacher 20; cores busy (CPU seconds per second): "
+        "data 1.8, teacher 1.5\n"
+    ) in table
     assert "15.61x by file bytes, 21.15x by parameter count" in table
     assert "| D-FSMN teacher | 8 | 32/32 | 95.00 | +0.00 | 69.0 | 5.0 | 3.10 | n/a |" in table
     assert "| BiFSMN (HED) | 4 | 1/1 | 90.00 | -5.00 | 69.0 | 10.0 | 3.10 | n/a |" in table
