@@ -59,7 +59,7 @@ SYNTH = SynthConfig(
     testing_percent=100 * SPEAKERS[2] / sum(SPEAKERS),
     # Test speakers also say 8 words no model hears in training: the false accepts a user meets.
     # Training on other words too (negatives_per_speaker) took a third fewer of them for keywords
-    # but, in one run of two, missed more keywords (BENCHMARKS.md, "Words no model heard").
+    # but missed more keywords, in each of three seeds (BENCHMARKS.md, "Words no model heard").
     unseen_words_per_speaker=8,
 )
 #: The false-accept rate the detection thresholds are chosen for on validation, and the demo's
