@@ -117,6 +117,12 @@ def test_training_stream_is_seeded_per_epoch(data_dir):
     np.testing.assert_array_equal(_epoch(resumed)[0], second[0])
     other_seed = make_dataset(config.replace(seed=8), FEATURES, "train", training=True)
     assert not np.array_equal(_epoch(other_seed)[1], first[1])
+    # Training reads its epochs through one iterator of the repeated stream (run.train): the same
+    # epochs, one after the other.
+    batches = int(stream.cardinality())
+    continuous = make_dataset(config, FEATURES, "train", training=True).repeat().take(2 * batches)
+    both = _epoch(continuous)[0]
+    np.testing.assert_array_equal(both, np.concatenate([first[0], second[0]]))
 
 
 @pytest.mark.parametrize("protocol", speech_commands.PROTOCOLS)

@@ -266,7 +266,8 @@ def make_dataset(
     each pass over the returned dataset is one epoch
     (``first_epoch``, then the next, ...), shuffled and augmented by stateless ops keyed by
     ``(data_config.seed, epoch, clip)``; ``model.fit(dataset, epochs=n)`` sees a fresh epoch each
-    time, and a run resumed at epoch ``k`` passes ``first_epoch=k`` to continue the same stream.
+    time, as does one iterator of ``dataset.repeat()`` (how training reads it), and a run resumed
+    at epoch ``k`` passes ``first_epoch=k`` to continue the same stream.
     """
     data = load_split(data_config, feature_config, split, training=training)
     frontend = build_frontend(feature_config)
