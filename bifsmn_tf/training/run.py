@@ -291,7 +291,7 @@ def train(
     started = time.monotonic()
     distiller.fit(
         # One iterator for the whole run: Keras would make a new one every epoch, and each new
-        # one cost a pause of up to 4 s with both cores idle, and an empty prefetch buffer. Each
+        # one cost a pause of seconds with both cores idle, and an empty prefetch buffer. Each
         # repetition of the dataset is the next epoch (make_dataset), so the batches are the same.
         train_data.repeat(),
         steps_per_epoch=len(train_data),
