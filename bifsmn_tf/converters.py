@@ -87,7 +87,8 @@ def untie_signs(student: tf.keras.Model) -> None:
     if model_kind(student) != "student" or not plain_signs:
         return
     blocks = [layer for layer in student.layers if isinstance(layer, DFSMNBlock)]
-    pairs = [(block.expand, block.hidden_bn) for block in blocks]
+    pairs = [(block.expand, block.batch_norms(width)[1]) for block in blocks for width in block.branches]
+    pairs = list({id(bn): (conv, bn) for conv, bn in pairs}.values())  # a shared BN once
     if len(config.fc1_input_thresholds) == 1:  # fc1 reads the sign of fe3's PReLU, no copies
         pairs.append((student.get_layer("fe3"), student.get_layer("fe3_bn")))
     for conv, bn in pairs:

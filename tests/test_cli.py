@@ -217,18 +217,21 @@ def test_the_demos_preset_is_the_one_of_train_teacher_and_train_preset_demo(synt
     assert student == run.student_configs(tmp_path / "teacher", PRESETS["demo"])
     demo_model = PRESETS["demo"].model
     assert student.train == PRESETS["demo"].student and student.model.widths == PRESETS["demo"].student.widths
-    assert (student.model.memory_input, student.model.fe3_input_thresholds, student.model.fc1_input_thresholds) == (
-        demo_model.memory_input,
-        demo_model.fe3_input_thresholds,
-        demo_model.fc1_input_thresholds,
-    )
+    student_options = ("memory_input", "per_width_batch_norm", "fe3_input_thresholds", "fc1_input_thresholds")
+    for name in student_options:
+        assert getattr(student.model, name) == getattr(demo_model, name), name
 
     # A flag replaces that option alone; new widths bring their weights, model and train alike.
+    batch_norm = "--no-per-width-batch-norm" if demo_model.per_width_batch_norm else "--per-width-batch-norm"
     changed = training.student_configs(
-        parse(*student_argv, "--widths", "8", "4", "--binarizer", "irnet", "--fe3-input-thresholds", "-0.5", "0.5")
+        parse(
+            *student_argv,
+            *("--widths", "8", "4", "--binarizer", "irnet", "--fe3-input-thresholds", "-0.5", "0.5", batch_norm),
+        )
     )
     assert (changed.train.widths, changed.train.width_weights, changed.model.widths) == ((8, 4), (1.0, 0.5), (8, 4))
     assert (changed.model.binarizer, changed.model.fe3_input_thresholds) == ("irnet", (-0.5, 0.5))
+    assert changed.model.per_width_batch_norm != demo_model.per_width_batch_norm
     assert changed.model.fc1_input_thresholds == demo_model.fc1_input_thresholds
     assert changed.train.replace(widths=(8, 4, 2), width_weights=(1.0, 0.5, 0.25)) == student.train
 

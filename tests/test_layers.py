@@ -132,6 +132,13 @@ def test_threshold_copies_need_several_increasing_thresholds(thresholds):
             8,
             id="student-float-memory-input",
         ),
+        pytest.param(
+            lambda: DFSMNBlock(
+                32, use_bias=False, hidden_activation="prelu", branches=(8, 4), per_width_batch_norm=True, **_binary()
+            ),
+            4,
+            id="student-per-width-batch-norm",
+        ),
     ],
 )
 def test_dfsmn_block(make_block, width, tmp_path):
@@ -204,6 +211,40 @@ def test_dfsmn_block_skips_and_per_width_branches(binary):
         block(x, width=2)
     with pytest.raises(ValueError, match="pass width="):
         block(x)
+
+
+@pytest.mark.parametrize("per_width", [False, True])
+def test_per_width_batch_norm_keeps_each_widths_statistics_apart(per_width):
+    x = RNG.normal(size=(16, 8, 1, 16)).astype("float32")
+    block = DFSMNBlock(32, branches=(8, 4, 2), per_width_batch_norm=per_width, **_binary())
+    for width in (8, 4, 2):
+        block(x, width=width)
+    norms = {width: block.batch_norms(width)[:2] for width in (8, 4, 2)}
+    before = {width: [bn.moving_mean.numpy().copy() for bn in norms[width]] for width in norms}
+    block(x + 3.0, width=4, training=True)
+    for width in (8, 4, 2):
+        moved = [not np.allclose(bn.moving_mean.numpy(), mean) for bn, mean in zip(norms[width], before[width])]
+        # Training width 4 moves its own statistics, and the other widths' only when shared.
+        assert moved == [width == 4 or not per_width] * 2
+    assert (len({id(bn) for pair in norms.values() for bn in pair}) == 6) == per_width
+    # What each width's model is made of: its own BNs, never another width's.
+    for width in (8, 4, 2):
+        used = {id(w) for w in block.weights_at(width)}
+        for other, pair in norms.items():
+            assert all((id(bn.gamma) in used) == (other == width or not per_width) for bn in pair)
+
+
+def test_a_block_with_shared_batch_norm_keeps_its_weight_names():
+    # Saved models of earlier releases are TF checkpoints keyed by these names.
+    block = DFSMNBlock(32, branches=(8, 4), name="block_3")
+    block(RNG.normal(size=(1, 8, 1, 16)).astype("float32"), width=8)
+    names = {w.name for w in block.weights}
+    assert {"block_3/memory_bn/gamma:0", "block_3/hidden_bn/moving_mean:0"} <= names
+    assert not any("_bn_w" in name and "output" not in name for name in names)
+    # One branch has nothing to split: the teacher's block is the same either way.
+    alone = DFSMNBlock(32, branches=(8,), per_width_batch_norm=True, name="block_0")
+    alone(RNG.normal(size=(1, 8, 1, 16)).astype("float32"))
+    assert "block_0/memory_bn/gamma:0" in {w.name for w in alone.weights}
 
 
 def test_binary_block_convolutions_are_binary_with_their_own_quantizers():

@@ -268,6 +268,28 @@ def test_init_student_from_teacher_carries_the_matching_weights():
     }
 
 
+def test_init_gives_every_width_the_teachers_memory_and_hidden_batch_norm():
+    config = SMALL.replace(num_blocks=4, widths=(4, 2, 1))
+    teacher, student = build_teacher(config), build_bifsmn(config.replace(per_width_batch_norm=True))
+    shared = build_bifsmn(config)
+    for weight in teacher.weights:
+        weight.assign(RNG.normal(size=weight.shape).astype("float32"))
+    report, shared_report = init_student_from_teacher(student, teacher), init_student_from_teacher(shared, teacher)
+
+    # Block 3 runs at widths 4, 2 and 1: three copies of each of its teacher BNs.
+    block = student.get_layer("block_3")
+    for width in (4, 2, 1):
+        for own, taught in zip(block.batch_norms(width)[:2], teacher.get_layer("block_3").batch_norms()[:2]):
+            for own_weight, taught_weight in zip(own.weights, taught.weights):
+                np.testing.assert_array_equal(own_weight.numpy(), taught_weight.numpy())
+    assert "block_3/hidden_bn_w1/moving_variance" in report["carried"]
+    # The same start as with shared BN: what is fresh or dropped does not change.
+    assert (report["fresh"], report["dropped"]) == (shared_report["fresh"], shared_report["dropped"])
+    x = _features(4, config)
+    for left, right in zip(student(x, training=False), shared(x, training=False)):
+        np.testing.assert_array_equal(left.numpy(), right.numpy())
+
+
 def test_init_spreads_a_teacher_slope_over_reactnets_per_channel_slopes():
     config = SMALL.replace(num_blocks=2, widths=(2, 1), binarizer="reactnet")
     teacher, student = build_teacher(config), build_bifsmn(config)
@@ -329,6 +351,7 @@ def test_save_and_load_refuse_what_they_cannot_round_trip(tmp_path):
         ({"binarizer": "dorefa"}, "binarizer"),
         ({"num_classes": 0}, "num_classes"),
         ({"memory_input": "ternary"}, "memory_input"),
+        ({"per_width_batch_norm": "yes"}, "true or false"),
         ({"fe3_input_thresholds": (0.5, -0.5)}, "distinct increasing"),
         ({"fc1_input_thresholds": (0.5,)}, "single threshold must be 0"),
     ],
@@ -429,6 +452,15 @@ def _check_conversion(model: tf.keras.Model, expected_bconvs: int, compare: bool
         finally:
             kernel[0, 0, 0, 0].assign(-kernel[0, 0, 0, 0])
     return ops | {"bytes": len(flatbuffer)}
+
+
+def test_a_width_with_its_own_batch_norm_converts_as_one_with_shared_batch_norm():
+    student = _trained_student(ModelConfig(per_width_batch_norm=True, profile="lean", memory_input="float"))
+    ops = _check_conversion(width_model(student, 4, for_lce=True), expected_bconvs=10)
+    shared = _trained_student(ModelConfig(profile="lean", memory_input="float"))
+    flatbuffer = lce.convert_keras_model(width_model(shared, 4, for_lce=True))
+    # The other widths' BNs are not in width 4's graph: the same ops and bytes.
+    assert ops == op_counts(flatbuffer) | {"bytes": len(flatbuffer)}
 
 
 def test_full_width_student_converts_to_18_binary_convolutions():

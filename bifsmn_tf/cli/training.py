@@ -24,7 +24,7 @@ from bifsmn_tf.cli.common import (
 #: The TrainConfig fields every training verb's flags set (each flag's dest).
 _TRAIN_FIELDS = ("epochs", "batch_size", "learning_rate", "optimizer", "weight_decay", "seed")
 #: The student's TrainConfig fields beyond those.
-_STUDENT_TRAIN_FIELDS = ("distill", "gamma", "logit_distill")
+_STUDENT_TRAIN_FIELDS = ("distill", "gamma", "logit_distill", "calibrate_batch_norm")
 
 
 def register(verbs) -> None:
@@ -72,7 +72,7 @@ def register(verbs) -> None:
     )
     verbs.add_parser(
         "demo",
-        help="the whole pipeline on the built-in synthetic keyword set (30 to 38 minutes on a 2-core AMD EPYC)",
+        help="the whole pipeline on the built-in synthetic keyword set (29 to 38 minutes on a 2-core AMD EPYC)",
         description=(
             "Synthesize the keyword set into DIR/data (unless it is complete already, or --data "
             "names another), train the FP teacher and the BiFSMN student of the demo preset "
@@ -338,6 +338,14 @@ def _student_flags(parser) -> None:
         "(1-ALPHA) CE(labels) + ALPHA CE(teacher softmax) "
         f"({_by_preset(lambda p: p.student.logit_distill)})",
     )
+    group.add_argument(
+        "--calibrate-batch-norm",
+        action=argparse.BooleanOptionalAction,
+        help="keep the last epoch's model (not the best on validation) with its BN statistics "
+        "recomputed as the mean over one more epoch of training batches, width by width, in "
+        "place of the moving averages of training, which follow the last few dozen batches "
+        f"({_by_preset(lambda p: p.student.calibrate_batch_norm)})",
+    )
     baselines = [name for name, method in BINARIZERS.items() if not method.lce_binary]
     group.add_argument(
         "--binarizer",
@@ -354,6 +362,14 @@ def _student_flags(parser) -> None:
         "(the paper's); float, the stream itself. LCE runs them as float "
         "depthwise convs either way; the 1x1 convs stay binary "
         f"({_by_preset(lambda p: p.model.memory_input)})",
+    )
+    group.add_argument(
+        "--per-width-batch-norm",
+        action=argparse.BooleanOptionalAction,
+        help="give each width its own memory and hidden BN in every block (the official code "
+        "shares them): a block run at several widths sees different inputs at each. Each "
+        "flatbuffer keeps only its width's, folded: no bytes more "
+        f"({_by_preset(lambda p: p.model.per_width_batch_norm)})",
     )
     for layer, cost in (
         ("fe3", "free up to 2 (fe3's 16 input channels fill half of LCE's 32-bit words)"),
@@ -384,6 +400,7 @@ def student_configs(args: argparse.Namespace):
         model={
             "binarizer": args.binarizer,
             "memory_input": args.memory_input,
+            "per_width_batch_norm": args.per_width_batch_norm,
             "fe3_input_thresholds": as_tuple(args.fe3_input_thresholds),
             "fc1_input_thresholds": as_tuple(args.fc1_input_thresholds),
         },

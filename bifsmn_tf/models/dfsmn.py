@@ -39,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -67,6 +68,7 @@ STUDENT_OPTIONS = (
     "memory_input",
     "fe3_input_thresholds",
     "fc1_input_thresholds",
+    "per_width_batch_norm",
     "student_dropout",
 )
 """The :class:`ModelConfig` fields only the student reads: a student takes its teacher's
@@ -114,6 +116,12 @@ class ModelConfig(JsonConfig):
     costs no weight bytes; each extra fc1 threshold costs 4 KB. The binary front end is where
     the student loses most against the teacher (BENCHMARKS.md, "Thermometer-coded binary inputs
     to fe3 and fc1").
+
+    ``per_width_batch_norm`` gives each width of the student its own memory and hidden BN in
+    every block (the official code shares them, and only the output BN is per width). Block 7
+    runs after block 6 at width 8 and after block 3 at width 2: shared BN statistics average
+    inputs that differ, and fit no width (BENCHMARKS.md, "Batch norm per width"). A width's
+    flatbuffer holds only its own, folded into its convolutions: the same bytes.
     """
 
     num_classes: int = 12
@@ -125,6 +133,7 @@ class ModelConfig(JsonConfig):
     memory_input: str = "binary"
     fe3_input_thresholds: tuple[float, ...] = (0.0,)
     fc1_input_thresholds: tuple[float, ...] = (0.0,)
+    per_width_batch_norm: bool = False
     widths: tuple[int, ...] = (8, 4, 2, 1)
     frontend_channels: int = 16
     frontend_kernel_size: int = 5
@@ -148,6 +157,8 @@ class ModelConfig(JsonConfig):
             raise ConfigError(
                 f"ModelConfig.binarizer: unknown {self.binarizer!r}; choose {tuple(quantizers.BINARIZERS)}"
             )
+        if not isinstance(self.per_width_batch_norm, bool):
+            raise ConfigError(f"ModelConfig.per_width_batch_norm: true or false, got {self.per_width_batch_norm!r}")
         if self.memory_input not in MEMORY_INPUTS:
             raise ConfigError(f"ModelConfig.memory_input: unknown {self.memory_input!r}; choose {MEMORY_INPUTS}")
         for name in ("fe3_input_thresholds", "fc1_input_thresholds"):
@@ -311,6 +322,7 @@ def _layers(config: ModelConfig, kind: str) -> dict[str, tf.keras.layers.Layer]:
             hidden_activation=act,
             dropout=config.student_dropout if student else config.teacher_dropout,
             branches=branches,
+            per_width_batch_norm=config.per_width_batch_norm,
             bn_momentum=config.bn_momentum,
             bn_epsilon=config.bn_epsilon,
             name=f"block_{index}",
@@ -380,7 +392,8 @@ def build_teacher(config: ModelConfig) -> tf.keras.Model:
 def build_bifsmn(config: ModelConfig) -> tf.keras.Model:
     """The thinnable binary student: ``(B, T, F)`` features -> a list of logits ``(B, C)``, one
     per width of ``config.widths`` in that order. The front end runs once and is shared; every
-    width reuses the same layers (per-width layers: only the blocks' output BN/activation)."""
+    width reuses the same layers (per-width layers: the blocks' output BN/activation, and their
+    memory and hidden BN with ``per_width_batch_norm``)."""
     layers = _layers(config, "student")
     features = _features_input(config)
     sequence = _frontend(layers, features)
@@ -453,6 +466,16 @@ def widths_feature_model(model: tf.keras.Model, widths: Sequence[int | None]) ->
     return _tag(tf.keras.Model(features, outputs, name=name), config, kind, False)
 
 
+def batch_norms_at(model: tf.keras.Model, width: int | None = None) -> list[tf.keras.layers.BatchNormalization]:
+    """The BN layers ``width``'s forward pass runs, in order, each once: the front end's, then
+    each executed block's memory, hidden and output BN (for the student, that width's own
+    where the block has them)."""
+    config, kind = _check_width(model, width)
+    front = [layer for layer in model.layers if isinstance(layer, tf.keras.layers.BatchNormalization)]
+    blocks = [model.get_layer(f"block_{index}") for index in config.blocks(None if kind == "teacher" else width)]
+    return front + [bn for block in blocks for bn in block.batch_norms(None if kind == "teacher" else width)]
+
+
 def weight_counts(model: tf.keras.Model, width: int | None = None) -> dict[str, int]:
     """Trainable parameters on the path of ``width``: ``{"binary": 1-bit weights, "float": the
     rest}`` (a weight is binary when its Larq quantizer has precision 1). Other widths' output
@@ -483,7 +506,8 @@ def init_student_from_teacher(student: tf.keras.Model, teacher: tf.keras.Model) 
     Carried: the front end (conv kernels, BN), fc1 (fe3's and fc1's kernels repeated for every
     threshold copy of their inputs, see ``ModelConfig.fe3_input_thresholds``), every block's
     memory / expand / project kernels, memory BN and PReLU (its one slope copied to every channel of ReActNet's RPReLU),
-    hidden BN, the teacher's output BN/PReLU into the full-width branch, and the classifier.
+    hidden BN (into every width's, with ``per_width_batch_norm``), the teacher's output BN/PReLU
+    into the full-width branch, and the classifier.
     Fresh: the other widths' output branches, the PReLU slopes that replace the teacher's ReLUs,
     and quantizer parameters. Dropped: the teacher's conv biases
     before BN, which the student does not have. Returns ``{"carried", "fresh", "dropped"}``, each
@@ -501,16 +525,22 @@ def init_student_from_teacher(student: tf.keras.Model, teacher: tf.keras.Model) 
     target = _weights_by_path(student)
     carried, fresh = [], []
     for path, weight in target.items():
-        if path not in source:
+        # A width's own memory/hidden BN starts from the teacher's one, as a shared one does.
+        teacher_path = _PER_WIDTH_INNER_BN.sub(r"/\1/", path)
+        if teacher_path not in source:
             fresh.append(path)
             continue
-        value = source[path]
+        value = source[teacher_path]
         if tuple(value.shape) != tuple(weight.shape):
             value = _adapted(path, value, weight.shape)
         weight.assign(value)
         carried.append(path)
-    dropped = [path for path in source if path not in target]
+    taken = {_PER_WIDTH_INNER_BN.sub(r"/\1/", path) for path in carried}
+    dropped = [path for path in source if path not in taken]
     return {"carried": sorted(carried), "fresh": sorted(fresh), "dropped": sorted(dropped)}
+
+
+_PER_WIDTH_INNER_BN = re.compile(r"/(memory_bn|hidden_bn)_w\d+/")
 
 
 def _adapted(path: str, value: tf.Tensor, shape: tf.TensorShape) -> tf.Tensor:

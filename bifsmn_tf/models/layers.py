@@ -227,7 +227,10 @@ class DFSMNBlock(tf.keras.layers.Layer):
     Thinnable (docs/design.md#thinnable-depth-tba): ``branches`` lists the widths at which the
     block runs; each has its own output BN and activation (``output_bn_w{width}``,
     ``output_act_w{width}``), chosen by ``call(..., width=...)``. Everything else is shared by
-    all widths.
+    all widths, ``BN_m`` and ``BN_h`` too unless ``per_width_batch_norm``: then each width has
+    its own (``memory_bn_w{width}``, ``hidden_bn_w{width}``), as the slimmable networks' switchable
+    BN. A block that runs at several widths sees a different input at each (the blocks before it
+    differ), and shared BN statistics are a mixture of them that fits none.
 
     Args:
         hidden_size: channels of the expanded fc-transform.
@@ -246,6 +249,7 @@ class DFSMNBlock(tf.keras.layers.Layer):
         activation: memory and output activation; ``hidden_activation``: after ``BN_h``.
         dropout: rate after the hidden activation (teacher 0.2).
         branches: widths with their own output BN/activation; ``(num_blocks,)`` for the teacher.
+        per_width_batch_norm: ``BN_m`` and ``BN_h`` per branch too (moot with one branch).
     """
 
     def __init__(
@@ -264,6 +268,7 @@ class DFSMNBlock(tf.keras.layers.Layer):
         hidden_activation: str = "relu",
         dropout: float = 0.0,
         branches: Sequence[int] = (8,),
+        per_width_batch_norm: bool = False,
         bn_momentum: float = 0.9,
         bn_epsilon: float = 1e-5,
         **kwargs: Any,
@@ -288,11 +293,32 @@ class DFSMNBlock(tf.keras.layers.Layer):
         self.hidden_activation = hidden_activation
         self.dropout = dropout
         self.branches = tuple(int(width) for width in branches)
+        self.per_width_batch_norm = bool(per_width_batch_norm)
         self.bn_momentum = bn_momentum
         self.bn_epsilon = bn_epsilon
 
     def _batch_norm(self, name: str) -> tf.keras.layers.BatchNormalization:
         return tf.keras.layers.BatchNormalization(momentum=self.bn_momentum, epsilon=self.bn_epsilon, name=name)
+
+    @property
+    def _own_inner_batch_norms(self) -> bool:
+        return self.per_width_batch_norm and len(self.branches) > 1
+
+    def batch_norms(self, width: int | None = None) -> tuple[tf.keras.layers.BatchNormalization, ...]:
+        """``(BN_m, BN_h, BN_o)`` run at ``width`` (at the one branch when ``None``)."""
+        branch = self._branch(width)
+        if self._own_inner_batch_norms:
+            return self.memory_bns[branch], self.hidden_bns[branch], self.output_bns[branch]
+        return self.memory_bn, self.hidden_bn, self.output_bns[branch]
+
+    def _branch(self, width: int | None) -> int:
+        if width is None:
+            if len(self.branches) != 1:
+                raise ValueError(f"{self.name}: pass width=, one of {self.branches}")
+            return 0
+        if width not in self.branches:
+            raise ValueError(f"{self.name}: does not run at width {width}; it runs at {self.branches}")
+        return self.branches.index(width)
 
     def _pointwise(self, filters: int, name: str) -> lq.layers.QuantConv2D:
         return lq.layers.QuantConv2D(
@@ -317,10 +343,14 @@ class DFSMNBlock(tf.keras.layers.Layer):
             use_bias=self.use_bias,
             name="memory",
         )
-        self.memory_bn = self._batch_norm("memory_bn")
+        if self._own_inner_batch_norms:
+            self.memory_bns = [self._batch_norm(f"memory_bn_w{width}") for width in self.branches]
+            self.hidden_bns = [self._batch_norm(f"hidden_bn_w{width}") for width in self.branches]
+        else:
+            self.memory_bn = self._batch_norm("memory_bn")
+            self.hidden_bn = self._batch_norm("hidden_bn")
         self.memory_act = activation_layer(self.activation, "memory_act")
         self.expand = self._pointwise(self.hidden_size, "expand")
-        self.hidden_bn = self._batch_norm("hidden_bn")
         self.hidden_act = activation_layer(self.hidden_activation, "hidden_act")
         self.hidden_dropout = tf.keras.layers.Dropout(self.dropout) if self.dropout else None
         self.project = self._pointwise(channels, "project")
@@ -350,30 +380,27 @@ class DFSMNBlock(tf.keras.layers.Layer):
                 f"has {self.hidden_activation!r} and "
                 f"{'a' if self.input_quantizer else 'no'} input quantizer"
             )
-        if width is None:
-            if len(self.branches) != 1:
-                raise ValueError(f"{self.name}: pass width=, one of {self.branches}")
-            branch = 0
-        elif width in self.branches:
-            branch = self.branches.index(width)
-        else:
-            raise ValueError(f"{self.name}: does not run at width {width}; it runs at {self.branches}")
-        memory = self.memory_act(self.memory_bn(self.memory(inputs), training=training)) + inputs
-        hidden = self.hidden_bn(self.expand(memory), training=training)
+        memory_bn, hidden_bn, output_bn = self.batch_norms(width)
+        memory = self.memory_act(memory_bn(self.memory(inputs), training=training)) + inputs
+        hidden = hidden_bn(self.expand(memory), training=training)
         if not skip_hidden_activation:
             hidden = self.hidden_act(hidden)
         if self.hidden_dropout is not None:
             hidden = self.hidden_dropout(hidden, training=training)
-        projected = self.output_bns[branch](self.project(hidden), training=training)
-        return self.output_acts[branch](projected) + memory
+        projected = output_bn(self.project(hidden), training=training)
+        return self.output_acts[self._branch(width)](projected) + memory
 
     def weights_at(self, width: int) -> list[tf.Variable]:
         """The trainable weights used at ``width``: the shared ones and that width's branch."""
+        branch = self._branch(width)
+        per_branch = [self.output_bns, self.output_acts]
+        if self._own_inner_batch_norms:
+            per_branch += [self.memory_bns, self.hidden_bns]
         unused = [
             weight
-            for branch, layers in zip(self.branches, zip(self.output_bns, self.output_acts))
-            if branch != width
-            for layer in layers
+            for layers in per_branch
+            for index, layer in enumerate(layers)
+            if index != branch
             for weight in layer.trainable_weights
         ]
         return [w for w in self.trainable_weights if not any(w is u for u in unused)]
@@ -398,6 +425,7 @@ class DFSMNBlock(tf.keras.layers.Layer):
             "hidden_activation": self.hidden_activation,
             "dropout": self.dropout,
             "branches": list(self.branches),
+            "per_width_batch_norm": self.per_width_batch_norm,
             "bn_momentum": self.bn_momentum,
             "bn_epsilon": self.bn_epsilon,
         }

@@ -122,6 +122,11 @@ PRESETS: dict[str, Preset] = {
             # The validation split is small: the widths' accuracies differ by less than its
             # noise, and a strict monotone rule would keep an early checkpoint.
             monotone_tolerance=0.02,
+            # The moving BN averages of the last epoch still swung validation accuracy by 3
+            # points at a learning rate near 0, and chose a best epoch of a high rate by that
+            # noise: the last epoch's model with the mean statistics of an epoch, per width
+            # (BENCHMARKS.md, "Batch norm per width").
+            calibrate_batch_norm=True,
         ),
         model=ModelConfig(
             # The time-mean head is invariant to where the word sits in the second, which the
@@ -137,6 +142,10 @@ PRESETS: dict[str, Preset] = {
             # KB of flatbuffer (BENCHMARKS.md, "Thermometer-coded binary inputs to fe3 and fc1").
             fe3_input_thresholds=(-0.67, 0.0, 0.67),
             fc1_input_thresholds=(-0.67, 0.0, 0.67),
+            # A block that runs at several widths reads different inputs at each; with one BN
+            # for all, width 2 trailed full width by 3 points and missed twice as many keywords
+            # (BENCHMARKS.md, "Batch norm per width").
+            per_width_batch_norm=True,
         ),
         data=DataConfig(
             task="v1-12",

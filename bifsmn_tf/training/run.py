@@ -49,13 +49,16 @@ from bifsmn_tf.models.dfsmn import (
     STUDENT_OPTIONS,
     ModelConfig,
     build_bifsmn,
+    build_model,
     build_teacher,
     init_student_from_teacher,
     load_model,
     save_model,
+    width_model,
 )
 from bifsmn_tf.models.quantizers import set_training_progress
 from bifsmn_tf.records import RUN_RECORD, NewerSchemaError, RecordError, RunFailure, RunRecord
+from bifsmn_tf.training.calibration import recompute_batch_norm_statistics
 from bifsmn_tf.training.monitor import CURVES, METRICS, MetricsLog, ProgressBars
 from bifsmn_tf.training.presets import Preset
 from bifsmn_tf.training.trainer import Distiller, TrainConfig, build_optimizer, cosine_learning_rate
@@ -242,7 +245,9 @@ def train(
     first_epoch = _committed_epoch(run_dir)
     if first_epoch >= train_config.epochs:
         print(f"{run_dir}: all {train_config.epochs} epochs are done; nothing to train")
-        return _result(run_dir, kind, train_config.epochs, first_epoch, 0.0)
+        started = time.monotonic()
+        _calibrate_last_model(run_dir, configs, progress)
+        return _result(run_dir, kind, train_config.epochs, first_epoch, time.monotonic() - started)
     tf.keras.utils.set_random_seed(train_config.seed + first_epoch)
 
     train_data = make_dataset(configs.data, configs.features, "train", training=True, first_epoch=first_epoch)
@@ -301,7 +306,64 @@ def train(
         callbacks=callbacks,
         verbose=0,
     )
+    _calibrate_last_model(run_dir, configs, progress)
     return _result(run_dir, kind, train_config.epochs, first_epoch, time.monotonic() - started)
+
+
+def _calibrate_last_model(run_dir: Path, configs: RunConfigs, progress: bool) -> None:
+    """With ``calibrate_batch_norm``: the finished run's model becomes its last epoch's, with the
+    BN statistics recomputed on the epoch of the training stream after the last.
+
+    Not the best epoch's: the best is chosen on validation accuracy through the moving BN
+    averages, whose noise is what the recomputation removes, and it picked an epoch of a high
+    learning rate (BENCHMARKS.md, "Batch norm per width"); the cosine schedule ends at rate 0.
+    Done once: ``selection.json`` records it, written with the model; a run stopped before
+    that does it again on resume, with the same result.
+    """
+    train_config = configs.train
+    if not train_config.calibrate_batch_norm:
+        return
+    if "batch_norm_statistics" in json.loads((run_dir / MODEL / SELECTION).read_text()):
+        return
+    record = read_run_info(run_dir)
+    model = build_model(configs.model, record.kind)
+    checkpoint = tf.train.Checkpoint(model=model)
+    checkpoint.restore(tf.train.latest_checkpoint(run_dir / CHECKPOINTS)).expect_partial()
+    batches = make_dataset(configs.data, configs.features, "train", training=True, first_epoch=train_config.epochs)
+    widths = train_config.widths
+    count = recompute_batch_norm_statistics(model, batches, widths, total=len(batches), progress=progress)
+    last = train_config.epochs - 1
+    selection = selection_record(
+        last, _validation_accuracy(model, configs, widths), train_config.monotone_tolerance
+    ) | {"batch_norm_statistics": {"batches_per_width": count, "training_stream_epoch": train_config.epochs}}
+    _save_as_model(run_dir, model, configs.model, selection)
+    record.replace(best_epoch=last).save(run_dir / RUN_INFO)
+    print(f"{run_dir}: the last epoch's model, its BN statistics recomputed over {count} training batches per width")
+
+
+def _validation_accuracy(model: tf.keras.Model, configs: RunConfigs, widths: tuple[int, ...]) -> dict[str, float]:
+    correct, total = dict.fromkeys(widths, 0), 0
+    models = {width: width_model(model, width) for width in widths}
+    for features, labels in make_dataset(configs.data, configs.features, "validation"):
+        for width, width_net in models.items():
+            predicted = tf.argmax(width_net(features, training=False), axis=-1, output_type=labels.dtype)
+            correct[width] += int(tf.reduce_sum(tf.cast(predicted == labels, tf.int32)))
+        total += int(labels.shape[0])
+    return {str(width): correct[width] / total for width in widths}
+
+
+def _save_as_model(run_dir: Path, model: tf.keras.Model, config: ModelConfig, selection: dict[str, Any]) -> None:
+    """Save ``model`` as the run's ``model/`` (``best/epoch-NNNN``), and drop the one before."""
+    name = f"epoch-{selection['epoch']:04d}"
+    target = run_dir / BEST / name
+    if target.exists():  # left by a crash before it became the model, or replaced by its recalibration
+        shutil.rmtree(target)
+    save_model(model, target, config)
+    atomic_write_text(target / SELECTION, json.dumps(selection, indent=2) + "\n")
+    atomic_symlink(run_dir / MODEL, Path(BEST) / name)
+    for stale in (run_dir / BEST).iterdir():
+        if stale.name != name:
+            shutil.rmtree(stale)
 
 
 def _result(run_dir: Path, kind: str, epochs: int, first_epoch: int, seconds: float) -> RunResult:
@@ -466,17 +528,7 @@ class _RunRecorder(tf.keras.callbacks.Callback):
         self.record.save(self.run_dir / RUN_INFO)
 
     def _save_best(self, selection: dict[str, Any]) -> None:
-        epoch = selection["epoch"]
-        name = f"epoch-{epoch:04d}"
-        target = self.run_dir / BEST / name
-        if target.exists():  # left by a crash before this epoch was committed
-            shutil.rmtree(target)
-        save_model(self.student, target, self.configs.model)
-        atomic_write_text(target / SELECTION, json.dumps(selection, indent=2) + "\n")
-        atomic_symlink(self.run_dir / MODEL, Path(BEST) / name)
-        for stale in (self.run_dir / BEST).iterdir():
-            if stale.name != name:
-                shutil.rmtree(stale)
+        _save_as_model(self.run_dir, self.student, self.configs.model, selection)
         self.best = selection
 
 

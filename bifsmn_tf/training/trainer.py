@@ -73,6 +73,10 @@ class TrainConfig(JsonConfig):
             distillation at temperature 1. The paper's v1 has none (0, the default); a binary
             student that underfits learns faster from the teacher's full distribution.
         seed: Seed of initialisation, data order, augmentation and dropout.
+        calibrate_batch_norm: After the last epoch, the run's model is the last epoch's (not
+            the best on validation), its BN moving statistics replaced by the mean batch
+            statistics of one more epoch of the training stream, width by width
+            (:mod:`bifsmn_tf.training.calibration`). Off in the paper's recipe.
         monotone_tolerance: How far a thinner width's validation accuracy may exceed the next
             wider one's for a checkpoint to still count as monotone in the best-model rule
             (docs/design.md#thinnable-depth-tba; the official code: 0, strictly decreasing). On
@@ -94,6 +98,7 @@ class TrainConfig(JsonConfig):
     logit_distill: float = 0.0
     seed: int = 0
     monotone_tolerance: float = 0.0
+    calibrate_batch_norm: bool = False
 
     def __post_init__(self) -> None:
         problems = [f"{name} must be a finite number" for name in non_finite_fields(self)]
@@ -119,6 +124,8 @@ class TrainConfig(JsonConfig):
             problems.append(f"logit_distill must be in [0, 1], got {self.logit_distill}")
         if not 0.0 <= self.monotone_tolerance < 1.0:
             problems.append(f"monotone_tolerance must be in [0, 1), got {self.monotone_tolerance}")
+        if not isinstance(self.calibrate_batch_norm, bool):
+            problems.append(f"calibrate_batch_norm must be true or false, got {self.calibrate_batch_norm!r}")
         if self.optimizer not in OPTIMIZERS:
             problems.append(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if problems:
