@@ -336,8 +336,10 @@ def _calibrate_last_model(run_dir: Path, configs: RunConfigs, progress: bool) ->
     selection = selection_record(
         last, _validation_accuracy(model, configs, widths), train_config.monotone_tolerance
     ) | {"batch_norm_statistics": {"batches_per_width": count, "training_stream_epoch": train_config.epochs}}
-    _save_as_model(run_dir, model, configs.model, selection)
+    # The record first: the model with its mark is the last thing written, so that a run
+    # stopped in between is redone whole on resume.
     record.replace(best_epoch=last).save(run_dir / RUN_INFO)
+    _save_as_model(run_dir, model, configs.model, selection)
     print(f"{run_dir}: the last epoch's model, its BN statistics recomputed over {count} training batches per width")
 
 
