@@ -201,7 +201,11 @@ def test_the_demos_preset_is_the_one_of_train_teacher_and_train_preset_demo(synt
     option for option (where the decoded-audio cache lives aside: the demo keeps it in its folder)."""
     assert defaults_of(demo.run_demo)["preset"] is PRESETS["demo"]
     teacher_argv = ["train-teacher", "--preset", "demo", "--data", synth_dataset, "--out", tmp_path / "teacher"]
-    assert training.teacher_configs(parse(*teacher_argv)) == run.teacher_configs(synth_dataset, PRESETS["demo"])
+    teacher = training.teacher_configs(parse(*teacher_argv))
+    assert teacher == run.teacher_configs(synth_dataset, PRESETS["demo"])
+    assert teacher.train.calibrate_batch_norm
+    uncalibrated = training.teacher_configs(parse(*teacher_argv, "--no-calibrate-batch-norm"))
+    assert uncalibrated.train == teacher.train.replace(calibrate_batch_norm=False)
 
     # A finished teacher for the student's configs: one epoch of narrow layers is enough, as the
     # student takes its teacher's architecture whatever it is.

@@ -23,7 +23,7 @@ from bifsmn_tf.cli import main
 from bifsmn_tf.data.pipeline import make_dataset
 from bifsmn_tf.features import FeatureConfig
 from bifsmn_tf.models import quantizers
-from bifsmn_tf.models.dfsmn import build_bifsmn, model_kind
+from bifsmn_tf.models.dfsmn import build_bifsmn, build_teacher, model_kind
 from bifsmn_tf.training import run
 from bifsmn_tf.training.presets import PRESETS, Preset
 from bifsmn_tf.training.trainer import cosine_learning_rate
@@ -137,11 +137,20 @@ def _train_argv(teacher_run, out, *options: str) -> list[str]:
     return [*head, "--distill", "none", *options, "--epochs", "1", "--no-progress"]
 
 
-def test_a_finished_student_is_its_last_epoch_with_bn_statistics_recomputed_once(teacher_run, tmp_path, capsys):
-    configs = run.student_configs(teacher_run, demo_student(epochs=2))
-    assert configs.train.calibrate_batch_norm and configs.model.per_width_batch_norm
-    run_dir = tmp_path / "student"
-    run.train(run_dir, configs, teacher_run=teacher_run, progress=False)
+@pytest.mark.parametrize("kind", ["teacher", "student"])
+def test_a_finished_run_is_its_last_epoch_with_bn_statistics_recomputed_once(
+    kind, teacher_run, synth_dataset, cache, tmp_path, capsys
+):
+    if kind == "teacher":
+        configs = teacher_configs(synth_dataset, cache, epochs=2)
+        build, teacher = build_teacher, None
+    else:
+        configs = run.student_configs(teacher_run, demo_student(epochs=2))
+        assert configs.model.per_width_batch_norm
+        build, teacher = build_bifsmn, teacher_run
+    assert configs.train.calibrate_batch_norm  # the demo's recipe, teacher and student alike
+    run_dir = tmp_path / kind
+    run.train(run_dir, configs, teacher_run=teacher, progress=False)
     assert "recomputed over" in capsys.readouterr().out
     selection = json.loads((run_dir / run.MODEL / run.SELECTION).read_text())
     stream = make_dataset(configs.data.replace(batch_size=configs.train.batch_size), configs.features, "train", True)
@@ -152,16 +161,17 @@ def test_a_finished_student_is_its_last_epoch_with_bn_statistics_recomputed_once
 
     # Against the last epoch's checkpoint: the same weights, other BN statistics.
     calibrated, _ = run.load_run_model(run_dir)
-    trained = build_bifsmn(configs.model)
+    trained = build(configs.model)
     tf.train.Checkpoint(model=trained).restore(tf.train.latest_checkpoint(run_dir / run.CHECKPOINTS)).expect_partial()
     statistics = [v.name for v in calibrated.non_trainable_weights if "moving_" in v.name]
+    assert statistics
     for mine, theirs in zip(calibrated.weights, trained.weights, strict=True):
         same = bool(np.array_equal(mine.numpy(), theirs.numpy()))
         assert same == (mine.name not in statistics), mine.name
 
     # Done once: a rerun leaves the saved model as it is.
     saved = {p.name: p.read_bytes() for p in (run_dir / run.MODEL).iterdir()}
-    run.train(run_dir, configs, teacher_run=teacher_run, progress=False)
+    run.train(run_dir, configs, teacher_run=teacher, progress=False)
     assert "recomputed" not in capsys.readouterr().out
     assert {p.name: p.read_bytes() for p in (run_dir / run.MODEL).iterdir()} == saved
 

@@ -22,9 +22,9 @@ from bifsmn_tf.cli.common import (
 )
 
 #: The TrainConfig fields every training verb's flags set (each flag's dest).
-_TRAIN_FIELDS = ("epochs", "batch_size", "learning_rate", "optimizer", "weight_decay", "seed")
+_TRAIN_FIELDS = ("epochs", "batch_size", "learning_rate", "optimizer", "weight_decay", "seed", "calibrate_batch_norm")
 #: The student's TrainConfig fields beyond those.
-_STUDENT_TRAIN_FIELDS = ("distill", "gamma", "logit_distill", "calibrate_batch_norm")
+_STUDENT_TRAIN_FIELDS = ("distill", "gamma", "logit_distill")
 
 
 def register(verbs) -> None:
@@ -89,7 +89,7 @@ def register(verbs) -> None:
 
 
 def _by_preset(value: Callable[[Any], Any]) -> str:
-    """What an unset flag keeps, for its help: ``default: the preset's: paper 300, demo 30``."""
+    """What an unset flag keeps, for its help: ``default: the preset's: paper 300, demo 50``."""
     from bifsmn_tf.training.presets import PRESETS
 
     values = {name: shown(value(preset)) for name, preset in PRESETS.items()}
@@ -152,6 +152,14 @@ def _common_flags(parser, recipe: Callable[[Any], Any]) -> None:
         type=int,
         metavar="N",
         help=f"seed of initialisation, data order, augmentation and dropout ({_by_preset(lambda p: recipe(p).seed)})",
+    )
+    group.add_argument(
+        "--calibrate-batch-norm",
+        action=argparse.BooleanOptionalAction,
+        help="keep the last epoch's model (not the best on validation) with its BN statistics "
+        "recomputed as the mean over one more epoch of training batches, width by width, in "
+        "place of the moving averages of training, which follow the last few dozen batches "
+        f"({_by_preset(lambda p: recipe(p).calibrate_batch_norm)})",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -337,14 +345,6 @@ def _student_flags(parser) -> None:
         help="weight of the teacher's soft labels in each width's cross-entropy, "
         "(1-ALPHA) CE(labels) + ALPHA CE(teacher softmax) "
         f"({_by_preset(lambda p: p.student.logit_distill)})",
-    )
-    group.add_argument(
-        "--calibrate-batch-norm",
-        action=argparse.BooleanOptionalAction,
-        help="keep the last epoch's model (not the best on validation) with its BN statistics "
-        "recomputed as the mean over one more epoch of training batches, width by width, in "
-        "place of the moving averages of training, which follow the last few dozen batches "
-        f"({_by_preset(lambda p: p.student.calibrate_batch_norm)})",
     )
     baselines = [name for name, method in BINARIZERS.items() if not method.lce_binary]
     group.add_argument(
