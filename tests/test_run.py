@@ -85,9 +85,9 @@ def test_teacher_run_directory_holds_everything(teacher_run):
     assert (teacher_run / run.MODEL).is_symlink()
     model, config = run.load_run_model(teacher_run)
     assert model_kind(model) == "teacher" and config.memory_size == SMALL_MODEL["memory_size"]
+    # The demo's teacher keeps its last epoch, its BN statistics recomputed.
     selection = json.loads((teacher_run / run.MODEL / run.SELECTION).read_text())
-    best = max(float(r["val_acc_8"]) for r in rows)
-    assert selection["val_accuracy"]["8"] == pytest.approx(best, abs=1e-6)
+    assert selection["epoch"] == record.best_epoch == 1 and "batch_norm_statistics" in selection
 
 
 def test_finished_run_is_not_trained_again(teacher_run, synth_dataset, cache, capsys):
@@ -135,6 +135,16 @@ def _train_argv(teacher_run, out, *options: str) -> list[str]:
     epoch and progress flags last (a test replaces them)."""
     head = ["train", "--teacher", str(teacher_run), "--out", str(out), "--preset", "paper", "--widths", "8"]
     return [*head, "--distill", "none", *options, "--epochs", "1", "--no-progress"]
+
+
+def test_a_run_without_recomputed_statistics_keeps_its_best_epoch_on_validation(synth_dataset, cache, tmp_path):
+    configs = teacher_configs(synth_dataset, cache, epochs=2, calibrate_batch_norm=False)
+    run.train(tmp_path / "teacher", configs, progress=False)
+    rows = read_metrics(tmp_path / "teacher")
+    selection = json.loads((tmp_path / "teacher" / run.MODEL / run.SELECTION).read_text())
+    best = max(float(r["val_acc_8"]) for r in rows)
+    assert selection["val_accuracy"]["8"] == pytest.approx(best, abs=1e-6)
+    assert "batch_norm_statistics" not in selection
 
 
 @pytest.mark.parametrize("kind", ["teacher", "student"])
