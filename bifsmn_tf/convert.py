@@ -397,7 +397,7 @@ def _convert_and_check(job: _Job, clips: _Clips, config: ConvertConfig) -> tuple
         ConversionError: the Keras model's own logits are not finite, or a lossless conversion
             agrees with it on fewer than ``config.min_agreement`` of the clips.
     """
-    keras_logits = job.keras_model.predict(clips.verify, batch_size=256, verbose=0)
+    keras_logits = _keras_logits(job.keras_model, clips.verify)
     if not np.isfinite(keras_logits).all():
         raise ConversionError(
             f"{job.file}: the Keras model's own logits are not finite (NaN/inf) on the "
@@ -417,6 +417,14 @@ def _convert_and_check(job: _Job, clips: _Clips, config: ConvertConfig) -> tuple
             f"difference {check['max_abs_logit_diff']:.3g}"
         )
     return flatbuffer, stripped, check
+
+
+def _keras_logits(model: tf.keras.Model, inputs: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """``model``'s logits on ``inputs``, by batches: ``model.predict``'s numbers, without the
+    AutoGraph conversion of every layer that Keras's predict function traces, which took over
+    half of a conversion's time once the converters were fast (BENCHMARKS.md, "Conversion time")."""
+    forward = tf.function(lambda x: model(x, training=False), autograph=False, reduce_retracing=True)
+    return np.concatenate([forward(inputs[i : i + batch_size]).numpy() for i in range(0, len(inputs), batch_size)])
 
 
 def _record_verified(

@@ -9,6 +9,8 @@ before it is converted, :func:`strip_tensor_names` takes the names out of a conv
 
 from __future__ import annotations
 
+import tempfile
+
 import larq_compute_engine as lce
 import numpy as np
 import tensorflow as tf
@@ -29,8 +31,31 @@ def with_audio_frontend(model: tf.keras.Model, feature_config: FeatureConfig) ->
 
 
 def convert_binary(model: tf.keras.Model) -> bytes:
-    """LCE's converter: binary convolutions become ``LceBconv2d``; float I/O, ARM target."""
-    return lce.convert_keras_model(model)
+    """LCE's converter: binary convolutions become ``LceBconv2d``; float I/O, ARM target.
+
+    The bytes of ``lce.convert_keras_model(model)``, which converts a SavedModel of the Keras
+    model; this one's SavedModel holds the serving function and the variables only (see
+    :func:`_variables_of`).
+    """
+    spec = tf.TensorSpec(model.input_shape, model.input.dtype, name=model.input_names[0])
+    serve = tf.function(
+        lambda inputs: dict(zip(model.output_names, tf.nest.flatten(model(inputs, training=False)), strict=True)),
+        input_signature=[spec],
+        autograph=False,
+    )
+    with tempfile.TemporaryDirectory(prefix="bifsmn-lce-") as directory:
+        tf.saved_model.save(_variables_of(model), directory, signatures=serve.get_concrete_function())
+        return lce.convert_saved_model(directory)
+
+
+def _variables_of(model: tf.keras.Model) -> tf.Module:
+    """A module that tracks ``model``'s variables and nothing else, for the SavedModel a converter
+    writes of a function of ``model``. Given the Keras model instead, saving runs Keras's own
+    SavedModel serialisation, which traces every layer's call through AutoGraph: nine tenths of
+    a conversion's time, for the same flatbuffer bytes (BENCHMARKS.md, "Conversion time")."""
+    module = tf.Module()
+    module.model_variables = list(model.variables)
+    return module
 
 
 def _batch_one_converter(model: tf.keras.Model) -> tf.lite.TFLiteConverter:
@@ -40,7 +65,7 @@ def _batch_one_converter(model: tf.keras.Model) -> tf.lite.TFLiteConverter:
     function = tf.function(lambda inputs: model(inputs, training=False), autograph=False).get_concrete_function(
         signature
     )
-    return tf.lite.TFLiteConverter.from_concrete_functions([function], model)
+    return tf.lite.TFLiteConverter.from_concrete_functions([function], _variables_of(model))
 
 
 def convert_float(model: tf.keras.Model) -> bytes:

@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 
+import larq_compute_engine as lce
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -21,7 +22,7 @@ import bifsmn_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow load
 from bifsmn_tf import convert
 from bifsmn_tf.config import ConfigError
 from bifsmn_tf.convert import VERIFIED, ConversionError, ConvertConfig, compare, convert_models
-from bifsmn_tf.converters import convert_binary, strip_tensor_names, untie_signs
+from bifsmn_tf.converters import convert_binary, convert_float, strip_tensor_names, untie_signs
 from bifsmn_tf.features import FeatureConfig, build_frontend
 from bifsmn_tf.models.dfsmn import (
     ModelConfig,
@@ -161,7 +162,7 @@ def test_written_flatbuffers_agree_with_keras(lean, data, kind, width):
     assert check["top1_agreement"] >= 0.995 and check["required_agreement"] == 0.995
     # Independently of the manifest: the file on disk, run again, against the Keras model.
     model = lean["student"] if kind == KIND_STUDENT else lean["teacher"]
-    keras_logits = width_model(model, width).predict(data["features"][96:], verbose=0)
+    keras_logits = width_model(model, width)(data["features"][96:], training=False).numpy()
     tflite_logits = FlatbufferModel((lean["out"] / entry.file).read_bytes())(data["features"][96:])
     assert np.mean(keras_logits.argmax(-1) == tflite_logits.argmax(-1)) >= 0.995
     assert np.max(np.abs(keras_logits - tflite_logits)) == pytest.approx(check["max_abs_logit_diff"], abs=1e-6)
@@ -431,13 +432,26 @@ def _zeros_in_levels(block):
     return (bn.moving_mean.numpy() - bn.beta.numpy() * std / bn.gamma.numpy()) / step, step
 
 
+def test_the_converters_write_the_bytes_of_converting_the_keras_model_itself(tiny):
+    # They save the serving function and the variables only, not the Keras model (whose saving
+    # traces every layer): the flatbuffers must not change for it.
+    student, teacher = load_model(tiny / "student")[0], load_model(tiny / "teacher")[0]
+    binary = width_model(student, 2, for_lce=True)
+    assert convert_binary(binary) == lce.convert_keras_model(binary)
+    signature = tf.TensorSpec([1, *teacher.input_shape[1:]], teacher.input.dtype)
+    function = tf.function(lambda inputs: teacher(inputs, training=False), autograph=False).get_concrete_function(
+        signature
+    )
+    assert convert_float(teacher) == tf.lite.TFLiteConverter.from_concrete_functions([function], teacher).convert()
+
+
 def test_untie_signs_keeps_the_function_and_settles_a_tie_lce_and_keras_split(tiny, data):
     student = load_model(tiny / "student")[0]
     features = data["features"][96:]
-    before = width_model(student, 2).predict(features, verbose=0)
+    before = width_model(student, 2)(features, training=False).numpy()
     untie_signs(student)
     # Only signs read the moved BNs, and none changed: the logits are the same to the bit.
-    np.testing.assert_array_equal(width_model(student, 2).predict(features, verbose=0), before)
+    np.testing.assert_array_equal(width_model(student, 2)(features, training=False).numpy(), before)
     for index in (0, 1):
         zeros, _ = _zeros_in_levels(student.get_layer(f"block_{index}"))
         np.testing.assert_allclose(zeros - np.floor(zeros), 0.5, atol=1e-3)
@@ -453,7 +467,7 @@ def test_untie_signs_keeps_the_function_and_settles_a_tie_lce_and_keras_split(ti
     untie_signs(student)
     flatbuffer = convert_binary(width_model(student, 2, for_lce=True))
     check = compare(
-        width_model(student, 2).predict(features, verbose=0),
+        width_model(student, 2)(features, training=False).numpy(),
         FlatbufferModel(flatbuffer)(features),
         data["labels"][96:],
     )

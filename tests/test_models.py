@@ -14,7 +14,7 @@ from larq.models import ModelProfile
 
 import bifsmn_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from bifsmn_tf.config import ConfigError
-from bifsmn_tf.converters import untie_signs
+from bifsmn_tf.converters import convert_binary, untie_signs
 from bifsmn_tf.models import quantizers
 from bifsmn_tf.models.dfsmn import (
     STUDENT_OPTIONS,
@@ -308,6 +308,11 @@ def test_init_rejects_mismatched_or_swapped_models():
         init_student_from_teacher(teacher, build_bifsmn(SMALL))
 
 
+def _outputs(model: tf.keras.Model, x: np.ndarray) -> np.ndarray:
+    """Every output of ``model`` on ``x``, stacked (a student has one per width)."""
+    return np.stack([output.numpy() for output in tf.nest.flatten(model(x, training=False))])
+
+
 @pytest.mark.parametrize("kind", ["teacher", "student"])
 def test_save_load_round_trip_rebuilds_from_the_recorded_config(kind, tmp_path):
     config = SMALL.replace(num_classes=35, profile="lean", binarizer="reactnet", left_order=3)
@@ -318,8 +323,8 @@ def test_save_load_round_trip_rebuilds_from_the_recorded_config(kind, tmp_path):
     save_model(model, directory, config)
     loaded, loaded_config = load_model(directory)
     assert loaded_config == config and model_config(loaded) == config and model_kind(loaded) == kind
-    expected = model.predict(x, verbose=0)
-    np.testing.assert_array_equal(loaded.predict(x, verbose=0), expected)
+    expected = _outputs(model, x)
+    np.testing.assert_array_equal(_outputs(loaded, x), expected)
 
     # Saving again replaces the directory as a whole and leaves nothing else behind.
     weight = model.get_layer("classifier").bias
@@ -327,7 +332,7 @@ def test_save_load_round_trip_rebuilds_from_the_recorded_config(kind, tmp_path):
     save_model(model, directory, config)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
     reloaded, _ = load_model(directory)
-    np.testing.assert_array_equal(reloaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    np.testing.assert_array_equal(_outputs(reloaded, x), _outputs(model, x))
 
 
 def test_save_and_load_refuse_what_they_cannot_round_trip(tmp_path):
@@ -425,7 +430,7 @@ def _untied_features(model: tf.keras.Model, count: int = 8) -> np.ndarray:
 
 
 def _assert_reproduces(model: tf.keras.Model, x: np.ndarray, actual: np.ndarray) -> None:
-    expected = model.predict(x, verbose=0)
+    expected = model(x, training=False).numpy()
     np.testing.assert_allclose(actual, expected, rtol=1e-3, atol=1e-3)
     np.testing.assert_array_equal(actual.argmax(axis=1), expected.argmax(axis=1))
 
@@ -435,7 +440,7 @@ def _check_conversion(model: tf.keras.Model, expected_bconvs: int, compare: bool
     interpreter reproduces Keras (LCE's own end-to-end tolerance) on inputs away from sign ties,
     and that it no longer does once one binary weight of the Keras model is flipped. Returns the
     op counts, with the flatbuffer's size under ``"bytes"``."""
-    flatbuffer = lce.convert_keras_model(model)
+    flatbuffer = convert_binary(model)
     ops = op_counts(flatbuffer)
     assert ops.get("LceBconv2d", 0) == expected_bconvs, ops
     x = _untied_features(model) if compare else _features(8)
@@ -458,7 +463,7 @@ def test_a_width_with_its_own_batch_norm_converts_as_one_with_shared_batch_norm(
     student = _trained_student(ModelConfig(per_width_batch_norm=True, profile="lean", memory_input="float"))
     ops = _check_conversion(width_model(student, 4, for_lce=True), expected_bconvs=10)
     shared = _trained_student(ModelConfig(profile="lean", memory_input="float"))
-    flatbuffer = lce.convert_keras_model(width_model(shared, 4, for_lce=True))
+    flatbuffer = convert_binary(width_model(shared, 4, for_lce=True))
     # The other widths' BNs are not in width 4's graph: the same ops and bytes.
     assert ops == op_counts(flatbuffer) | {"bytes": len(flatbuffer)}
 
@@ -483,7 +488,9 @@ def test_the_lce_graph_hands_each_expand_to_its_project_bitpacked_with_the_same_
     model = _trained_student(ModelConfig(memory_input="float", profile="lean"))
     x = _features(16)
     exported = width_model(model, 8, for_lce=True)
-    np.testing.assert_allclose(exported.predict(x, verbose=0), width_model(model, 8).predict(x, verbose=0), atol=1e-5)
+    np.testing.assert_allclose(
+        exported(x, training=False).numpy(), width_model(model, 8)(x, training=False).numpy(), atol=1e-5
+    )
     plain = _check_conversion(width_model(model, 8), expected_bconvs=18)
     fused = _check_conversion(exported, expected_bconvs=18)
     # Per block: no PReLU and no quantize between expand and project, and expand keeps 256
@@ -499,8 +506,8 @@ def test_the_lce_graph_keeps_activations_the_quantizer_would_see(binarizer):
     model = _trained_student(SMALL.replace(binarizer=binarizer))
     x = _features(4, SMALL)
     np.testing.assert_allclose(
-        width_model(model, 2, for_lce=True).predict(x, verbose=0),
-        width_model(model, 2).predict(x, verbose=0),
+        width_model(model, 2, for_lce=True)(x, training=False).numpy(),
+        width_model(model, 2)(x, training=False).numpy(),
         atol=1e-5,
     )
 
@@ -518,7 +525,7 @@ def test_threshold_copies_keep_fe3_and_fc1_binary_with_more_input_channels():
     assert model.get_layer("fc1").kernel.shape == (1, 1, 3 * config.fc1_inputs, 128)
     ops = _check_conversion(model, expected_bconvs=18)
     assert ops["CONCATENATION"] == 2
-    plain = lce.convert_keras_model(
+    plain = convert_binary(
         # Trained, as the other: the converter shares identical constants, such as fresh BN's.
         width_model(_trained_student(ModelConfig(memory_input="float", profile="lean")), 8)
     )

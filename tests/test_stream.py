@@ -247,7 +247,7 @@ def test_posteriors_match_the_keras_model_on_the_same_window(converted):
     frontend = build_frontend(FeatureConfig())
     window = _noise(1.0, seed=3)
     model = KeywordModel(converted_models.widths[8].read_bytes(), lambda x: frontend(x).numpy())
-    logits = converted["keras"][8].predict(frontend(window[np.newaxis]).numpy(), verbose=0)[0]
+    logits = converted["keras"][8](frontend(window[np.newaxis]).numpy(), training=False).numpy()[0]
     expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
     np.testing.assert_allclose(model(window), expected, atol=1e-4)
 
