@@ -25,6 +25,12 @@ held-out clips; silence is left out there because it does not depend on the engi
 accuracy (chance 1/12) and unknown recall are reported beside it, and the recall of every class
 on each held-out engine (which words an engine says in a way the others never did).
 
+Keywords against the other words (issue #24): per fold, the share of the held-out engine's
+non-keyword clips rejected at argmax, and the false-accept and false-reject rates of the threshold
+chosen for ``--far-target`` on the validation clips of the engines the model trained on (as the
+demo chooses its own), with the DET curves in ``OUT_det.png``
+(:mod:`bifsmn_tf.detection` defines every rate).
+
 The teacher has the demo's ``lean`` profile (time-mean head: it does not care where the word
 sits in the second) and reads the log-mel with each bin's mean over the clip removed
 (``FeatureConfig(per_bin_mean_removal=True)``, ``train-teacher --per-bin-mean-removal``): what
@@ -73,15 +79,20 @@ import tempfile
 import time
 from pathlib import Path
 
+# Before TensorFlow, whose import loads Keras: bifsmn_tf selects Keras 2, which Larq needs.
+import bifsmn_tf  # noqa: F401
+
+# isort: split
 import numpy as np
 import tensorflow as tf
 
-import bifsmn_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+from bifsmn_tf import detection
 from bifsmn_tf.config import ConfigError
 from bifsmn_tf.data.audio import read_wav
 from bifsmn_tf.data.labels import KEYWORDS, SILENCE, UNKNOWN, task_labels
 from bifsmn_tf.data.speech_commands import BACKGROUND_NOISE_DIR, CLIP_SAMPLES
 from bifsmn_tf.data.synthetic import SYNTH_JSON, SynthConfig, SynthError, generate
+from bifsmn_tf.demo import FAR_TARGET
 from bifsmn_tf.features import FEATURE_KINDS, FeatureConfig, build_frontend
 from bifsmn_tf.fileio import atomic_write_text
 from bifsmn_tf.models.dfsmn import PROFILES, ModelConfig, build_teacher
@@ -278,6 +289,24 @@ def scores(model: tf.keras.Model, x: np.ndarray, y: np.ndarray) -> dict:
     }
 
 
+def detection_figures(model: tf.keras.Model, x: np.ndarray, y: np.ndarray, thresholds: dict, far_target: float) -> dict:
+    """Keywords against the other words on clips ``x``: the share of non-keyword clips rejected
+    at argmax, the FAR and FRR of the pooled threshold chosen elsewhere (``thresholds``, of
+    :func:`bifsmn_tf.detection.choose_thresholds`), the lowest FRR at FAR <= ``far_target`` on
+    these clips' own DET curve, and the curve (``summary``, for the plot)."""
+    posteriors = tf.nn.softmax(model.predict(x, batch_size=256, verbose=0)).numpy()
+    summary = detection.detection_summary(posteriors, y, LABELS, thresholds)
+    curve = detection.det_curve(posteriors, y, LABELS)
+    at_threshold = summary["at_pooled_threshold"]["pooled"]
+    return {
+        "rejected_at_argmax": summary["argmax"]["non_keyword_rejection"],
+        "far": at_threshold["far"],
+        "frr": at_threshold["frr"],
+        "frr_on_own_curve": float(curve.frr[curve.far <= far_target].min()),
+        "summary": summary,
+    }
+
+
 def fold_problems(data: ClipFeatures, engines: tuple[str, ...]) -> list[str]:
     """Why the leave-one-engine-out folds cannot be trained or scored on this set, if they cannot:
     each fold needs training, validation and test clips of the engines it trains on."""
@@ -310,16 +339,30 @@ def run_fold(
         data, trained & (data.split == "training"), trained & (data.split == "validation"), args, frontend
     )
     seen_test = trained & (data.split == "testing")
+    # As the demo chooses its thresholds: on validation clips of what the model trained on.
+    validation = trained & (data.split == "validation")
+    thresholds = detection.choose_thresholds(
+        tf.nn.softmax(model.predict(data.features[validation], batch_size=256, verbose=0)).numpy(),
+        data.labels[validation],
+        LABELS,
+        args.far_target,
+    )
     row = {
         "held_out": held_out,
         "trained_on": [e for e in engines if e != held_out],
         "training_clips": training_clips,
         "seen_engines": scores(model, data.features[seen_test], data.labels[seen_test]),
+        "seen_engines_detection": detection_figures(
+            model, data.features[seen_test], data.labels[seen_test], thresholds, args.far_target
+        ),
         "train_seconds": round(time.perf_counter() - started, 1),
     }
     if held_out is not None:
         unseen = data.engine == held_out
         row["held_out_engine"] = scores(model, data.features[unseen], data.labels[unseen])
+        row["held_out_detection"] = detection_figures(
+            model, data.features[unseen], data.labels[unseen], thresholds, args.far_target
+        )
         if other is not None:
             unseen = other.engine == held_out
             row["held_out_engine_other_set"] = scores(model, other.features[unseen], other.labels[unseen])
@@ -375,6 +418,41 @@ def model_settings(args: argparse.Namespace) -> dict:
 
 def percent(value: float) -> str:
     return "–" if np.isnan(value) else f"{100 * value:.1f} %"
+
+
+def detection_lines(folds: list[dict], args) -> list[str]:
+    """The keywords-against-other-words table of the report, and its DET plot (OUT_det.png)."""
+    target = f"{100 * args.far_target:g} %"
+    png = args.out.parent / f"{args.out.name}_det.png"
+    curves = {f"{f['held_out']} held out": f["held_out_detection"]["summary"] for f in folds if f["held_out"]}
+    every = [f for f in folds if not f["held_out"]]
+    if every:
+        curves["every engine: new voices"] = every[0]["seen_engines_detection"]["summary"]
+    detection.plot_det(curves, png, title="Keywords against other words, leave one engine out")
+
+    def cells(figures: dict) -> str:
+        return " | ".join(
+            percent(float("nan") if figures[k] is None else figures[k])
+            for k in ("rejected_at_argmax", "far", "frr", "frr_on_own_curve")
+        )
+
+    lines = [
+        "",
+        f"Keywords against the other words (DET curves: `{png.name}`). Rejected: non-keyword clips whose "
+        "argmax is `unknown` or `silence`. FAR, FRR: at the threshold chosen for "
+        f"{target} FAR on the validation clips of the engines the model trained on, as the demo chooses its "
+        f"own; own curve: the lowest FRR at FAR ≤ {target} on these clips' own DET curve (a threshold "
+        "chosen on them).",
+        "",
+        "| held-out engine | held out: rejected at argmax | FAR | FRR | FRR on own curve "
+        "| seen engines, new voices: rejected at argmax | FAR | FRR | FRR on own curve |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    blank = dict.fromkeys(("rejected_at_argmax", "far", "frr", "frr_on_own_curve"))
+    for f in folds:
+        held = f.get("held_out_detection", blank)
+        lines.append(f"| {f['held_out'] or '(none)'} | {cells(held)} | {cells(f['seen_engines_detection'])} |")
+    return lines
 
 
 def write_report(
@@ -460,6 +538,7 @@ def write_report(
                     )
                     + " |"
                 )
+    lines += detection_lines(folds, args)
     lines += ["", "## Real recordings (model trained on every engine)", ""]
     if real is None:
         lines.append(f"Skipped: {REAL_SPEECH} is absent.")
@@ -607,7 +686,15 @@ def main() -> None:
         help="a complete synthetic set with the same engines (say, the same seed without --check-words): "
         "each held-out engine is also scored on every clip of it there",
     )
+    parser.add_argument(
+        "--far-target",
+        type=float,
+        default=FAR_TARGET,
+        help=f"false-accept rate the detection threshold is chosen for (default: the demo's, {FAR_TARGET:g})",
+    )
     args = parser.parse_args()
+    if not 0 < args.far_target < 1:
+        parser.error(f"--far-target must be in (0, 1), got {args.far_target}")
     if args.also_score_on and not (args.also_score_on / SYNTH_JSON).is_file():
         parser.error(f"--also-score-on {args.also_score_on}: not a complete synthetic set (no {SYNTH_JSON})")
     config, root, generation, frontend, data = prepare(args, parser)

@@ -46,37 +46,28 @@ DEFAULT_OUT = Path(__file__).parent / "results" / "threshold_spread.md"
 
 def split_scores(run_dir: Path) -> tuple[list[str], dict[str, dict]]:
     """``(labels, {split: {"labels", "speakers", "scores": {width: (N, C)}}})`` for validation and test."""
-    import tensorflow as tf
-
-    from bifsmn_tf.data.pipeline import split_root, split_waveforms
-    from bifsmn_tf.evaluate import DETECTION_PROTOCOL
-    from bifsmn_tf.features import build_frontend
+    from bifsmn_tf.data.pipeline import split_root
+    from bifsmn_tf.evaluate import DETECTION_PROTOCOL, softmax_forward, split_posteriors
     from bifsmn_tf.models.dfsmn import width_model
     from bifsmn_tf.training.run import RunConfigs, load_run_model
 
     configs = RunConfigs.load(run_dir)
     data_config = configs.data.replace(protocol=DETECTION_PROTOCOL)
     model, _ = load_run_model(run_dir)
-    frontend = build_frontend(configs.features)
-
-    def forward(net):
-        return tf.function(lambda x: tf.nn.softmax(net(x, training=False)), autograph=False)
-
-    forwards = {width: forward(width_model(model, width)) for width in configs.train.widths}
+    widths = configs.train.widths
+    predict = softmax_forward([width_model(model, width) for width in widths])
     splits = {}
     for split in ("validation", "test"):
         examples = speech_commands.examples(split_root(data_config, split), data_config.task, split, DETECTION_PROTOCOL)
-        waveforms, labels = split_waveforms(data_config, configs.features, split)
+        labels, scores = split_posteriors(predict, data_config, configs.features, split)
         if len(examples) != len(labels):
-            raise RuntimeError(f"{split}: {len(examples)} examples but {len(labels)} waveforms")
+            raise RuntimeError(f"{split}: {len(examples)} examples but {len(labels)} scored clips")
         speakers = np.array([speech_commands.speaker_of(e.path) if e.path else "" for e in examples])
-        features = [frontend(waveforms[i : i + 256]) for i in range(0, len(waveforms), 256)]
-        scores = {w: np.concatenate([f(x).numpy() for x in features]) for w, f in forwards.items()}
         keep = speakers != ""
         splits[split] = {
             "labels": labels[keep],
             "speakers": speakers[keep],
-            "scores": {w: s[keep] for w, s in scores.items()},
+            "scores": {width: s[keep] for width, s in zip(widths, scores, strict=True)},
         }
     return list(task_labels(data_config.task)), splits
 

@@ -26,6 +26,7 @@ per-batch accuracies, which biases towards the last, smaller batch).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from tqdm import tqdm
 from bifsmn_tf import detection
 from bifsmn_tf.data.labels import task_labels
 from bifsmn_tf.data.pipeline import DataConfig, make_dataset, unseen_word_waveforms
-from bifsmn_tf.features import build_frontend
+from bifsmn_tf.features import FeatureConfig, build_frontend
 from bifsmn_tf.fileio import atomic_path, atomic_write_text, check_output
 from bifsmn_tf.models.dfsmn import width_model
 from bifsmn_tf.records import EVALUATION, DetectionEvaluation, EvaluationRecord, WidthEvaluation
@@ -97,29 +98,10 @@ def evaluate_run(
     )
 
     model, _ = load_run_model(run_dir)
-    models = [width_model(model, width) for width in widths]
-
-    # No AutoGraph: the body is plain Python over the widths, and converting every layer's call
-    # made tracing several times slower (see models.dfsmn._frontend).
-    @tf.function(reduce_retracing=True, autograph=False)
-    def predict(features: tf.Tensor) -> list[tf.Tensor]:
-        return [tf.nn.softmax(m(features, training=False), axis=-1) for m in models]
+    predict = softmax_forward([width_model(model, width) for width in widths])
 
     def posteriors(config: DataConfig, on: str) -> tuple[np.ndarray, list[np.ndarray]]:
-        """``(labels (N,), [scores (N, classes) per width])`` of split ``on``."""
-        dataset = make_dataset(config, configs.features, on)
-        truth, scores = [], [[] for _ in widths]
-        for features, batch_labels in tqdm(
-            dataset,
-            total=len(dataset),
-            desc=f"evaluate {on} ({config.protocol})",
-            unit="batch",
-            disable=not progress,
-        ):
-            truth.append(batch_labels.numpy())
-            for index, batch_scores in enumerate(predict(features)):
-                scores[index].append(batch_scores.numpy())
-        return np.concatenate(truth), [np.concatenate(s) for s in scores]
+        return split_posteriors(predict, config, configs.features, on, progress=progress)
 
     truth_all, scores = posteriors(data_config, split)
     num_examples = int(len(truth_all))
@@ -186,6 +168,43 @@ def evaluate_run(
     result.save(out_dir / EVALUATION)
     atomic_write_text(out_dir / "report.md", format_report(result))
     return result
+
+
+def softmax_forward(models: list[tf.keras.Model]) -> Callable[[tf.Tensor], list[tf.Tensor]]:
+    """One traced function: features ``(B, T, F)`` -> ``[posteriors (B, classes) per model]``."""
+
+    # No AutoGraph: the body is plain Python over the widths, and converting every layer's call
+    # made tracing several times slower (see models.dfsmn._frontend).
+    @tf.function(reduce_retracing=True, autograph=False)
+    def predict(features: tf.Tensor) -> list[tf.Tensor]:
+        return [tf.nn.softmax(m(features, training=False), axis=-1) for m in models]
+
+    return predict
+
+
+def split_posteriors(
+    predict: Callable[[tf.Tensor], list[tf.Tensor]],
+    data_config: DataConfig,
+    feature_config: FeatureConfig,
+    split: str,
+    *,
+    progress: bool = False,
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``(labels (N,), [posteriors (N, classes) per model of predict])`` of every example of
+    ``split``, unaugmented, in :func:`~bifsmn_tf.data.speech_commands.examples`' order (that of
+    ``make_dataset`` without training), under ``data_config``'s protocol."""
+    dataset = make_dataset(data_config, feature_config, split)
+    truth, scores = [], []
+    for features, batch_labels in tqdm(
+        dataset,
+        total=len(dataset),
+        desc=f"evaluate {split} ({data_config.protocol})",
+        unit="batch",
+        disable=not progress,
+    ):
+        truth.append(batch_labels.numpy())
+        scores.append([batch_scores.numpy() for batch_scores in predict(features)])
+    return np.concatenate(truth), [np.concatenate(per_model) for per_model in zip(*scores, strict=True)]
 
 
 def headline(result: EvaluationRecord, width: str) -> dict[str, float | None]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +17,7 @@ from bifsmn_tf import detection, evaluate
 from bifsmn_tf.cli import main
 from bifsmn_tf.data.labels import LABELS_12
 from bifsmn_tf.data.pipeline import make_dataset, unseen_word_waveforms
-from bifsmn_tf.data.speech_commands import UNSEEN_WORDS_DIR, split_files
+from bifsmn_tf.data.speech_commands import UNSEEN_WORDS_DIR, speaker_of, split_files
 from bifsmn_tf.features import build_frontend
 from bifsmn_tf.models.dfsmn import width_model
 from bifsmn_tf.records import EvaluationRecord
@@ -125,6 +127,27 @@ def test_standard_protocol_changes_the_composition(runs, synth_dataset):
     assert result.detection.protocol == "bifsmn"
     files = split_files(synth_dataset, "test")
     assert result.detection.num_examples == len(files) + int(0.1 * len(files))
+
+
+def test_the_threshold_spread_benchmark_scores_a_run_as_the_evaluation_does(runs, synth_dataset, tmp_path):
+    """``benchmarks/threshold_spread.py`` reads a run's posteriors through the evaluation's code and
+    adds each clip's speaker: its threshold and rates from validation to test are the evaluation's."""
+    spec = importlib.util.spec_from_file_location(
+        "threshold_spread", Path(__file__).resolve().parents[1] / "benchmarks" / "threshold_spread.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    names, splits = script.split_scores(runs["teacher"])
+    files = split_files(synth_dataset, "test")
+    # Every clip of a word, none of silence (no file, no speaker), each with its file's speaker.
+    assert len(splits["test"]["labels"]) == len(files) and LABELS_12.index("silence") not in splits["test"]["labels"]
+    assert sorted(splits["test"]["speakers"]) == sorted(speaker_of(f) for f in files)
+    result = evaluate.evaluate_run(runs["teacher"], synth_dataset, progress=False, out_dir=tmp_path, far_target=0.05)
+    landed = script.spread(names, splits, 0.05, [0.05], [], draws=1, seed=0)["8"]["validation_to_test"]
+    summary = result.detection.widths["8"]
+    assert landed["threshold"] == pytest.approx(summary["thresholds"]["pooled"])
+    pooled = summary["at_pooled_threshold"]["pooled"]
+    assert (landed["far"], landed["frr"]) == pytest.approx((pooled["far"], pooled["frr"]))
 
 
 def test_words_no_model_heard_are_scored_on_the_test_split_alone(runs, synth_dataset, tmp_path):

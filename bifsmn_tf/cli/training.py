@@ -72,7 +72,7 @@ def register(verbs) -> None:
     )
     verbs.add_parser(
         "demo",
-        help="the whole pipeline on the built-in synthetic keyword set (30 to 50 minutes on a 2-core AMD EPYC)",
+        help="the whole pipeline on the built-in synthetic keyword set (45 to 90 minutes on a 2-core AMD EPYC)",
         description=(
             "Synthesize the keyword set into DIR/data (unless it is complete already, or --data "
             "names another), train the FP teacher and the BiFSMN student of the demo preset "

@@ -106,9 +106,9 @@ PRESETS: dict[str, Preset] = {
         # chance). No weight decay. (CHANGELOG.md, "How the demo's recipe was chosen".)
         teacher=TrainConfig(
             # The student follows its teacher's false rejects, and the teacher still gained in
-            # the 20 epochs after 30 (BENCHMARKS.md, "A longer teacher"); it keeps its last
+            # the 30 epochs after 50 (BENCHMARKS.md, "A longer teacher"); it keeps its last
             # epoch with BN statistics recomputed, as the student does, for the same reason.
-            epochs=50,
+            epochs=80,
             batch_size=32,
             learning_rate=2e-3,
             optimizer="adam",
@@ -118,8 +118,10 @@ PRESETS: dict[str, Preset] = {
         student=TrainConfig(
             # The student underfits (its augmented training accuracy stays below its validation
             # accuracy), so it gets more passes than the teacher, in larger batches at a higher
-            # rate.
-            epochs=100,
+            # rate. With 100 it trailed the 80-epoch teacher by 6 points of false rejects; 150
+            # brought it within 3 and met the false-accept target (BENCHMARKS.md, "A longer
+            # teacher").
+            epochs=150,
             batch_size=96,
             learning_rate=4e-3,
             optimizer="adam",
