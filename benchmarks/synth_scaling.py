@@ -43,6 +43,7 @@ from synth_transfer import (
     fit,
     model_settings,
     model_summary,
+    posteriors,
     prepare,
     scores,
 )
@@ -92,7 +93,7 @@ def train_and_score(data: ClipFeatures, run: dict, args, frontend) -> dict:
     unseen = data.engine == run["held_out"]
     # Validation only reports progress; every seen engine's speakers keep it the same across runs.
     model, training_clips = fit(data, train, ~unseen & (data.split == "validation"), args, frontend)
-    held = scores(model, data.features[unseen], data.labels[unseen])
+    held = scores(posteriors(model, data.features[unseen]), data.labels[unseen])
     return {
         **run,
         "training_speakers": int(len(np.unique(data.speaker[train]))),

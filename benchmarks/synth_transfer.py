@@ -267,10 +267,16 @@ def train_model(x, y, x_val, y_val, args) -> tf.keras.Model:
     return model
 
 
-def scores(model: tf.keras.Model, x: np.ndarray, y: np.ndarray) -> dict:
+def posteriors(model: tf.keras.Model, x: np.ndarray) -> np.ndarray:
+    """The model's softmax over the 12 labels, ``(N, 12)``, of features ``x``."""
+    return tf.nn.softmax(model.predict(x, batch_size=256, verbose=0)).numpy()
+
+
+def scores(probabilities: np.ndarray, y: np.ndarray) -> dict:
     """Balanced accuracy over the spoken classes present, keyword accuracy, unknown recall, and
-    per class present: its recall and the label most often given instead."""
-    predictions = np.argmax(model.predict(x, batch_size=256, verbose=0), axis=1)
+    per class present: its recall and the label most often given instead, of the argmax of
+    ``probabilities`` (:func:`posteriors`)."""
+    predictions = np.argmax(probabilities, axis=1)
     correct = predictions == y
     per_class = {}
     for c in np.unique(y):
@@ -289,14 +295,13 @@ def scores(model: tf.keras.Model, x: np.ndarray, y: np.ndarray) -> dict:
     }
 
 
-def detection_figures(model: tf.keras.Model, x: np.ndarray, y: np.ndarray, thresholds: dict, far_target: float) -> dict:
-    """Keywords against the other words on clips ``x``: the share of non-keyword clips rejected
+def detection_figures(probabilities: np.ndarray, y: np.ndarray, thresholds: dict, far_target: float) -> dict:
+    """Keywords against the other words on clips scored ``probabilities``: the share of non-keyword clips rejected
     at argmax, the FAR and FRR of the pooled threshold chosen elsewhere (``thresholds``, of
     :func:`bifsmn_tf.detection.choose_thresholds`), the lowest FRR at FAR <= ``far_target`` on
     these clips' own DET curve, and the curve (``summary``, for the plot)."""
-    posteriors = tf.nn.softmax(model.predict(x, batch_size=256, verbose=0)).numpy()
-    summary = detection.detection_summary(posteriors, y, LABELS, thresholds)
-    curve = detection.det_curve(posteriors, y, LABELS)
+    summary = detection.detection_summary(probabilities, y, LABELS, thresholds)
+    curve = detection.det_curve(probabilities, y, LABELS)
     at_threshold = summary["at_pooled_threshold"]["pooled"]
     return {
         "rejected_at_argmax": summary["argmax"]["non_keyword_rejection"],
@@ -342,30 +347,25 @@ def run_fold(
     # As the demo chooses its thresholds: on validation clips of what the model trained on.
     validation = trained & (data.split == "validation")
     thresholds = detection.choose_thresholds(
-        tf.nn.softmax(model.predict(data.features[validation], batch_size=256, verbose=0)).numpy(),
-        data.labels[validation],
-        LABELS,
-        args.far_target,
+        posteriors(model, data.features[validation]), data.labels[validation], LABELS, args.far_target
     )
+    seen = posteriors(model, data.features[seen_test])
     row = {
         "held_out": held_out,
         "trained_on": [e for e in engines if e != held_out],
         "training_clips": training_clips,
-        "seen_engines": scores(model, data.features[seen_test], data.labels[seen_test]),
-        "seen_engines_detection": detection_figures(
-            model, data.features[seen_test], data.labels[seen_test], thresholds, args.far_target
-        ),
+        "seen_engines": scores(seen, data.labels[seen_test]),
+        "seen_engines_detection": detection_figures(seen, data.labels[seen_test], thresholds, args.far_target),
         "train_seconds": round(time.perf_counter() - started, 1),
     }
     if held_out is not None:
         unseen = data.engine == held_out
-        row["held_out_engine"] = scores(model, data.features[unseen], data.labels[unseen])
-        row["held_out_detection"] = detection_figures(
-            model, data.features[unseen], data.labels[unseen], thresholds, args.far_target
-        )
+        held = posteriors(model, data.features[unseen])
+        row["held_out_engine"] = scores(held, data.labels[unseen])
+        row["held_out_detection"] = detection_figures(held, data.labels[unseen], thresholds, args.far_target)
         if other is not None:
             unseen = other.engine == held_out
-            row["held_out_engine_other_set"] = scores(model, other.features[unseen], other.labels[unseen])
+            row["held_out_engine_other_set"] = scores(posteriors(model, other.features[unseen]), other.labels[unseen])
     return row, model
 
 
