@@ -90,9 +90,10 @@ def train_and_score(data: ClipFeatures, run: dict, args, frontend) -> dict:
     if run["speaker_fraction"] < 1:
         train = speaker_subset(data, train, run["speaker_fraction"], args.seed)
     started = time.perf_counter()
-    unseen = data.engine == run["held_out"]
+    unseen = data.held_out_clips(run["held_out"])
     # Validation only reports progress; every seen engine's speakers keep it the same across runs.
-    model, training_clips = fit(data, train, ~unseen & (data.split == "validation"), args, frontend)
+    validation = (data.engine != run["held_out"]) & (data.split == "validation")
+    model, training_clips = fit(data, train, validation, args, frontend)
     held = scores(posteriors(model, data.features[unseen]), data.labels[unseen])
     return {
         **run,

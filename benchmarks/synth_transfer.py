@@ -24,6 +24,9 @@ gain, a third digital zero, 10 % of the clips), and the headline number is the *
 held-out clips; silence is left out there because it does not depend on the engine. Keyword
 accuracy (chance 1/12) and unknown recall are reported beside it, and the recall of every class
 on each held-out engine (which words an engine says in a way the others never did).
+``--unknown-weight W`` weighs the ``unknown`` class W times as much as each other class in the
+loss (issue #24's lever of loss weighting: 5 weighs it as the demo's share of half as many
+non-keyword clips as keyword clips does).
 
 Keywords against the other words (issue #24): per fold, the share of the held-out engine's
 non-keyword clips rejected at argmax, and the false-accept and false-reject rates of the threshold
@@ -92,6 +95,7 @@ from bifsmn_tf.data.audio import read_wav
 from bifsmn_tf.data.labels import KEYWORDS, SILENCE, UNKNOWN, task_labels
 from bifsmn_tf.data.speech_commands import BACKGROUND_NOISE_DIR, CLIP_SAMPLES
 from bifsmn_tf.data.synthetic import SYNTH_JSON, SynthConfig, SynthError, generate
+from bifsmn_tf.data.synthetic.vocabulary import TRAINING_NEGATIVES
 from bifsmn_tf.demo import FAR_TARGET
 from bifsmn_tf.features import FEATURE_KINDS, FeatureConfig, build_frontend
 from bifsmn_tf.fileio import atomic_write_text
@@ -132,12 +136,21 @@ class ClipFeatures:
         self.engine = np.array([manifest["clips"][p]["engine"] for p in paths])
         self.speaker = np.array([manifest["clips"][p]["speaker"] for p in paths])
         self.split = np.array([manifest["clips"][p]["split"] for p in paths])
-        self.labels = np.array([label_of(p.split("/")[0]) for p in paths], np.int32)
+        words = [p.split("/")[0] for p in paths]
+        self.labels = np.array([label_of(w) for w in words], np.int32)
+        #: Clips of the words of ``--negatives-per-speaker``, which only training speakers say.
+        self.negative = np.isin(words, TRAINING_NEGATIVES)
         self.features = features_of(np.stack([read_wav(root / p) for p in paths]), frontend)
         self.noise = [read_wav(f) for f in sorted((root / BACKGROUND_NOISE_DIR).glob("*.wav"))]
         rejected = [r["engine"] for r in manifest.get("rejected", {}).values()]
         #: Takes left out by --check-words, per engine.
         self.rejected = {e: rejected.count(e) for e in sorted(set(rejected))}
+
+    def held_out_clips(self, engine: str) -> np.ndarray:
+        """Mask of the clips a model that never heard ``engine`` is scored on: every clip of it
+        but the other words of ``--negatives-per-speaker``, so that its score is the same test
+        with or without them in the set."""
+        return (self.engine == engine) & ~self.negative
 
 
 def features_of(waveforms: np.ndarray, frontend: tf.keras.layers.Layer) -> np.ndarray:
@@ -231,6 +244,15 @@ def build_embedding_head(input_shape: tuple[int, int]) -> tf.keras.Model:
     return tf.keras.Model(windows, tf.keras.layers.Dense(len(LABELS))(hidden), name="embedding_head")
 
 
+def class_weights(y: np.ndarray, unknown_weight: float = 1.0) -> np.ndarray:
+    """Each label's weight per clip, ``(12,)``: every class of ``y`` weighs as much in all (its
+    clips share the class's weight), ``unknown`` ``unknown_weight`` times as much."""
+    counts = np.bincount(y, minlength=len(LABELS))
+    weights = counts.sum() / (len(LABELS) * np.maximum(counts, 1))
+    weights[LABELS.index(UNKNOWN)] *= unknown_weight
+    return weights
+
+
 def train_model(x, y, x_val, y_val, args) -> tf.keras.Model:
     """The teacher (or, with ``--model speech-embedding``, the embedding head) trained on ``x``."""
     tf.keras.utils.set_random_seed(args.seed)
@@ -253,8 +275,7 @@ def train_model(x, y, x_val, y_val, args) -> tf.keras.Model:
         tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         weighted_metrics=["accuracy"],
     )
-    counts = np.bincount(y, minlength=len(LABELS))
-    class_weight = counts.sum() / (len(LABELS) * np.maximum(counts, 1))
+    class_weight = class_weights(y, args.unknown_weight)
     model.fit(
         x,
         y,
@@ -359,7 +380,7 @@ def run_fold(
         "train_seconds": round(time.perf_counter() - started, 1),
     }
     if held_out is not None:
-        unseen = data.engine == held_out
+        unseen = data.held_out_clips(held_out)
         held = posteriors(model, data.features[unseen])
         row["held_out_engine"] = scores(held, data.labels[unseen])
         row["held_out_detection"] = detection_figures(held, data.labels[unseen], thresholds, args.far_target)
@@ -392,7 +413,12 @@ def real_speech(model: tf.keras.Model, frontend) -> list[dict] | None:
 
 def model_summary(args: argparse.Namespace) -> str:
     """What was trained on what, for a report."""
-    training = f"{args.epochs} epochs, Adam 2e-3 cosine, batch 64, classes weighted equally"
+    weighting = (
+        "classes weighted equally"
+        if args.unknown_weight == 1
+        else f"classes weighted equally but `unknown`, weighted {args.unknown_weight:g} times as much"
+    )
+    training = f"{args.epochs} epochs, Adam 2e-3 cosine, batch 64, {weighting}"
     if args.model == "speech-embedding":
         return (
             f"a head on Google's speech embedding (`{SpeechEmbedding.__name__}`, openWakeWord "
@@ -407,10 +433,15 @@ def model_summary(args: argparse.Namespace) -> str:
 def model_settings(args: argparse.Namespace) -> dict:
     """The settings the model was made with (and only those), for a report's JSON and for resuming."""
     if args.model == "speech-embedding":
-        return {"speech_embedding": f"openwakeword {SpeechEmbedding.VERSION}", "epochs": args.epochs}
+        return {
+            "speech_embedding": f"openwakeword {SpeechEmbedding.VERSION}",
+            "epochs": args.epochs,
+            "unknown_weight": args.unknown_weight,
+        }
     return {
         "features": args.features.to_dict(),
         "epochs": args.epochs,
+        "unknown_weight": args.unknown_weight,
         "profile": args.profile,
         "mel_warp": args.mel_warp,
     }
@@ -470,7 +501,8 @@ def write_report(
         f"Command: `{command}`",
         "",
         f"Set: `bifsmn-tf data synth --clips-per-word {config.clips_per_word} --seed {config.seed}"
-        f"{' --check-words' if config.check_words else ''}` "
+        f"{' --check-words' if config.check_words else ''}"
+        f"{f' --negatives-per-speaker {config.negatives_per_speaker}' if config.negatives_per_speaker else ''}` "
         f"(v1 words, engines {', '.join(config.engines)}"
         + (
             f"; takes left out by the check: {', '.join(f'{e} {n}' for e, n in data.rejected.items()) or 'none'}"
@@ -581,6 +613,14 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "pretrained on real speech (pip install openwakeword==0.5.0 --no-deps); the frontend, "
         "mel-warp and profile flags are the teacher's",
     )
+    parser.add_argument(
+        "--unknown-weight",
+        type=float,
+        default=1.0,
+        help="the loss weight of the `unknown` class against each other class's (default 1: every class "
+        "weighted equally; 5 weighs it as the demo's share of half as many non-keyword clips as keyword "
+        "clips does)",
+    )
     parser.add_argument("--profile", choices=PROFILES, default="lean", help="the teacher's head (default: the demo's)")
     parser.add_argument(
         "--no-per-bin-mean-removal",
@@ -614,6 +654,14 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engines", help="comma-separated (default: every installed engine)")
     parser.add_argument("--data", type=Path, help="keep or reuse the generated set here")
     parser.add_argument(
+        "--negatives-per-speaker",
+        type=int,
+        default=0,
+        metavar="N",
+        help="each training speaker also says N words of the generator's list of other words, learned as "
+        "`unknown` (`data synth --negatives-per-speaker`); no held-out engine's score includes them",
+    )
+    parser.add_argument(
         "--check-words",
         action="store_true",
         help="make the set with `data synth --check-words` (pip install 'bifsmn-tf[check]')",
@@ -628,6 +676,8 @@ def prepare(
     ``args.features``; a bad flag or set is a usage error."""
     if args.mel_warp < 1:
         parser.error(f"--mel-warp must be at least 1, got {args.mel_warp}")
+    if not args.unknown_weight > 0:
+        parser.error(f"--unknown-weight must be positive, got {args.unknown_weight}")
     if args.model == "speech-embedding":
         teachers = [
             f
@@ -650,9 +700,16 @@ def prepare(
     except ConfigError as err:
         parser.error(str(err))
     engines = tuple(args.engines.split(",")) if args.engines else ()
-    config = SynthConfig(
-        clips_per_word=args.clips_per_word, seed=args.seed, engines=engines, check_words=args.check_words
-    ).resolve()
+    try:
+        config = SynthConfig(
+            clips_per_word=args.clips_per_word,
+            seed=args.seed,
+            engines=engines,
+            check_words=args.check_words,
+            negatives_per_speaker=args.negatives_per_speaker,
+        ).resolve()
+    except SynthError as err:
+        parser.error(str(err))
     if len(config.engines) < 2:
         parser.error(f"only one engine ({', '.join(config.engines)}): leaving one out needs at least two")
     root = args.data or Path(tempfile.mkdtemp(prefix="synth_transfer_")) / "data"

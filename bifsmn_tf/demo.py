@@ -21,8 +21,9 @@ The bounds the demo is tuned for (2-core CPU, fresh clone): the full-width binar
 3 points of the FP teacher on the test split, in accuracy and in false rejects at the FAR target,
 and neither getting better as the width shrinks. Its target, reported by every run: at full
 width, at least 95 % of non-keyword clips rejected with at least 90 % of keyword clips found, at
-the threshold chosen on validation (met by the demo's run on an AMD EPYC; where that threshold
-lands on test varies with the speakers, so another run may miss it: BENCHMARKS.md).
+the threshold chosen on validation and at argmax (both met by the demo's run on an AMD EPYC;
+where a threshold chosen for exactly 5 % lands on test varies with the speakers, so another run
+may miss it there; argmax left 4 % of other words accepted, a margin: BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -162,7 +163,8 @@ def run_demo(
 def demo_checks(teacher_eval: EvaluationRecord, student_eval: EvaluationRecord) -> dict[str, Any]:
     """The demo's bounds, in accuracy and in false rejects at the FAR target: the full-width
     student within :data:`MAX_DROP_POINTS` of the teacher, no gain as the width shrinks, and the
-    full-width student's test FAR <= :data:`FAR_TARGET` with FRR <= :data:`MAX_FRR`."""
+    full-width student's test FAR <= :data:`FAR_TARGET` with FRR <= :data:`MAX_FRR`, at the
+    threshold chosen on validation and at argmax (no threshold to land off target)."""
     [teacher_width] = teacher_eval.widths
     teacher = evaluate.headline(teacher_eval, teacher_width)
     students = [evaluate.headline(student_eval, width) for width in student_eval.widths]
@@ -180,6 +182,11 @@ def demo_checks(teacher_eval: EvaluationRecord, student_eval: EvaluationRecord) 
         "frr_within_max_drop": frr_known and frr_drop <= MAX_DROP_POINTS,
         "frr_monotone_in_width": frr_known and all(a <= b for a, b in zip(frrs, frrs[1:])),
         "meets_detection_target": (full["far"] is not None and full["far"] <= FAR_TARGET and full["frr"] <= MAX_FRR),
+        "meets_detection_target_at_argmax": (
+            full["non_keyword_rejection"] is not None
+            and full["non_keyword_rejection"] >= 1 - FAR_TARGET
+            and full["argmax_frr"] <= MAX_FRR
+        ),
     }
 
 
@@ -190,6 +197,10 @@ def _on_host(results: dict[str, Any]) -> str:
 
 def _points(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
+
+
+def _complement(share: float | None) -> float | None:
+    return None if share is None else 1 - share
 
 
 def _thresholds(thresholds: list[float]) -> str:
@@ -225,6 +236,7 @@ def format_results(results: dict[str, Any]) -> str:
             f"{evaluate.percent(figures['far'], 2)} | {evaluate.percent(figures['unseen_far'])} |"
         )
     found = teacher.detection
+    full = evaluate.headline(student, next(iter(student.widths)))  # the first width is the full one
     checks, storage = results["checks"], results["conversion"]["storage"]
     thresholds = results["input_thresholds"]
     lines += [
@@ -253,7 +265,11 @@ def format_results(results: dict[str, Any]) -> str:
         f"Target at full width: at least {100 * (1 - FAR_TARGET):g} % of non-keyword clips rejected "
         f"with at least {100 * (1 - MAX_FRR):g} % of keyword clips found (test FAR <= "
         f"{100 * FAR_TARGET:g} %, FRR <= {100 * MAX_FRR:g} %): "
-        f"{'met' if checks['meets_detection_target'] else 'NOT met'}.",
+        f"{'met' if checks['meets_detection_target'] else 'NOT met'} at the threshold chosen on validation "
+        f"(FAR {evaluate.percent(full['far'], 2)} %, FRR {evaluate.percent(full['frr'])} %); "
+        f"{'met' if checks['meets_detection_target_at_argmax'] else 'NOT met'} at argmax "
+        f"(FAR {evaluate.percent(_complement(full['non_keyword_rejection']), 2)} %, "
+        f"FRR {evaluate.percent(full['argmax_frr'])} %).",
         "",
         f"## LCE flatbuffers (`{results['flatbuffers']}`)",
         "",

@@ -58,6 +58,10 @@ def test_speakers_alike_choose_the_same_threshold_everywhere(script):
         assert row["evaluated_speakers"] == 5 - int(n)
         assert (row["far_mean"], row["far_sd"], row["far_p5"], row["far_p95"]) == pytest.approx((0.2, 0, 0.2, 0.2))
         assert (row["frr_mean"], row["frr_sd"], row["met"]) == pytest.approx((0.3, 0, 0.0))
+        assert row["argmax_met"] == 0.0
+    # Argmax takes `yes` above 0.5 (at 0.5 the tie goes to `unknown`, the first class): 5 of 10
+    # non-keywords, and misses the keywords at 0.3 and 0.5.
+    assert result["argmax_test"] == {"far": pytest.approx(0.5), "frr": pytest.approx(0.2)}
 
 
 def test_a_threshold_chosen_on_other_speakers_lands_where_they_differ(script):
@@ -76,6 +80,10 @@ def test_a_threshold_chosen_on_other_speakers_lands_where_they_differ(script):
         np.sqrt(row["far_mean"] * (1 - row["far_mean"]))
     )
     assert row["met"] == pytest.approx(1 - row["far_mean"])  # met exactly when calibrated on hard
+    # Argmax accepts all of hard's non-keywords and none of easy's: met exactly when easy is the
+    # speaker evaluated, the same draws.
+    assert result["argmax_test"] == {"far": 0.5, "frr": 0.0}
+    assert row["argmax_met"] == pytest.approx(row["met"]) and 0 < row["argmax_met"] < 1
 
 
 def test_the_table_and_json_say_the_same(script, tmp_path):
@@ -90,3 +98,5 @@ def test_the_table_and_json_say_the_same(script, tmp_path):
     row = next(line for line in out.read_text().splitlines() if line.startswith("| 8 |"))
     far, frr = result["8"]["validation_to_test"]["far"], result["8"]["validation_to_test"]["frr"]
     assert f"{100 * far:.2f} %, {100 * frr:.1f} %" in row
+    argmax, met = result["8"]["argmax_test"], result["8"]["resampled"]["1"]["argmax_met"]
+    assert row.endswith(f"| {100 * argmax['far']:.2f} %, {100 * argmax['frr']:.1f} %; N=1: {100 * met:.0f} % |")
