@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -12,6 +14,18 @@ from bifsmn_tf.data.synthetic import SynthConfig, generate
 #: with the two engines every install has. Background recordings of 10 s: the shortest whose
 #: 10 % test stretch still holds a 1-s crop (the ``standard`` protocol's silence).
 SMALL_SYNTH = SynthConfig(words="v1", clips_per_word=4, seed=0, engines=("espeak", "pico"), background_seconds=10.0)
+
+
+#: The repository's benchmark scripts, which some tests import.
+BENCHMARKS_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_script(path: Path, name: str | None = None) -> ModuleType:
+    """The Python script at ``path`` (a benchmark, a notebook helper), imported as a module."""
+    spec = importlib.util.spec_from_file_location(name or path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import math
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import BENCHMARKS_DIR, load_script
 
 import bifsmn_tf  # noqa: F401  (Keras 2 before TensorFlow loads)
 from bifsmn_tf import detection, evaluate
@@ -132,11 +131,7 @@ def test_standard_protocol_changes_the_composition(runs, synth_dataset):
 def test_the_threshold_spread_benchmark_scores_a_run_as_the_evaluation_does(runs, synth_dataset, tmp_path):
     """``benchmarks/threshold_spread.py`` reads a run's posteriors through the evaluation's code and
     adds each clip's speaker: its threshold and rates from validation to test are the evaluation's."""
-    spec = importlib.util.spec_from_file_location(
-        "threshold_spread", Path(__file__).resolve().parents[1] / "benchmarks" / "threshold_spread.py"
-    )
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script(BENCHMARKS_DIR / "threshold_spread.py")
     names, splits = script.split_scores(runs["teacher"])
     files = split_files(synth_dataset, "test")
     # Every clip of a word, none of silence (no file, no speaker), each with its file's speaker.

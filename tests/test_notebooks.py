@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import resource
 import time
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import load_script
 from nbclient import NotebookClient
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
@@ -21,10 +21,7 @@ FIGURE_CALL = re.compile(r"^(?:\w+ = )?(?:show|show_confusions|plot_curves)\(|^d
 
 
 def _load_strip_script():
-    spec = importlib.util.spec_from_file_location("strip_outputs", NOTEBOOKS_DIR / "strip_outputs.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(NOTEBOOKS_DIR / "strip_outputs.py")
 
 
 def test_all_five_notebooks_exist():

@@ -18,6 +18,7 @@ import larq_compute_engine as lce
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import BENCHMARKS_DIR, load_script
 from stream_models import write_converted
 
 import bifsmn_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
@@ -614,15 +615,10 @@ def test_score_detections_matches_each_keyword_once_within_the_tolerance():
 
 
 def test_streaming_benchmark_scores_replayed_hops_per_hour_of_talk():
-    import importlib.util
-
     from bifsmn_tf.data.long_recording import KeywordRecording
     from bifsmn_tf.stream import Hop
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "streaming.py"
-    spec = importlib.util.spec_from_file_location("streaming_benchmark", path)
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
+    benchmark = load_script(BENCHMARKS_DIR / "streaming.py", "streaming_benchmark")
 
     # 30 s: "yes" at 2.0-2.4 s, 15 s of talk (words, then babble) until 20 s, noise alone after
     # it; the hops hear "yes", then "no" in the talk and "up" in the noise.

@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SMALL_SYNTH
+from conftest import BENCHMARKS_DIR, SMALL_SYNTH, load_script
 
 from bifsmn_tf.data.labels import UNKNOWN, WORDS
 from bifsmn_tf.data.synthetic import SYNTH_JSON, generate
 from bifsmn_tf.data.synthetic.vocabulary import TRAINING_NEGATIVES
 from bifsmn_tf.features import FeatureConfig, build_frontend
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "synth_transfer.py"
-
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("synth_transfer", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BENCHMARKS_DIR / "synth_transfer.py")
 
 
 def test_a_held_out_engine_is_scored_on_the_sets_own_words_with_or_without_other_words(script, tmp_path):

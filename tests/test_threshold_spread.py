@@ -3,26 +3,21 @@ score tables (the scores of a run are the evaluation's, tested in test_evaluate.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import BENCHMARKS_DIR, load_script
 
 from bifsmn_tf.data.labels import UNKNOWN, task_labels
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "threshold_spread.py"
 NAMES = list(task_labels("v1-12"))
 YES, UNKNOWN_CLASS = NAMES.index("yes"), NAMES.index(UNKNOWN)
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("threshold_spread", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BENCHMARKS_DIR / "threshold_spread.py")
 
 
 def _speaker(name: str, non_keyword: list[float], keyword: list[float]) -> dict:
