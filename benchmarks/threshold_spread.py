@@ -75,12 +75,8 @@ def split_scores(run_dir: Path) -> tuple[list[str], dict[str, dict]]:
     return list(task_labels(data_config.task)), splits
 
 
-def _rates(scores, labels, names, threshold=None) -> tuple[float, float]:
-    """Pooled FAR and FRR at ``threshold``, or of the argmax rule when it is None."""
-    if threshold is None:
-        decisions = detection.argmax_decisions(scores, names)
-    else:
-        decisions = detection.threshold_decisions(scores, names, threshold)
+def _rates(decisions, labels, names) -> tuple[float, float]:
+    """Pooled FAR and FRR of ``decisions`` (:func:`detection.threshold_decisions` or ``argmax_decisions``)."""
     pooled = detection.rates(decisions, labels, names)["pooled"]
     return pooled["far"], pooled["frr"]
 
@@ -95,12 +91,14 @@ def spread(names, splits, far_target, far_levels, calibration_speakers, draws, s
     result = {}
     for width, test_scores in test["scores"].items():
         threshold = detection.choose_thresholds(val["scores"][width], val["labels"], names, far_target)["pooled"]
-        far, frr = _rates(test_scores, test["labels"], names, threshold)
+        far, frr = _rates(detection.threshold_decisions(test_scores, names, threshold), test["labels"], names)
+        # The argmax rule has no threshold: its decisions are the same whichever speakers calibrate.
+        argmax = detection.argmax_decisions(test_scores, names)
         curve = detection.det_curve(test_scores, test["labels"], names)
         row = {
             "validation_to_test": {"threshold": threshold, "far": far, "frr": frr},
             "test_curve_frr": {str(level): float(curve.frr[curve.far <= level].min()) for level in far_levels},
-            "argmax_test": dict(zip(("far", "frr"), _rates(test_scores, test["labels"], names))),
+            "argmax_test": dict(zip(("far", "frr"), _rates(argmax, test["labels"], names))),
             "resampled": {},
         }
         for n, draw_list in drawn.items():
@@ -110,11 +108,12 @@ def spread(names, splits, far_target, far_levels, calibration_speakers, draws, s
                 own = detection.choose_thresholds(test_scores[calibrate], test["labels"][calibrate], names, far_target)[
                     "pooled"
                 ]
-                rates = _rates(test_scores[~calibrate], test["labels"][~calibrate], names, own)
+                others = test["labels"][~calibrate]
+                rates = _rates(detection.threshold_decisions(test_scores[~calibrate], names, own), others, names)
                 fars.append(rates[0])
                 frrs.append(rates[1])
-                far, frr = _rates(test_scores[~calibrate], test["labels"][~calibrate], names)
-                argmax_met.append(far <= far_target and frr <= MAX_FRR)
+                argmax_far, argmax_frr = _rates(argmax[~calibrate], others, names)
+                argmax_met.append(argmax_far <= far_target and argmax_frr <= MAX_FRR)
             fars, frrs = np.array(fars), np.array(frrs)
             row["resampled"][str(n)] = {
                 "evaluated_speakers": int(len(speakers) - n),
